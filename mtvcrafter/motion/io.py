@@ -1,0 +1,85 @@
+"""Reading and writing motion files, whatever their format."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .amass import is_amass, read_amass
+from .errors import MotionError
+from .motion import Motion
+from .npz import is_our_npz, read_npz, write_npz
+from .official import read_official_pickle, write_official_pickle
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
+READABLE = "official motion pickle (.pkl), our motion .npz, AMASS/SMPL parameters .npz"
+
+
+def load_motions(path: str | Path, *, fps: float | None = None, body_model: str | Path | None = None) -> list[Motion]:
+    """Every clip in a motion file.
+
+    Args:
+        path: an official pickle (``.pkl``; every clip), our ``.npz`` or an AMASS ``.npz``.
+        fps: frame rate for files that do not store one (official pickles; 30 otherwise).
+        body_model: SMPL/SMPL-H/SMPL-X model ``.npz`` (or a folder of them) for exact AMASS joints.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MotionError("no such file" if not path.exists() else "not a file", source=str(path))
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return read_official_pickle(path, fps=fps)
+    if suffix == ".npz":
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise MotionError(f"not a readable .npz file ({exc})", source=str(path)) from None
+        with data:
+            keys = set(data.files)
+            if is_our_npz(keys):
+                return [read_npz(path, data)]
+            if is_amass(keys):
+                return [read_amass(path, data, body_model=body_model)]
+        raise MotionError(
+            f"an .npz with neither our motion fields (format, joints) nor AMASS fields (poses, trans); "
+            f"it has: {', '.join(sorted(keys)) or 'nothing'}",
+            source=str(path),
+        )
+    raise MotionError(f"unknown motion file type '{path.suffix}'; readable: {READABLE}", source=str(path))
+
+
+def load_motion(path: str | Path, clip: int = 0, **options: object) -> Motion:
+    """One clip of a motion file (the first by default); see :func:`load_motions` for ``options``."""
+    motions = load_motions(path, **options)  # type: ignore[arg-type]
+    if not -len(motions) <= clip < len(motions):
+        raise MotionError(
+            f"clip {clip} requested but the file holds {len(motions)} clip(s) (0–{len(motions) - 1})",
+            source=str(path),
+            field="clip",
+        )
+    return motions[clip]
+
+
+def save_motion(motion: Motion, path: str | Path) -> None:
+    """Write a motion as our ``.npz`` or, for ``.pkl``, in the official pickle layout."""
+    save_motions([motion], path)
+
+
+def save_motions(motions: list[Motion], path: str | Path) -> None:
+    """Write motions: several clips only fit an official ``.pkl``; ``.npz`` holds one."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        if len(motions) != 1:
+            raise MotionError(
+                f"an .npz holds one motion, got {len(motions)}; write a .pkl for several", source=str(path)
+            )
+        write_npz(motions[0], path)
+    elif suffix in (".pkl", ".pickle"):
+        write_official_pickle(motions, path)
+    else:
+        raise MotionError(
+            f"cannot write '{path.suffix}' files; use .npz (ours) or .pkl (official layout)", source=str(path)
+        )

@@ -1,0 +1,338 @@
+"""Forward and inverse kinematics of the SMPL-24 skeleton, batched over frames, in numpy.
+
+Conventions (as in SMPL): every joint ``j`` has a rest offset ``o_j`` from its parent (the root's is
+unused), a local rotation ``L_j`` relative to its parent, and a global rotation
+``G_j = G_parent(j) @ L_j``. Posed joints are ``p_0 = root_translation`` and
+``p_j = p_parent(j) + G_parent(j) @ o_j``. Rotations act on column vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .errors import MotionError
+from .rotations import best_fit_rotation, frame_from_two, rotation_between
+from .skeleton import CHILDREN, JOINT_NAMES, NEUTRAL_REST_JOINTS_M, NUM_JOINTS, PARENTS, rest_offsets_from_joints
+
+IKMode = Literal["fit", "exact"]
+
+
+def forward_kinematics(
+    rest_offsets: np.ndarray,
+    local_rotations: np.ndarray,
+    root_translation: np.ndarray,
+    offset_residuals: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose the skeleton.
+
+    Args:
+        rest_offsets: ``(24, 3)`` or ``(T, 24, 3)`` offsets of each joint from its parent at rest.
+        local_rotations: ``(T, 24, 3, 3)`` rotation of each joint relative to its parent
+            (the root's is global).
+        root_translation: ``(T, 3)`` position of the root joint.
+        offset_residuals: optional ``(T, 24, 3)`` extra offset of each joint, in its parent's
+            frame, added to the rest offset (how an exact fit keeps every source length).
+
+    Returns:
+        ``joints (T, 24, 3)`` and ``global_rotations (T, 24, 3, 3)``.
+    """
+    local_rotations = np.asarray(local_rotations, dtype=np.float64)
+    n_frames = local_rotations.shape[0]
+    offsets = np.broadcast_to(np.asarray(rest_offsets, dtype=np.float64), (n_frames, NUM_JOINTS, 3))
+    if offset_residuals is not None:
+        offsets = offsets + offset_residuals
+    joints = np.empty((n_frames, NUM_JOINTS, 3))
+    global_rot = np.empty((n_frames, NUM_JOINTS, 3, 3))
+    joints[:, 0] = root_translation
+    global_rot[:, 0] = local_rotations[:, 0]
+    for j in range(1, NUM_JOINTS):
+        p = PARENTS[j]
+        global_rot[:, j] = global_rot[:, p] @ local_rotations[:, j]
+        joints[:, j] = joints[:, p] + np.einsum("tab,tb->ta", global_rot[:, p], offsets[:, j])
+    return joints, global_rot
+
+
+# ---------------------------------------------------------------------------------------------
+# Inverse kinematics from joint positions alone.
+#
+# Twist about a bone cannot be seen in that bone's own two joints. For limbs it is taken from the
+# bend of the next joint: the knee and elbow are hinges, so the thigh's and upper arm's twist is
+# the one that puts the knee's / elbow's bend plane where the data has it; the shin's twist follows
+# the foot, the forearm's the hand. Where a limb is almost straight the bend plane is undefined and
+# the bone instead turns by the smallest rotation from its parent's frame. The spine's twist is
+# shared between the pelvis and the chest. The pelvis and the chest (three children each) are
+# oriented by a least-squares fit of their children.
+# ---------------------------------------------------------------------------------------------
+
+_X, _Y, _Z = np.eye(3)
+
+#: Rest-pose bend axis of the joint after each limb bone, in the body frame (Y up, facing +Z,
+#: left +X), and whether that joint bends one way only (so the sign of the observed axis is
+#: meaningful) — for joint j, the axis describes how j's child bends.
+_HINGES: dict[int, tuple[np.ndarray, bool]] = {
+    1: (_X, True),  # left knee bends backwards
+    2: (_X, True),
+    4: (-_X, False),  # ankle: the foot's direction sets the shin's twist
+    5: (-_X, False),
+    16: (-_Y, True),  # left elbow bends forwards
+    17: (_Y, True),
+    18: (-_Z, False),  # wrist bends both ways
+    19: (_Z, False),
+}
+_SPINE_SHARE = {3: 1.0 / 3.0, 6: 2.0 / 3.0}  # chest-twist share of spine1, spine2
+_CLUSTERS = (0, 9)  # joints with three children
+
+# Bend sines below _BEND_LOW give no twist information, above _BEND_HIGH full information.
+_BEND_LOW, _BEND_HIGH = 0.05, 0.35
+
+
+@dataclass
+class SkeletonFit:
+    """A rotation-based description of a joints-only motion (the result of :func:`inverse_kinematics`).
+
+    ``rest_offsets (24, 3)`` in the joints' unit in the body frame (Y up, facing +Z, left +X);
+    ``local_rotations (T, 24, 3, 3)``; ``root_translation (T, 3)``; ``offset_residuals``
+    ``(T, 24, 3)`` only for ``mode == "exact"``; ``error (T, 24)`` distance between the posed
+    skeleton and the source joints.
+    """
+
+    mode: IKMode
+    rest_offsets: np.ndarray
+    local_rotations: np.ndarray
+    root_translation: np.ndarray
+    offset_residuals: np.ndarray | None
+    error: np.ndarray
+
+    @property
+    def mean_error(self) -> float:
+        """Mean per-joint position error over all frames and joints (the joints' unit)."""
+        return float(self.error.mean())
+
+    def joints(self) -> np.ndarray:
+        """The posed joints ``(T, 24, 3)``."""
+        return forward_kinematics(
+            self.rest_offsets, self.local_rotations, self.root_translation, self.offset_residuals
+        )[0]
+
+
+def estimate_rest_offsets(joints: np.ndarray) -> np.ndarray:
+    """A rigid rest skeleton for a joints-only clip, ``(24, 3)`` offsets in the body frame.
+
+    Every bone gets the clip's median length. Limb and spine bones point as in the built-in neutral
+    T-pose. The pelvis and the chest keep the shape their three children have in the data (median of
+    their offsets in a frame attached to the cluster), turned to best match the neutral T-pose.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    parents = list((0, *PARENTS[1:]))
+    lengths = np.median(np.linalg.norm(joints - joints[:, parents], axis=-1), axis=0)
+    template = rest_offsets_from_joints(NEUTRAL_REST_JOINTS_M)
+    directions = template / np.linalg.norm(template, axis=-1, keepdims=True)
+    offsets = directions * lengths[:, None]
+    offsets[0] = 0.0
+    for j in _CLUSTERS:
+        children = list(CHILDREN[j])
+        rel = joints[:, children] - joints[:, j : j + 1]  # (T, 3, 3)
+        # Frame attached to the cluster: from the right child to the left, and towards the middle one.
+        lateral = rel[:, 0] - rel[:, 1] if j == 0 else rel[:, 1] - rel[:, 2]
+        middle = rel[:, 2] if j == 0 else rel[:, 0]
+        frames = frame_from_two(lateral, middle)  # (T, 3, 3), columns are the axes
+        local = np.einsum("tba,tcb->tca", frames, rel)  # offsets expressed in the cluster frame
+        shape = np.median(local, axis=0)
+        align = best_fit_rotation(shape, template[children])
+        offsets[children] = shape @ align.T
+    return offsets
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _bend_weight(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sine = np.linalg.norm(np.cross(_normalize(a), _normalize(b)), axis=-1)
+    return np.clip((sine - _BEND_LOW) / (_BEND_HIGH - _BEND_LOW), 0.0, 1.0)
+
+
+def inverse_kinematics(
+    joints: np.ndarray,
+    rest_offsets: np.ndarray | None = None,
+    mode: IKMode = "fit",
+    sweeps: int = 6,
+) -> SkeletonFit:
+    """Local rotations and root translation that reproduce joint positions on a rigid skeleton.
+
+    ``mode="fit"`` keeps every bone at its rest length and finds the pose whose joints are closest
+    to the source in the least-squares sense, with the root free: block coordinate descent over
+    the root position, each bone's direction and the rigid pelvis/chest clusters, each block solved
+    in closed form and vectorised over frames. Rotations (with the twist rules above) are then read
+    off the fitted positions. ``mode="exact"`` aims each bone from the source parent and stores the
+    remaining difference as ``offset_residuals``, so forward kinematics gives the source exactly.
+
+    Args:
+        joints: ``(T, 24, 3)`` joint positions, any right-handed frame and unit.
+        rest_offsets: ``(24, 3)`` rest skeleton; by default :func:`estimate_rest_offsets`.
+        mode: ``"fit"`` or ``"exact"``.
+        sweeps: passes of coordinate descent in fit mode.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or joints.shape[0] < 1:
+        raise MotionError(f"expected joints of shape (T, 24, 3), got {joints.shape}", field="joints")
+    if mode not in ("fit", "exact"):
+        raise MotionError(f"unknown inverse kinematics mode {mode!r}; use 'fit' or 'exact'", field="mode")
+    if rest_offsets is None:
+        rest_offsets = estimate_rest_offsets(joints)
+    rest_offsets = np.asarray(rest_offsets, dtype=np.float64)
+
+    if mode == "exact":
+        placed, local, residuals = _solve(joints, rest_offsets, joints, exact=True)
+    else:
+        start, _, _ = _solve(joints, rest_offsets, joints, exact=False)
+        fitted = _fit_positions(joints, start, rest_offsets, sweeps)
+        placed, local, residuals = _solve(fitted, rest_offsets, fitted, exact=False)
+    error = np.linalg.norm(placed - joints, axis=-1)
+    return SkeletonFit(mode, rest_offsets, local, placed[:, 0].copy(), residuals, error)
+
+
+def _subtree(j: int) -> list[int]:
+    out = [j]
+    for c in CHILDREN[j]:
+        out += _subtree(c)
+    return out
+
+
+_SUBTREES: tuple[tuple[int, ...], ...] = tuple(tuple(sorted(_subtree(j))) for j in range(NUM_JOINTS))
+
+
+def _fit_positions(targets: np.ndarray, placed: np.ndarray, rest: np.ndarray, sweeps: int) -> np.ndarray:
+    """Least-squares joint positions on the rigid skeleton ``rest``, starting from ``placed``.
+
+    Moving one block (the root position, one bone's direction, or a three-child cluster's
+    rotation) moves the subtrees below it rigidly, so the best block given the others is the
+    direction of the subtree's mean residual (bones) or a weighted Kabsch fit (clusters).
+    """
+    x = placed.copy()
+    lengths = np.linalg.norm(rest, axis=-1)
+    for _ in range(sweeps):
+        x += (targets - x).mean(axis=1, keepdims=True)
+        for j in range(NUM_JOINTS):
+            children = CHILDREN[j]
+            if len(children) == 1:
+                (c,) = children
+                sub = list(_SUBTREES[c])
+                residual = (targets[:, sub] - x[:, sub]).mean(axis=1)
+                new = x[:, j] + lengths[c] * _normalize(x[:, c] - x[:, j] + residual)
+                x[:, sub] += (new - x[:, c])[:, None]
+            elif len(children) > 1:
+                kids = list(children)
+                weights = np.array([len(_SUBTREES[c]) for c in kids], dtype=np.float64)
+                current = x[:, kids] - x[:, j : j + 1]
+                wanted = np.stack(
+                    [
+                        current[:, i] + (targets[:, list(_SUBTREES[c])] - x[:, list(_SUBTREES[c])]).mean(axis=1)
+                        for i, c in enumerate(kids)
+                    ],
+                    axis=1,
+                )
+                turn = best_fit_rotation(current, wanted, weights)
+                for i, c in enumerate(kids):
+                    sub = list(_SUBTREES[c])
+                    x[:, sub] += (np.einsum("tab,tb->ta", turn, current[:, i]) - current[:, i])[:, None]
+    return x
+
+
+def _solve(
+    joints: np.ndarray, rest: np.ndarray, root_source: np.ndarray, exact: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Pose the skeleton joint by joint, aiming each bone at ``joints`` from the placed parent
+    (``exact``: from the source parent, keeping the difference as a residual offset)."""
+    n = joints.shape[0]
+    root = root_source[:, 0]
+    chest = list(CHILDREN[9])
+    chest_rot = best_fit_rotation(rest[chest], joints[:, chest] - joints[:, 9:10])
+    placed = np.empty_like(joints)
+    global_rot = np.empty((n, NUM_JOINTS, 3, 3))
+    residuals = np.zeros((n, NUM_JOINTS, 3)) if exact else None
+    placed[:, 0] = root
+    if exact:
+        residuals[:, 0] = 0.0
+    for j in range(NUM_JOINTS):
+        children = CHILDREN[j]
+        parent_rot = global_rot[:, PARENTS[j]] if j else np.broadcast_to(np.eye(3), (n, 3, 3))
+        if not children:
+            global_rot[:, j] = parent_rot
+            continue
+        if len(children) > 1:
+            kids = list(children)
+            global_rot[:, j] = best_fit_rotation(rest[kids], joints[:, kids] - placed[:, j : j + 1])
+        else:
+            global_rot[:, j] = _orient_single(j, joints, placed, rest, parent_rot, global_rot, chest_rot)
+        for c in children:
+            placed[:, c] = placed[:, j] + global_rot[:, j] @ rest[c]
+            if exact:
+                residuals[:, c] = np.einsum("tba,tb->ta", global_rot[:, j], joints[:, c] - placed[:, c])
+                placed[:, c] = joints[:, c]
+    local = np.empty_like(global_rot)
+    local[:, 0] = global_rot[:, 0]
+    parents = list(PARENTS[1:])
+    local[:, 1:] = np.swapaxes(global_rot[:, parents], -1, -2) @ global_rot[:, 1:]
+    return placed, local, residuals
+
+
+def _orient_single(
+    j: int,
+    joints: np.ndarray,
+    placed: np.ndarray,
+    rest: np.ndarray,
+    parent_rot: np.ndarray,
+    global_rot: np.ndarray,
+    chest_rot: np.ndarray,
+) -> np.ndarray:
+    """Global rotation of a joint with one child: aim the bone, then choose the twist about it."""
+    (c,) = CHILDREN[j]
+    aim = joints[:, c] - placed[:, j]
+    rest_dir = rest[c]
+    # Smallest turn from where the parent's frame points the bone: the twist-free choice.
+    swing = rotation_between(parent_rot @ rest_dir, aim)
+    free = swing @ parent_rot
+    if j in _SPINE_SHARE:
+        # Reference axis: the pelvis's left-right axis turned part of the way to the chest's.
+        share = _SPINE_SHARE[j]
+        reference = _X - np.dot(_X, _normalize(rest_dir)) * _normalize(rest_dir)
+        wanted = (1 - share) * (global_rot[:, 0] @ reference) + share * (chest_rot @ reference)
+        return _twist_towards(rest_dir, reference, aim, wanted, free)
+    if j in _HINGES and CHILDREN[c]:
+        axis, one_way = _HINGES[j]
+        reference = axis - np.dot(axis, _normalize(rest_dir)) * _normalize(rest_dir)
+        default = free @ reference
+        g = CHILDREN[c][0]
+        observed = np.cross(aim, joints[:, g] - joints[:, c])
+        observed = _normalize(observed)
+        if not one_way:
+            observed *= np.where(np.sum(observed * default, axis=-1, keepdims=True) < 0, -1.0, 1.0)
+        weight = _bend_weight(aim, joints[:, g] - joints[:, c])[:, None]
+        wanted = weight * observed + (1 - weight) * default
+        return _twist_towards(rest_dir, reference, aim, wanted, free)
+    return free
+
+
+def _twist_towards(
+    rest_dir: np.ndarray, rest_ref: np.ndarray, aim: np.ndarray, wanted: np.ndarray, fallback: np.ndarray
+) -> np.ndarray:
+    """Rotation taking ``rest_dir`` onto ``aim`` and ``rest_ref`` as close as it can to ``wanted``."""
+    wanted_perp = wanted - np.sum(wanted * _normalize(aim), axis=-1, keepdims=True) * _normalize(aim)
+    ok = np.linalg.norm(wanted_perp, axis=-1) > 1e-6
+    safe_wanted = np.where(ok[:, None], wanted_perp, fallback @ rest_ref)
+    rest_frame = frame_from_two(rest_dir, rest_ref)
+    frames = frame_from_two(aim, safe_wanted)
+    return frames @ rest_frame.T
+
+
+__all__ = [
+    "JOINT_NAMES",
+    "SkeletonFit",
+    "estimate_rest_offsets",
+    "forward_kinematics",
+    "inverse_kinematics",
+]

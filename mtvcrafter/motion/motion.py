@@ -1,0 +1,192 @@
+"""The Motion type: one person's 24 SMPL joints per frame, in millimetres, in camera space."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE
+from .errors import MotionError
+from .skeleton import NUM_JOINTS, bone_lengths
+
+#: A person's median bone length lies well inside this range when joints are in millimetres.
+PLAUSIBLE_BONE_MM = (20.0, 1500.0)
+
+
+@dataclass
+class Motion:
+    """A human motion as MTVCrafter consumes it.
+
+    Attributes:
+        joints: ``(T, 24, 3)`` float32, millimetres, camera space with OpenCV axes
+            (x right, y down, z forward), SMPL-24 joint order.
+        fps: frames per second of the samples.
+        image_size: ``(H, W)`` of the source video the camera belongs to, if known.
+        fov_deg: field of view across the larger image side.
+        frame_start: the Blender frame of the first sample, if the motion came from a scene.
+        rotations: optional ``(T, 24, 4)`` quaternions (w, x, y, z), each joint's rotation relative
+            to its parent (the root's relative to the camera), for ``rest_offsets``.
+        root_translation: optional ``(T, 3)`` root (pelvis) position, millimetres, camera space.
+        rest_offsets: optional ``(24, 3)`` rest skeleton (offset of each joint from its parent, mm,
+            body frame: Y up, facing +Z, left +X) that ``rotations`` pose.
+        betas: optional SMPL shape coefficients.
+        name: a short label (clip name).
+        source: where it was read from, for messages.
+        source_format: ``"official-pkl"``, ``"mtvcrafter-npz"``, ``"amass-npz"``, ``"bvh"`` or ``"array"``.
+        notes: facts about how it was made that a user should know (e.g. which skeleton was used).
+        metadata: fields of the source file kept for writing it back (e.g. ``video_path``).
+    """
+
+    joints: np.ndarray
+    fps: float = 30.0
+    image_size: tuple[int, int] | None = None
+    fov_deg: float = DEFAULT_FOV_DEG
+    frame_start: int | None = None
+    rotations: np.ndarray | None = None
+    root_translation: np.ndarray | None = None
+    rest_offsets: np.ndarray | None = None
+    betas: np.ndarray | None = None
+    name: str = ""
+    source: str | None = None
+    source_format: str = "array"
+    notes: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        src = self.source
+        joints = np.asarray(self.joints)
+        if joints.dtype.kind not in "fiu":
+            raise MotionError(f"joints must be numbers, got dtype {joints.dtype}", source=src, field="joints")
+        if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3):
+            raise MotionError(
+                f"expected shape (frames, 24, 3), got {joints.shape}; MTVCrafter motion has the 24 SMPL joints "
+                "per frame in millimetres",
+                source=src,
+                field="joints",
+            )
+        if joints.shape[0] < 1:
+            raise MotionError("the motion has no frames", source=src, field="joints")
+        bad = ~np.isfinite(joints).all(axis=(1, 2))
+        if bad.any():
+            frames = np.flatnonzero(bad)
+            listed = ", ".join(str(i) for i in frames[:10]) + (" …" if len(frames) > 10 else "")
+            raise MotionError(
+                f"{len(frames)} frame(s) hold NaN or infinite values (frames {listed}); fill or trim them before use",
+                source=src,
+                field="joints",
+            )
+        self.joints = np.ascontiguousarray(joints, dtype=np.float32)
+        if joints.shape[0] >= 1:
+            typical = float(np.median(bone_lengths(self.joints[:, :, :].astype(np.float64))[:, 1:]))
+            low, high = PLAUSIBLE_BONE_MM
+            if typical < low:
+                hint = (
+                    "the joints look like metres; multiply by 1000"
+                    if typical >= low / 1000.0
+                    else "the joints are (nearly) all at one point"
+                )
+                raise MotionError(
+                    f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); {hint}",
+                    source=src,
+                    field="joints",
+                )
+            if typical > high:
+                raise MotionError(
+                    f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); "
+                    "check the unit of the data",
+                    source=src,
+                    field="joints",
+                )
+        try:
+            fps = float(self.fps)
+        except (TypeError, ValueError):
+            raise MotionError(f"fps must be a number, got {self.fps!r}", source=src, field="fps") from None
+        if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+            raise MotionError(f"fps must be between 0 and 1000, got {self.fps!r}", source=src, field="fps")
+        self.fps = fps
+        if self.image_size is not None:
+            size = tuple(int(v) for v in np.asarray(self.image_size).reshape(-1))
+            if len(size) != 2 or min(size) < 1 or max(size) > 65536:
+                raise MotionError(
+                    f"image_size must be (height, width) in pixels, got {self.image_size!r}",
+                    source=src,
+                    field="image_size",
+                )
+            self.image_size = (size[0], size[1])
+        fov = float(self.fov_deg)
+        if not 1.0 <= fov <= 179.0:
+            raise MotionError(f"fov_deg must be between 1 and 179 degrees, got {fov}", source=src, field="fov_deg")
+        self.fov_deg = fov
+        if self.frame_start is not None:
+            self.frame_start = int(self.frame_start)
+        n = self.num_frames
+        self.rotations = self._optional(self.rotations, (n, NUM_JOINTS, 4), "rotations")
+        self.root_translation = self._optional(self.root_translation, (n, 3), "root_translation")
+        self.rest_offsets = self._optional(self.rest_offsets, (NUM_JOINTS, 3), "rest_offsets")
+        if self.betas is not None:
+            self.betas = self._optional(self.betas, (int(np.asarray(self.betas).size),), "betas")
+        self.notes = tuple(self.notes)
+
+    def _optional(self, value: Any, shape: tuple[int, ...], name: str) -> np.ndarray | None:
+        if value is None:
+            return None
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu" or array.shape != shape:
+            raise MotionError(f"expected shape {shape}, got {array.shape}", source=self.source, field=name)
+        if not np.isfinite(array).all():
+            raise MotionError("holds NaN or infinite values", source=self.source, field=name)
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.joints.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the samples (frames / fps)."""
+        return self.num_frames / self.fps
+
+    @property
+    def camera_image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the camera the joints are expressed in (a square when unknown)."""
+        return self.image_size or DEFAULT_IMAGE_SIZE
+
+    def warnings(self) -> list[str]:
+        """Things that make the motion unlikely to render well, in plain words (empty when fine)."""
+        out = []
+        depth = self.joints[:, :, 2]
+        behind = np.flatnonzero((depth <= 0).any(axis=1))
+        if len(behind):
+            out.append(
+                f"{len(behind)} frame(s) have joints at or behind the camera (first: frame {behind[0]}); "
+                "the person must stand in front of the camera"
+            )
+        return out
+
+    def with_joints(self, joints: np.ndarray, **changes: Any) -> Motion:
+        """A copy with new joints; rotation data no longer matching them is dropped."""
+        return replace(self, joints=joints, rotations=None, root_translation=None, rest_offsets=None, **changes)
+
+    def slice(self, start: int, stop: int | None = None) -> Motion:
+        """Frames ``[start, stop)`` as a new motion (``frame_start`` moves with them)."""
+        stop = self.num_frames if stop is None else stop
+        if not 0 <= start < stop <= self.num_frames:
+            raise MotionError(
+                f"frame range [{start}, {stop}) is outside the motion's {self.num_frames} frames",
+                source=self.source,
+                field="frames",
+            )
+
+        def cut(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[start:stop]
+
+        return replace(
+            self,
+            joints=self.joints[start:stop],
+            rotations=cut(self.rotations),
+            root_translation=cut(self.root_translation),
+            frame_start=None if self.frame_start is None else self.frame_start + start,
+        )

@@ -1,0 +1,130 @@
+"""Our motion file: a plain ``.npz`` (no pickles), format ``"mtvcrafter-motion"`` version 1."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MotionError
+from .motion import Motion
+
+FORMAT = "mtvcrafter-motion"
+VERSION = 1
+_OPTIONAL_ARRAYS = ("rotations", "root_translation", "rest_offsets", "betas")
+
+
+def is_our_npz(keys: set[str]) -> bool:
+    return "format" in keys and "joints" in keys
+
+
+def motion_to_arrays(motion: Motion) -> dict[str, np.ndarray]:
+    """The arrays of our ``.npz`` layout for a motion (also what the server accepts as upload)."""
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(FORMAT),
+        "version": np.array(VERSION, dtype=np.int32),
+        "joints": motion.joints.astype(np.float32),
+        "fps": np.array(motion.fps, dtype=np.float64),
+        "fov_deg": np.array(motion.fov_deg, dtype=np.float64),
+    }
+    if motion.image_size is not None:
+        arrays["image_size"] = np.array(motion.image_size, dtype=np.int32)
+    if motion.frame_start is not None:
+        arrays["frame_start"] = np.array(motion.frame_start, dtype=np.int64)
+    for name in _OPTIONAL_ARRAYS:
+        value = getattr(motion, name)
+        if value is not None:
+            arrays[name] = value.astype(np.float32)
+    info = {
+        "name": motion.name,
+        "source_format": motion.source_format,
+        "notes": list(motion.notes),
+        "metadata": motion.metadata,
+    }
+    arrays["info"] = np.array(json.dumps(info, ensure_ascii=False, default=str))
+    return arrays
+
+
+def write_npz(motion: Motion, path: str | Path) -> None:
+    """Write our ``.npz`` atomically (a partial file never replaces a good one)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **motion_to_arrays(motion))
+    tmp.replace(path)
+
+
+def read_npz(path: str | Path, arrays: Any = None) -> Motion:
+    """Read our ``.npz`` (``allow_pickle=False``: object arrays are refused)."""
+    source = str(path)
+    try:
+        data = arrays if arrays is not None else np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise MotionError(f"not a readable .npz file ({exc})", source=source) from None
+    return motion_from_arrays(data, source)
+
+
+def motion_from_arrays(data: Any, source: str) -> Motion:
+    """Build a motion from the arrays of our ``.npz`` layout, checking every field."""
+
+    def get(name: str) -> np.ndarray | None:
+        if name not in data:
+            return None
+        try:
+            return np.asarray(data[name])
+        except ValueError:
+            raise MotionError("holds Python objects, which are not allowed", source=source, field=name) from None
+
+    fmt = get("format")
+    if fmt is None or str(fmt) != FORMAT:
+        raise MotionError(
+            f"expected format '{FORMAT}', found {None if fmt is None else str(fmt)!r}", source=source, field="format"
+        )
+    version = get("version")
+    if version is None or version.shape != () or int(version) < 1:
+        raise MotionError("missing or invalid version", source=source, field="version")
+    if int(version) > VERSION:
+        raise MotionError(
+            f"version {int(version)} was written by a newer mtvcrafter (this one reads up to {VERSION}); upgrade",
+            source=source,
+            field="version",
+        )
+    joints = get("joints")
+    if joints is None:
+        raise MotionError("missing", source=source, field="joints")
+    fps = get("fps")
+    if fps is None or fps.shape != ():
+        raise MotionError("missing or not a single number", source=source, field="fps")
+    kwargs: dict[str, Any] = {}
+    for name in ("image_size", *_OPTIONAL_ARRAYS):
+        value = get(name)
+        if value is not None:
+            kwargs[name] = value
+    for name in ("fov_deg", "frame_start"):
+        value = get(name)
+        if value is not None:
+            if value.shape != ():
+                raise MotionError("must be a single number", source=source, field=name)
+            kwargs[name] = value.item()
+    info: dict[str, Any] = {}
+    raw_info = get("info")
+    if raw_info is not None:
+        try:
+            info = json.loads(str(raw_info))
+        except json.JSONDecodeError:
+            raise MotionError("is not valid JSON", source=source, field="info") from None
+        if not isinstance(info, dict):
+            raise MotionError("must be a JSON object", source=source, field="info")
+    return Motion(
+        joints=joints,
+        fps=fps.item(),
+        name=str(info.get("name", "")),
+        source=source,
+        source_format="mtvcrafter-npz",
+        notes=tuple(str(n) for n in info.get("notes", [])),
+        metadata=dict(info.get("metadata", {})),
+        **kwargs,
+    )

@@ -1,0 +1,137 @@
+"""The official motion pickle (``sampled_data.pkl``, and what the NLF extraction script writes)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+
+from .errors import MotionError
+from .motion import Motion
+from .safe_pickle import safe_load_pickle
+from .skeleton import NUM_JOINTS
+
+#: The official pickle does not store a frame rate; its sample clips are 30 fps video frames.
+OFFICIAL_PICKLE_FPS = 30.0
+_FIELD_ORDER = ("file_path", "video_path", "pose", "video_length", "video_height", "video_width")
+
+
+def read_official_pickle(path: str | Path, fps: float | None = None) -> list[Motion]:
+    """Every clip of an official motion pickle, as motions (joints in mm, camera space).
+
+    ``pose`` may be a ``(T, 24, 3)`` array, or ``{'joints3d_nonparam': [per-frame (people, 24, 3)]}``
+    of which the first person is used. ``fps`` overrides the assumed 30 fps.
+    """
+    source = str(path)
+    data = safe_load_pickle(path)
+    clips = [data] if isinstance(data, dict) else data
+    if not isinstance(clips, list) or not clips:
+        raise MotionError(f"expected a dict or a non-empty list of dicts, found {type(data).__name__}", source=source)
+    return [_read_clip(clip, i, source, len(clips), fps) for i, clip in enumerate(clips)]
+
+
+def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None) -> Motion:
+    where = f"{source} (clip {index})" if count > 1 else source
+    if not isinstance(clip, dict):
+        raise MotionError(f"expected a dict per clip, found {type(clip).__name__}", source=where)
+    if "pose" not in clip:
+        raise MotionError(f"no 'pose' in the clip (keys: {', '.join(map(str, clip))})", source=where, field="pose")
+    joints = _pose_to_joints(clip["pose"], where)
+    notes = []
+    if fps is None:
+        fps = OFFICIAL_PICKLE_FPS
+        notes.append(f"the file stores no frame rate; {OFFICIAL_PICKLE_FPS:g} fps assumed")
+    length = clip.get("video_length")
+    if length is not None and int(length) != joints.shape[0]:
+        notes.append(f"video_length says {int(length)} frames but the pose has {joints.shape[0]}")
+    image_size = None
+    if clip.get("video_height") is not None and clip.get("video_width") is not None:
+        image_size = (int(clip["video_height"]), int(clip["video_width"]))
+    metadata = {k: _plain(v) for k, v in clip.items() if k != "pose"}
+    video = clip.get("video_path") or clip.get("file_path")
+    name = PurePath(str(video)).stem if video else f"clip{index}"
+    return Motion(
+        joints=joints,
+        fps=fps,
+        image_size=image_size,
+        name=name,
+        source=where,
+        source_format="official-pkl",
+        notes=tuple(notes),
+        metadata=metadata,
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _pose_to_joints(pose: Any, where: str) -> np.ndarray:
+    if isinstance(pose, dict):
+        if "joints3d_nonparam" not in pose:
+            raise MotionError(
+                f"the pose dict has no 'joints3d_nonparam' (keys: {', '.join(map(str, pose))})",
+                source=where,
+                field="pose",
+            )
+        frames = pose["joints3d_nonparam"]
+        if not isinstance(frames, (list, tuple)) or not frames:
+            raise MotionError(
+                "'joints3d_nonparam' must be a non-empty list of per-frame arrays",
+                source=where,
+                field="pose.joints3d_nonparam",
+            )
+        people = [np.asarray(f) for f in frames]
+        empty = [i for i, f in enumerate(people) if f.ndim != 3 or f.shape[0] == 0]
+        if empty:
+            listed = ", ".join(map(str, empty[:10])) + (" …" if len(empty) > 10 else "")
+            raise MotionError(
+                f"no person was detected in {len(empty)} frame(s) ({listed}); trim them or re-run the extraction",
+                source=where,
+                field="pose.joints3d_nonparam",
+            )
+        wrong = [i for i, f in enumerate(people) if f.shape[1:] != (NUM_JOINTS, 3)]
+        if wrong:
+            raise MotionError(
+                f"frame {wrong[0]} has shape {people[wrong[0]].shape}, expected (people, 24, 3)",
+                source=where,
+                field="pose.joints3d_nonparam",
+            )
+        return np.stack([f[0] for f in people]).astype(np.float32)
+    array = np.asarray(pose)
+    if array.ndim == 4 and array.shape[2:] == (NUM_JOINTS, 3) and array.shape[1] >= 1:
+        array = array[:, 0]
+    if array.ndim != 3 or array.shape[1:] != (NUM_JOINTS, 3):
+        raise MotionError(f"expected a (frames, 24, 3) array, got shape {array.shape}", source=where, field="pose")
+    return array
+
+
+def write_official_pickle(motions: list[Motion], path: str | Path) -> None:
+    """Write motions in the official layout (a list of dicts, ``pose`` a float32 ``(T, 24, 3)`` array).
+
+    Fields read from an official file are written back unchanged and in the official order, so a
+    clip read from one and written again produces the same bytes.
+    """
+    clips = []
+    for motion in motions:
+        height, width = motion.camera_image_size
+        fields = dict(motion.metadata)
+        fields.update(
+            pose=motion.joints,
+            video_length=motion.num_frames,
+            video_height=height,
+            video_width=width,
+        )
+        fields.setdefault("video_path", f"./data/videos/{motion.name or 'motion'}.mp4")
+        ordered = {k: fields[k] for k in _FIELD_ORDER if k in fields}
+        ordered.update((k, v) for k, v in fields.items() if k not in ordered)
+        clips.append(ordered)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as handle:
+        pickle.dump(clips, handle, protocol=4)
+    tmp.replace(path)
