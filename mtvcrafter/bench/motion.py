@@ -1,0 +1,92 @@
+"""Motion-core benchmarks: reading the official pickle and inverse kinematics of long clips."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..motion import CHILDREN, NUM_JOINTS, PARENTS, inverse_kinematics, load_motions
+from ..motion.kinematics import estimate_rest_offsets
+from ..motion.rotations import best_fit_rotation, rotation_between
+from . import Row, best_of
+
+
+def sample_pickle() -> Path:
+    """The official sample motions shipped in ``examples/`` (5 clips, the longest 653 frames)."""
+    here = Path(__file__).resolve().parents[2] / "examples" / "sampled_data.pkl"
+    if here.is_file():
+        return here
+    raise FileNotFoundError(f"{here}: the sample motions are not there; run from a checkout of the project")
+
+
+def baseline_ik_per_frame(joints: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """Straightforward inverse kinematics: one frame at a time, each bone aimed from the source
+    parent (direction matching), the pelvis and chest by a per-frame Kabsch fit. Returns the
+    local rotations ``(T, 24, 3, 3)``."""
+    out = np.zeros((joints.shape[0], NUM_JOINTS, 3, 3))
+    for t in range(joints.shape[0]):
+        frame = joints[t]
+        glob = [np.eye(3)] * NUM_JOINTS
+        for j in range(NUM_JOINTS):
+            parent_rot = glob[PARENTS[j]] if j else np.eye(3)
+            kids = CHILDREN[j]
+            if len(kids) > 1:
+                glob[j] = best_fit_rotation(rest[list(kids)], frame[list(kids)] - frame[j])
+            elif kids:
+                c = kids[0]
+                glob[j] = rotation_between(parent_rot @ rest[c], frame[c] - frame[j]) @ parent_rot
+            else:
+                glob[j] = parent_rot
+            out[t, j] = glob[j] if j == 0 else glob[PARENTS[j]].T @ glob[j]
+    return out
+
+
+def motion_benchmarks(quick: bool = False) -> list[Row]:
+    path = sample_pickle()
+    repeats = 3 if quick else 10
+    rows = []
+
+    def ours_read() -> None:
+        load_motions(path)
+
+    def baseline_read() -> None:
+        with open(path, "rb") as handle:
+            pickle.load(handle)  # unrestricted: what the official scripts do, no checks
+
+    rows.append(
+        Row(
+            "read sample .pkl (5 clips, longest 653 frames)",
+            best_of(ours_read, repeats),
+            best_of(baseline_read, repeats),
+            "plain pickle.load, no checks",
+            0.050,
+        )
+    )
+
+    clip = load_motions(path)[3].joints.astype(np.float64)
+    reps = -(-10_000 // clip.shape[0])
+    # Play the clip forwards then backwards so the long clip has no jumps.
+    long_clip = np.concatenate([clip if i % 2 == 0 else clip[::-1] for i in range(reps)])[:10_000]
+    ik_repeats = 1 if quick else 3
+    ours = best_of(lambda: inverse_kinematics(long_clip), ik_repeats)
+    rest = estimate_rest_offsets(long_clip)
+    subset = 200 if quick else 500
+    start = time.perf_counter()
+    baseline_ik_per_frame(long_clip[:subset], rest)
+    baseline = (time.perf_counter() - start) * (len(long_clip) / subset)
+    rows.append(
+        Row(
+            "inverse kinematics, 10,000 frames (fit mode)",
+            ours,
+            baseline,
+            f"per-frame loop, direction matching ({subset} frames timed, scaled)",
+            2.0,
+        )
+    )
+    return rows
+
+
+__all__ = ["baseline_ik_per_frame", "motion_benchmarks"]

@@ -1,0 +1,273 @@
+"""The ``mtvcrafter`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class Progress:
+    """A one-line progress bar on stderr (only redrawn on a terminal), with rate and ETA."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.live = self.stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.perf_counter()
+        if not self.live or (now - self._last < 0.1 and done != total):
+            return
+        self._last = now
+        elapsed = now - self.start
+        if total:
+            width = 30
+            filled = int(width * done / total)
+            eta = elapsed / done * (total - done) if done else 0.0
+            line = f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ETA {eta:4.1f}s"
+        else:
+            line = f"\r{self.label} {done}"
+        self.stream.write(line)
+        self.stream.flush()
+
+    def close(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        if self.live:
+            self.stream.write("\n")
+        return elapsed
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x512, got {text!r}") from None
+    return width, height
+
+
+def _motion_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fps", type=float, help="frame rate for files that store none (official .pkl: 30)")
+    parser.add_argument(
+        "--body-model",
+        metavar="PATH",
+        help="SMPL/SMPL-H/SMPL-X model .npz, or a folder of them, for exact AMASS joints "
+        "(default: the built-in neutral skeleton)",
+    )
+
+
+def _load_options(args: argparse.Namespace) -> dict:
+    return {"fps": args.fps, "body_model": args.body_model}
+
+
+def cmd_motion_info(args: argparse.Namespace) -> int:
+    from .motion import load_motions
+
+    motions = load_motions(args.file, **_load_options(args))
+    clips = []
+    for index, motion in enumerate(motions):
+        clips.append(
+            {
+                "clip": index,
+                "name": motion.name,
+                "frames": motion.num_frames,
+                "joints": int(motion.joints.shape[1]),
+                "fps": motion.fps,
+                "duration_s": round(motion.duration, 4),
+                "source_format": motion.source_format,
+                "image_size": list(motion.image_size) if motion.image_size else None,
+                "fov_deg": motion.fov_deg,
+                "frame_start": motion.frame_start,
+                "has_rotations": motion.rotations is not None,
+                "notes": list(motion.notes),
+                "warnings": motion.warnings(),
+            }
+        )
+    if args.json:
+        print(json.dumps({"file": str(args.file), "clips": clips}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{args.file}: {len(clips)} clip(s), format {clips[0]['source_format']}")
+    for c in clips:
+        size = "x".join(map(str, reversed(c["image_size"]))) if c["image_size"] else "unknown"
+        print(
+            f"  [{c['clip']}] {c['name'] or '-'}: {c['frames']} frames x {c['joints']} joints, "
+            f"{c['fps']:g} fps ({c['duration_s']:.2f} s), camera image {size}, fov {c['fov_deg']:g}°"
+        )
+        for note in c["notes"]:
+            print(f"      note: {note}")
+        for warning in c["warnings"]:
+            print(f"      warning: {warning}")
+    return 0
+
+
+def cmd_motion_convert(args: argparse.Namespace) -> int:
+    from .motion import load_motion, save_motion
+
+    motion = load_motion(args.input, clip=args.clip, **_load_options(args))
+    if args.fit:
+        from .motion import inverse_kinematics
+        from .motion.rotations import matrix_to_quaternion
+
+        fit = inverse_kinematics(motion.joints, mode="fit")
+        motion.rotations = matrix_to_quaternion(fit.local_rotations).astype("float32")
+        motion.root_translation = fit.root_translation.astype("float32")
+        motion.rest_offsets = fit.rest_offsets.astype("float32")
+        print(f"fitted a rigid skeleton: mean per-joint error {fit.mean_error:.2f} mm", file=sys.stderr)
+    save_motion(motion, args.output)
+    print(f"wrote {args.output} ({motion.num_frames} frames, {motion.fps:g} fps)")
+    return 0
+
+
+def cmd_motion_fit(args: argparse.Namespace) -> int:
+    from .motion import inverse_kinematics, load_motions
+
+    motions = load_motions(args.file, **_load_options(args))
+    rows = []
+    for index, motion in enumerate(motions):
+        start = time.perf_counter()
+        fit = inverse_kinematics(motion.joints, mode=args.mode)
+        rows.append(
+            {
+                "clip": index,
+                "name": motion.name,
+                "frames": motion.num_frames,
+                "mode": args.mode,
+                "mean_error_mm": round(fit.mean_error, 3),
+                "max_error_mm": round(float(fit.error.max()), 3),
+                "seconds": round(time.perf_counter() - start, 4),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        print(f"{'clip':>4}  {'frames':>6}  {'mean mm':>8}  {'max mm':>8}  name")
+        for r in rows:
+            print(
+                f"{r['clip']:>4}  {r['frames']:>6}  {r['mean_error_mm']:>8.2f}  {r['max_error_mm']:>8.1f}  {r['name']}"
+            )
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from .motion import load_motion
+    from .render import render_preview
+
+    motion = load_motion(args.motion, clip=args.clip, **_load_options(args))
+    for warning in motion.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    progress = Progress("rendering")
+    out = render_preview(motion, args.ref, args.out, size=args.size, placement=args.placement, progress=progress)
+    elapsed = progress.close()
+    print(
+        f"rendered {motion.num_frames} frames at {motion.fps:g} fps with the {args.backend} backend in {elapsed:.1f} s",
+        file=sys.stderr,
+    )
+    print(Path(out).resolve())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmarks
+
+    return run_benchmarks(args.suite, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtvcrafter", description="Animate a human image with a 3D motion (MTVCrafter)."
+    )
+    parser.add_argument("--version", action="version", version=f"mtvcrafter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    motion = commands.add_parser("motion", help="inspect and convert motion files")
+    motion_commands = motion.add_subparsers(dest="motion_command", required=True, metavar="ACTION")
+
+    info = motion_commands.add_parser("info", help="frames, joints, fps, format and duration of every clip")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    _motion_options(info)
+    info.set_defaults(run=cmd_motion_info)
+
+    convert = motion_commands.add_parser(
+        "convert", help="convert to our .npz or to the official .pkl layout (by the output's extension)"
+    )
+    convert.add_argument("input")
+    convert.add_argument("output")
+    convert.add_argument("--clip", type=int, default=0, help="clip of a multi-clip file (default 0)")
+    convert.add_argument(
+        "--fit", action="store_true", help="also store rotations of a fitted rigid skeleton (for rigging tools)"
+    )
+    _motion_options(convert)
+    convert.set_defaults(run=cmd_motion_convert)
+
+    fit = motion_commands.add_parser(
+        "fit", help="fit a rigid SMPL skeleton (inverse kinematics) and report the per-joint error"
+    )
+    fit.add_argument("file")
+    fit.add_argument(
+        "--mode",
+        choices=("fit", "exact"),
+        default="fit",
+        help="fit: fixed bone lengths, least squares; exact: per-frame offsets, no error",
+    )
+    fit.add_argument("--json", action="store_true")
+    _motion_options(fit)
+    fit.set_defaults(run=cmd_motion_fit)
+
+    animate = commands.add_parser("animate", help="render a video of the reference image following the motion")
+    animate.add_argument("--ref", required=True, help="reference image (PNG, JPEG, …)")
+    animate.add_argument("--motion", required=True, help="motion file (.pkl, .npz)")
+    animate.add_argument("--out", required=True, help="output .mp4")
+    animate.add_argument(
+        "--backend",
+        choices=("preview",),
+        default="preview",
+        help="preview: the skeleton drawn over the reference image, on the CPU",
+    )
+    animate.add_argument("--clip", type=int, default=0, help="clip of a multi-clip file (default 0)")
+    animate.add_argument("--size", type=_size, default=(512, 512), help="output WIDTHxHEIGHT (default 512x512)")
+    animate.add_argument(
+        "--placement",
+        choices=("fit", "camera"),
+        default="fit",
+        help="fit: skeleton scaled over the middle of the image; camera: where the motion's own camera saw it",
+    )
+    _motion_options(animate)
+    animate.set_defaults(run=cmd_animate)
+
+    bench = commands.add_parser("bench", help="benchmarks against baselines measured in the same run")
+    bench.add_argument("suite", choices=("motion",), help="what to measure")
+    bench.add_argument("--quick", action="store_true", help="fewer repeats")
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .motion import MotionError
+    from .render import RenderError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (MotionError, RenderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
