@@ -19,6 +19,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check mtvcrafter server tests
+	$(BIN)/ruff format --check mtvcrafter server tests
 	$(BIN)/lint-imports
 
 test: lint

@@ -42,11 +42,11 @@ def print_table(title: str, rows: list[Row]) -> None:
     print(header)
     print("-" * len(header))
     for r in rows:
-        base = f"{r.baseline_s * 1000:8.1f}ms" if r.baseline_s is not None else f"{'-':>10}"
+        base = f"{r.baseline_s * 1000:8.2f}ms" if r.baseline_s is not None else f"{'-':>10}"
         ratio = f"{r.ratio:8.2f}x" if r.ratio is not None else f"{'-':>9}"
         goal = f"<{r.goal_s * 1000:.0f}ms" if r.goal_s is not None else "-"
         met = {True: "yes", False: "NO", None: "-"}[r.met]
-        print(f"{r.task:<44} {r.ours_s * 1000:8.1f}ms {base} {ratio} {goal:>8} {met:>4}  {r.baseline}")
+        print(f"{r.task:<44} {r.ours_s * 1000:8.2f}ms {base} {ratio} {goal:>8} {met:>4}  {r.baseline}")
 
 
 def run_benchmarks(suite: str, quick: bool = False) -> int:

@@ -304,9 +304,14 @@ def _orient_single(
         return _twist_towards(rest_dir, reference, aim, wanted, free)
     if j in _HINGES and CHILDREN[c]:
         axis, one_way = _HINGES[j]
-        reference = axis - np.dot(axis, _normalize(rest_dir)) * _normalize(rest_dir)
-        default = free @ reference
         g = CHILDREN[c][0]
+        # Where the rest pose itself is bent (the ankle), its bend axis is the reference: a rest
+        # pose then reads back as no rotation. Straight rest limbs use the anatomical axis.
+        rest_bend = np.cross(_normalize(rest_dir), _normalize(rest[g]))
+        if np.linalg.norm(rest_bend) > _BEND_HIGH:
+            axis = rest_bend * np.sign(np.dot(rest_bend, axis))
+        reference = _normalize(axis - np.dot(axis, _normalize(rest_dir)) * _normalize(rest_dir))
+        default = free @ reference
         observed = np.cross(aim, joints[:, g] - joints[:, c])
         observed = _normalize(observed)
         if not one_way:

@@ -48,6 +48,10 @@ def load_reference(image: str | Path | Image.Image | np.ndarray, size: tuple[int
                 picture = opened.copy()
         except FileNotFoundError:
             raise RenderError(f"{path}: no such reference image") from None
+        except Image.DecompressionBombError:
+            raise RenderError(
+                f"{path}: the image declares more than {MAX_IMAGE_PIXELS:,} pixels; scale it down first"
+            ) from None
         except (UnidentifiedImageError, OSError) as exc:
             raise RenderError(f"{path}: not a readable image ({exc})") from None
     if picture.mode in ("RGBA", "LA", "P"):

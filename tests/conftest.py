@@ -1,0 +1,47 @@
+"""Shared fixtures: the official sample data, and figures reported at the end of the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "mtvcrafter-sample"
+EXAMPLES = ROOT / "examples"
+
+#: Figures worth seeing in the test output (e.g. the IK round-trip error per clip), by heading.
+REPORT: dict[str, list[str]] = {}
+
+
+def sample_dir() -> Path:
+    """The official sample folder beside the checkout, or the copy shipped in ``examples/``."""
+    return SHARED_SAMPLE if (SHARED_SAMPLE / "sampled_data.pkl").is_file() else EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def sample_pkl() -> Path:
+    return sample_dir() / "sampled_data.pkl"
+
+
+@pytest.fixture(scope="session")
+def sample_motions(sample_pkl):
+    from mtvcrafter.motion import load_motions
+
+    return load_motions(sample_pkl)
+
+
+@pytest.fixture(scope="session")
+def reference_image() -> Path:
+    return sample_dir() / "human.png"
+
+
+def report(heading: str, line: str) -> None:
+    REPORT.setdefault(heading, []).append(line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for heading, lines in REPORT.items():
+        terminalreporter.section(heading)
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,68 @@
+"""The mtvcrafter command as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from mtvcrafter.render import read_mp4_info
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mtvcrafter", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_animate_preview_writes_the_video_and_prints_its_path(tmp_path, sample_pkl, reference_image):
+    out = tmp_path / "demo.mp4"
+    result = run(
+        "animate",
+        "--backend",
+        "preview",
+        "--ref",
+        str(reference_image),
+        "--motion",
+        str(sample_pkl),
+        "--clip",
+        "4",
+        "--size",
+        "256x256",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out.resolve())
+    assert read_mp4_info(out) == {"frames": 179, "fps": 30.0, "size": (256, 256)}
+    assert "179 frames" in result.stderr
+
+
+def test_errors_are_one_sentence_and_exit_1(tmp_path, reference_image):
+    result = run(
+        "animate",
+        "--ref",
+        str(reference_image),
+        "--motion",
+        str(tmp_path / "none.pkl"),
+        "--out",
+        str(tmp_path / "o.mp4"),
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'none.pkl'}: no such file"
+    bad_size = run("animate", "--ref", "x", "--motion", "y", "--out", "z", "--size", "big")
+    assert bad_size.returncode == 2 and "WIDTHxHEIGHT" in bad_size.stderr
+
+
+def test_convert_and_fit(tmp_path, sample_pkl):
+    out = tmp_path / "clip3.npz"
+    result = run("motion", "convert", str(sample_pkl), str(out), "--clip", "3", "--fit")
+    assert result.returncode == 0, result.stderr
+    data = np.load(out, allow_pickle=False)
+    assert data["joints"].shape == (653, 24, 3) and data["rotations"].shape == (653, 24, 4)
+    assert "mean per-joint error" in result.stderr
+    info = json.loads(run("motion", "info", str(out), "--json").stdout)
+    assert info["clips"][0]["frames"] == 653 and info["clips"][0]["has_rotations"]
+    fit = json.loads(run("motion", "fit", str(sample_pkl), "--json").stdout)
+    assert [r["frames"] for r in fit] == [127, 299, 584, 653, 179]
+    assert all(r["mean_error_mm"] < 15 for r in fit)
