@@ -111,20 +111,47 @@ def cmd_motion_info(args: argparse.Namespace) -> int:
 
 
 def cmd_motion_convert(args: argparse.Namespace) -> int:
-    from .motion import load_motion, save_motion
+    from dataclasses import replace
 
-    motion = load_motion(args.input, clip=args.clip, **_load_options(args))
+    from .motion import MotionError, inverse_kinematics, load_motion, load_motions, save_motions
+    from .motion.rotations import matrix_to_quaternion
+
+    if args.all_clips:
+        if Path(args.output).suffix.lower() not in (".pkl", ".pickle"):
+            raise MotionError("--all-clips needs a .pkl output (an .npz holds one clip)", source=args.output)
+        motions = load_motions(args.input, **_load_options(args))
+    else:
+        motions = [load_motion(args.input, clip=args.clip, **_load_options(args))]
     if args.fit:
-        from .motion import inverse_kinematics
-        from .motion.rotations import matrix_to_quaternion
+        fitted = []
+        for motion in motions:
+            fit = inverse_kinematics(motion.joints, mode="fit")
+            fitted.append(
+                replace(
+                    motion,
+                    rotations=matrix_to_quaternion(fit.local_rotations),
+                    root_translation=fit.root_translation,
+                    rest_offsets=fit.rest_offsets,
+                )
+            )
+            print(
+                f"{motion.name}: fitted a rigid skeleton, mean per-joint error {fit.mean_error:.2f} mm", file=sys.stderr
+            )
+        motions = fitted
+    save_motions(motions, args.output)
+    frames = sum(m.num_frames for m in motions)
+    print(f"wrote {args.output} ({len(motions)} clip(s), {frames} frames)")
+    return 0
 
-        fit = inverse_kinematics(motion.joints, mode="fit")
-        motion.rotations = matrix_to_quaternion(fit.local_rotations).astype("float32")
-        motion.root_translation = fit.root_translation.astype("float32")
-        motion.rest_offsets = fit.rest_offsets.astype("float32")
-        print(f"fitted a rigid skeleton: mean per-joint error {fit.mean_error:.2f} mm", file=sys.stderr)
-    save_motion(motion, args.output)
-    print(f"wrote {args.output} ({motion.num_frames} frames, {motion.fps:g} fps)")
+
+def cmd_motion_stats(args: argparse.Namespace) -> int:
+    from .motion import NormStats, load_motions
+
+    motions = [m for path in args.files for m in load_motions(path, **_load_options(args))]
+    stats = NormStats.compute(motions)
+    stats.save(args.out)
+    frames = sum(m.num_frames for m in motions)
+    print(f"wrote {Path(args.out) / 'mean.npy'} and std.npy from {len(motions)} clip(s), {frames} frames")
     return 0
 
 
@@ -204,11 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input")
     convert.add_argument("output")
     convert.add_argument("--clip", type=int, default=0, help="clip of a multi-clip file (default 0)")
+    convert.add_argument("--all-clips", action="store_true", help="every clip of the input (into a .pkl)")
     convert.add_argument(
         "--fit", action="store_true", help="also store rotations of a fitted rigid skeleton (for rigging tools)"
     )
     _motion_options(convert)
     convert.set_defaults(run=cmd_motion_convert)
+
+    stats = motion_commands.add_parser(
+        "stats", help="normalisation statistics (mean.npy, std.npy) over every clip of the given files"
+    )
+    stats.add_argument("files", nargs="+")
+    stats.add_argument("--out", required=True, help="folder to write mean.npy and std.npy to")
+    _motion_options(stats)
+    stats.set_defaults(run=cmd_motion_stats)
 
     fit = motion_commands.add_parser(
         "fit", help="fit a rigid SMPL skeleton (inverse kinematics) and report the per-joint error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 
@@ -38,6 +39,14 @@ def test_animate_preview_writes_the_video_and_prints_its_path(tmp_path, sample_p
     assert "179 frames" in result.stderr
 
 
+def test_stats_from_motion_files(tmp_path, sample_pkl):
+    result = run("motion", "stats", str(sample_pkl), "--out", str(tmp_path / "stats"))
+    assert result.returncode == 0, result.stderr
+    assert "5 clip(s), 1842 frames" in result.stdout
+    mean = np.load(tmp_path / "stats" / "mean.npy")
+    assert mean.shape == (24, 3) and mean.dtype == np.float32
+
+
 def test_errors_are_one_sentence_and_exit_1(tmp_path, reference_image):
     result = run(
         "animate",
@@ -63,6 +72,15 @@ def test_convert_and_fit(tmp_path, sample_pkl):
     assert "mean per-joint error" in result.stderr
     info = json.loads(run("motion", "info", str(out), "--json").stdout)
     assert info["clips"][0]["frames"] == 653 and info["clips"][0]["has_rotations"]
+    every = run("motion", "convert", str(sample_pkl), str(tmp_path / "all.pkl"), "--all-clips")
+    assert every.returncode == 0 and "5 clip(s)" in every.stdout
+    written, original = (pickle.loads(p.read_bytes()) for p in (tmp_path / "all.pkl", sample_pkl))
+    for mine, theirs in zip(written, original, strict=True):
+        assert list(mine) == list(theirs)  # same fields in the same order
+        np.testing.assert_array_equal(mine.pop("pose"), theirs.pop("pose"))
+        assert mine == theirs
+    refused = run("motion", "convert", str(sample_pkl), str(tmp_path / "all.npz"), "--all-clips")
+    assert refused.returncode == 1 and "needs a .pkl output" in refused.stderr
     fit = json.loads(run("motion", "fit", str(sample_pkl), "--json").stdout)
     assert [r["frames"] for r in fit] == [127, 299, 584, 653, 179]
     assert all(r["mean_error_mm"] < 15 for r in fit)
