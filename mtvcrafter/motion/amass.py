@@ -59,6 +59,8 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
     if poses.shape[0] < 1:
         raise MotionError("the file has no frames", source=source, field="poses")
     for name, array in (("poses", poses), ("trans", trans)):
+        if array.dtype.kind not in "fiu":
+            raise MotionError(f"must be numbers, got dtype {array.dtype}", source=source, field=name)
         if not np.isfinite(array).all():
             raise MotionError("holds NaN or infinite values", source=source, field=name)
 
@@ -69,13 +71,19 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
     if fps_field is None:
         fps = 30.0
         notes.append("the file stores no frame rate; 30 fps assumed")
+    elif fps_field.size != 1 or fps_field.dtype.kind not in "fiu":
+        raise MotionError(f"expected one number, got {fps_field!r:.60}", source=source, field="mocap_framerate")
     else:
-        fps = float(fps_field)
+        fps = float(fps_field.reshape(-1)[0])
     betas = field("betas")
+    if betas is not None and (betas.dtype.kind not in "fiu" or not np.isfinite(betas).all()):
+        raise MotionError("must be finite numbers", source=source, field="betas")
+    if betas is not None:
+        betas = betas.reshape(-1)  # some releases store (1, n)
     gender_field = field("gender")
     gender = "neutral"
-    if gender_field is not None:
-        raw = gender_field.item()
+    if gender_field is not None and gender_field.size == 1:
+        raw = gender_field.reshape(-1)[0]
         gender = (raw.decode() if isinstance(raw, bytes) else str(raw)).strip().lower() or "neutral"
 
     skeleton: RestSkeleton
@@ -109,7 +117,7 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
         rotations=matrix_to_quaternion(local_cam),
         root_translation=(root - position) @ rotation.T * 1000.0,
         rest_offsets=offsets_mm,
-        betas=betas.astype(np.float32) if betas is not None and betas.ndim == 1 and betas.size else None,
+        betas=betas.astype(np.float32) if betas is not None and betas.size else None,
         name=Path(path).stem,
         source=source,
         source_format="amass-npz",

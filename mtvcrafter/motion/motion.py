@@ -79,27 +79,26 @@ class Motion:
                 field="joints",
             )
         self.joints = np.ascontiguousarray(joints, dtype=np.float32)
-        if joints.shape[0] >= 1:
-            typical = float(np.median(bone_lengths(self.joints[:, :, :].astype(np.float64))[:, 1:]))
-            low, high = PLAUSIBLE_BONE_MM
-            if typical < low:
-                hint = (
-                    "the joints look like metres; multiply by 1000"
-                    if typical >= low / 1000.0
-                    else "the joints are (nearly) all at one point"
-                )
-                raise MotionError(
-                    f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); {hint}",
-                    source=src,
-                    field="joints",
-                )
-            if typical > high:
-                raise MotionError(
-                    f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); "
-                    "check the unit of the data",
-                    source=src,
-                    field="joints",
-                )
+        typical = float(np.median(bone_lengths(self.joints.astype(np.float64))[:, 1:]))
+        low, high = PLAUSIBLE_BONE_MM
+        if typical < low:
+            hint = (
+                "the joints look like metres; multiply by 1000"
+                if typical >= low / 1000.0
+                else "the joints are (nearly) all at one point"
+            )
+            raise MotionError(
+                f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); {hint}",
+                source=src,
+                field="joints",
+            )
+        if typical > high:
+            raise MotionError(
+                f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); "
+                "check the unit of the data",
+                source=src,
+                field="joints",
+            )
         try:
             fps = float(self.fps)
         except (TypeError, ValueError):

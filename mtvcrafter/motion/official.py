@@ -86,18 +86,18 @@ def _pose_to_joints(pose: Any, where: str) -> np.ndarray:
                 field="pose.joints3d_nonparam",
             )
         people = [np.asarray(f) for f in frames]
-        empty = [i for i, f in enumerate(people) if f.ndim != 3 or f.shape[0] == 0]
+        wrong = [i for i, f in enumerate(people) if f.ndim != 3 or f.shape[1:] != (NUM_JOINTS, 3)]
+        if wrong:
+            raise MotionError(
+                f"frame {wrong[0]} has shape {people[wrong[0]].shape}, expected (people, 24, 3)",
+                source=where,
+                field="pose.joints3d_nonparam",
+            )
+        empty = [i for i, f in enumerate(people) if f.shape[0] == 0]
         if empty:
             listed = ", ".join(map(str, empty[:10])) + (" …" if len(empty) > 10 else "")
             raise MotionError(
                 f"no person was detected in {len(empty)} frame(s) ({listed}); trim them or re-run the extraction",
-                source=where,
-                field="pose.joints3d_nonparam",
-            )
-        wrong = [i for i, f in enumerate(people) if f.shape[1:] != (NUM_JOINTS, 3)]
-        if wrong:
-            raise MotionError(
-                f"frame {wrong[0]} has shape {people[wrong[0]].shape}, expected (people, 24, 3)",
                 source=where,
                 field="pose.joints3d_nonparam",
             )

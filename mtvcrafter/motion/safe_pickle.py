@@ -82,6 +82,24 @@ class _Storage:
         return self
 
 
+class _ArrayClass:
+    """Stands in for ``numpy.ndarray`` in a pickle: usable only as the class argument of array
+    reconstruction, never called (calling the real class could allocate or alias memory at will)."""
+
+
+def _reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+    if cls is not _ArrayClass:
+        raise pickle.UnpicklingError("array reconstruction of something other than a numpy array")
+    return _multiarray._reconstruct(np.ndarray, (0,), b"b")
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """How protocol-2 pickles (Python 2 era) spell bytes: ``_codecs.encode(text, 'latin1')``."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError("only latin-1 byte strings are allowed")
+    return text.encode("latin-1")
+
+
 def _checked_dtype(*args: Any) -> np.dtype:
     dtype = np.dtype(*args)
     if dtype.hasobject:
@@ -144,14 +162,18 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def _allowed_global(module: str, name: str, source: str) -> Any:
     if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        if name in ("_reconstruct", "scalar"):
-            return getattr(_multiarray, name)
+        if name == "_reconstruct":
+            return _reconstruct
+        if name == "scalar":
+            return _multiarray.scalar
     if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
         return _numeric._frombuffer
     if module == "numpy" and name == "ndarray":
-        return np.ndarray
+        return _ArrayClass
     if module == "numpy" and name == "dtype":
         return _checked_dtype
+    if module == "_codecs" and name == "encode":
+        return _latin1_bytes
     if module == "collections" and name == "OrderedDict":
         return OrderedDict
     if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
@@ -225,6 +247,8 @@ def safe_load_pickle(path: str | Path) -> Any:
         KeyError,
         IndexError,
         AttributeError,
+        MemoryError,
+        RecursionError,
         struct.error,
         zipfile.BadZipFile,
     ) as exc:
