@@ -19,7 +19,7 @@ _POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
 
 
 def is_amass(keys: set[str]) -> bool:
-    return "trans" in keys and ("poses" in keys or "root_orient" in keys)
+    return "poses" in keys or "root_orient" in keys
 
 
 def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None) -> Motion:
@@ -50,9 +50,13 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
     trans = field("trans")
     if poses.ndim != 2 or poses.shape[1] < 66:
         raise MotionError(f"expected (frames, 72 / 156 / 165), got {poses.shape}", source=source, field="poses")
-    if trans is None or trans.shape != (poses.shape[0], 3):
+    if trans is None:
         raise MotionError(
-            f"expected (frames, 3) matching {poses.shape[0]} pose frames, got {None if trans is None else trans.shape}",
+            "missing: AMASS files hold the root translation per frame, in metres", source=source, field="trans"
+        )
+    if trans.shape != (poses.shape[0], 3):
+        raise MotionError(
+            f"expected (frames, 3) matching {poses.shape[0]} pose frames, got {trans.shape}",
             source=source,
             field="trans",
         )

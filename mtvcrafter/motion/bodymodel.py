@@ -9,6 +9,7 @@ SMPL/SMPL-H/SMPL-X websites (not included: they are licensed separately).
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,17 @@ def find_body_model_file(location: str | Path, gender: str) -> Path:
         return location
     if not location.is_dir():
         raise MotionError("no such file or folder", source=str(location), field="body_model")
-    candidates = sorted(p for p in location.rglob("*.npz") if gender.lower() in p.as_posix().lower())
+    files = sorted(location.rglob("*.npz"))
+
+    def named(word: str) -> list[Path]:
+        # Whole words of the path below the folder: 'male' must not match 'female'.
+        return [p for p in files if word in re.split(r"[^a-z0-9]+", p.relative_to(location).as_posix().lower())]
+
+    candidates = named(gender.lower())
     if not candidates and gender != "neutral":
-        candidates = sorted(p for p in location.rglob("*.npz") if "neutral" in p.as_posix().lower())
+        candidates = named("neutral")
     if not candidates:
-        found = ", ".join(p.name for p in sorted(location.rglob("*.npz"))[:8]) or "no .npz files"
+        found = ", ".join(p.relative_to(location).as_posix() for p in files[:8]) or "no .npz files"
         raise MotionError(
             f"no body model for gender '{gender}' (looked for .npz files whose path contains '{gender}'; "
             f"found: {found})",
@@ -91,9 +98,10 @@ def load_body_model_skeleton(path: str | Path, betas: np.ndarray | None) -> Rest
         raise MotionError("the body model's joint hierarchy is not SMPL's", source=source, field="body_model")
     shaped = template
     used = 0
-    if betas is not None and len(betas):
-        used = min(len(betas), shapedirs.shape[-1])
-        shaped = template + shapedirs[:, :, :used] @ np.asarray(betas, dtype=np.float64)[:used]
+    betas = None if betas is None else np.asarray(betas, dtype=np.float64).reshape(-1)
+    if betas is not None and betas.size:
+        used = min(betas.size, shapedirs.shape[-1])
+        shaped = template + shapedirs[:, :, :used] @ betas[:used]
     joints = regressor @ shaped
     left_hand, right_hand = _HAND_JOINTS[family]
     rest = np.concatenate([joints[:22], joints[[left_hand, right_hand]]], axis=0)
