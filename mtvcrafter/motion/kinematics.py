@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import MotionError
 from .rotations import best_fit_rotation, frame_from_two, rotation_between
-from .skeleton import CHILDREN, JOINT_NAMES, NEUTRAL_REST_JOINTS_M, NUM_JOINTS, PARENTS, rest_offsets_from_joints
+from .skeleton import CHILDREN, NEUTRAL_REST_JOINTS_M, NUM_JOINTS, PARENTS, rest_offsets_from_joints
 
 IKMode = Literal["fit", "exact"]
 
@@ -186,11 +186,11 @@ def inverse_kinematics(
     rest_offsets = np.asarray(rest_offsets, dtype=np.float64)
 
     if mode == "exact":
-        placed, local, residuals = _solve(joints, rest_offsets, joints, exact=True)
+        placed, local, residuals = _solve(joints, rest_offsets, joints[:, 0], exact=True)
     else:
-        start, _, _ = _solve(joints, rest_offsets, joints, exact=False)
+        start, _, _ = _solve(joints, rest_offsets, joints[:, 0], exact=False)
         fitted = _fit_positions(joints, start, rest_offsets, sweeps)
-        placed, local, residuals = _solve(fitted, rest_offsets, fitted, exact=False)
+        placed, local, residuals = _solve(fitted, rest_offsets, fitted[:, 0], exact=False)
     error = np.linalg.norm(placed - joints, axis=-1)
     return SkeletonFit(mode, rest_offsets, local, placed[:, 0].copy(), residuals, error)
 
@@ -243,20 +243,18 @@ def _fit_positions(targets: np.ndarray, placed: np.ndarray, rest: np.ndarray, sw
 
 
 def _solve(
-    joints: np.ndarray, rest: np.ndarray, root_source: np.ndarray, exact: bool
+    joints: np.ndarray, rest: np.ndarray, root: np.ndarray, exact: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Pose the skeleton joint by joint, aiming each bone at ``joints`` from the placed parent
-    (``exact``: from the source parent, keeping the difference as a residual offset)."""
+    """Pose the skeleton joint by joint from the root position ``(T, 3)``, aiming each bone at
+    ``joints`` from the placed parent (``exact``: from the source parent, keeping the difference
+    as a residual offset)."""
     n = joints.shape[0]
-    root = root_source[:, 0]
     chest = list(CHILDREN[9])
     chest_rot = best_fit_rotation(rest[chest], joints[:, chest] - joints[:, 9:10])
     placed = np.empty_like(joints)
     global_rot = np.empty((n, NUM_JOINTS, 3, 3))
     residuals = np.zeros((n, NUM_JOINTS, 3)) if exact else None
     placed[:, 0] = root
-    if exact:
-        residuals[:, 0] = 0.0
     for j in range(NUM_JOINTS):
         children = CHILDREN[j]
         parent_rot = global_rot[:, PARENTS[j]] if j else np.broadcast_to(np.eye(3), (n, 3, 3))
@@ -335,7 +333,6 @@ def _twist_towards(
 
 
 __all__ = [
-    "JOINT_NAMES",
     "SkeletonFit",
     "estimate_rest_offsets",
     "forward_kinematics",
