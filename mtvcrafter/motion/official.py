@@ -43,12 +43,11 @@ def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None
     if fps is None:
         fps = OFFICIAL_PICKLE_FPS
         notes.append(f"the file stores no frame rate; {OFFICIAL_PICKLE_FPS:g} fps assumed")
-    length = clip.get("video_length")
-    if length is not None and int(length) != joints.shape[0]:
-        notes.append(f"video_length says {int(length)} frames but the pose has {joints.shape[0]}")
-    image_size = None
-    if clip.get("video_height") is not None and clip.get("video_width") is not None:
-        image_size = (int(clip["video_height"]), int(clip["video_width"]))
+    length = _int_field(clip, "video_length", where)
+    if length is not None and length != joints.shape[0]:
+        notes.append(f"video_length says {length} frames but the pose has {joints.shape[0]}")
+    height, width = _int_field(clip, "video_height", where), _int_field(clip, "video_width", where)
+    image_size = (height, width) if height is not None and width is not None else None
     metadata = {k: _plain(v) for k, v in clip.items() if k != "pose"}
     video = clip.get("video_path") or clip.get("file_path")
     name = PurePath(str(video)).stem if video else f"clip{index}"
@@ -62,6 +61,17 @@ def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None
         notes=tuple(notes),
         metadata=metadata,
     )
+
+
+def _int_field(clip: dict, name: str, where: str) -> int | None:
+    value = clip.get(name)
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise MotionError(f"expected a whole number, got {value!r:.40}", source=where, field=name)
 
 
 def _plain(value: Any) -> Any:
@@ -85,7 +95,15 @@ def _pose_to_joints(pose: Any, where: str) -> np.ndarray:
                 source=where,
                 field="pose.joints3d_nonparam",
             )
-        people = [np.asarray(f) for f in frames]
+        not_arrays = [i for i, f in enumerate(frames) if not isinstance(f, np.ndarray)]
+        if not_arrays:
+            raise MotionError(
+                f"frame {not_arrays[0]} is a {type(frames[not_arrays[0]]).__name__}, expected an array or tensor "
+                "of shape (people, 24, 3)",
+                source=where,
+                field="pose.joints3d_nonparam",
+            )
+        people = list(frames)
         wrong = [i for i, f in enumerate(people) if f.ndim != 3 or f.shape[1:] != (NUM_JOINTS, 3)]
         if wrong:
             raise MotionError(
@@ -102,7 +120,9 @@ def _pose_to_joints(pose: Any, where: str) -> np.ndarray:
                 field="pose.joints3d_nonparam",
             )
         return np.stack([f[0] for f in people]).astype(np.float32)
-    array = np.asarray(pose)
+    if not isinstance(pose, np.ndarray):
+        raise MotionError(f"expected a (frames, 24, 3) array, got a {type(pose).__name__}", source=where, field="pose")
+    array = pose
     if array.ndim == 4 and array.shape[2:] == (NUM_JOINTS, 3) and array.shape[1] >= 1:
         array = array[:, 0]
     if array.ndim != 3 or array.shape[1:] != (NUM_JOINTS, 3):

@@ -6,16 +6,22 @@ tensor rebuild functions. This unpickler allows exactly those, rebuilds torch te
 without importing torch (so a file written on a GPU machine loads on any machine), and refuses every
 other class or function *before* calling it.
 
+Nothing the pickle stream can reach is a real class, dtype or mutable object of ours: every allowed
+name resolves to a sealed stand-in that takes plain values, checks them, and builds fresh numpy
+arrays of simple numeric types itself. So a pickle can neither call ``numpy.ndarray`` directly, nor
+rewrite a dtype's internal state, nor set attributes on anything it was handed.
+
 Never use it for data that came over a network: uploads must be ``.npz`` or JSON.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import struct
 import zipfile
-from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +29,15 @@ import numpy as np
 
 from .errors import MotionError
 
-try:
-    from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
-except ImportError:  # numpy < 2 (Blender 4.2)
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
-
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+#: No tensor or array in a motion file comes near this many elements (a guard against files that
+#: declare huge broadcast shapes).
+_MAX_ELEMENTS = 1 << 28
+#: Largest archive member read from a ``torch.save`` zip.
+_MAX_MEMBER_BYTES = 1 << 31
+
+#: Array element types a motion file may hold (numpy type codes without byte order).
+_ARRAY_TYPES = {"f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "b1"}
 
 
 def _bfloat16_to_float32(raw: bytes) -> np.ndarray:
@@ -54,20 +61,53 @@ _STORAGE_DTYPES: dict[str, Any] = {
 _ITEM_SIZES = {"BFloat16Storage": 2, **{k: v.itemsize for k, v in _STORAGE_DTYPES.items() if isinstance(v, np.dtype)}}
 
 
-class _StorageType:
+class _Sealed:
+    """Base of every object of ours a pickle can reach: it cannot set or replace their state."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise pickle.UnpicklingError("motion pickles cannot set attributes")
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("motion pickles cannot set object state")
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+
+class _Function(_Sealed):
+    """An allowed function, callable with positional arguments only."""
+
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[..., Any]):
+        self._set("_fn", fn)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+
+class _StorageType(_Sealed):
     """Stands in for a ``torch.<Kind>Storage`` class named in a pickle."""
 
+    __slots__ = ("name",)
+
     def __init__(self, name: str):
-        self.name = name
+        self._set("name", name)
 
 
-class _Storage:
+class _Storage(_Sealed):
     """A torch storage read as a flat numpy array (``array`` is None until its bytes are read)."""
 
+    __slots__ = ("kind", "numel", "array")
+
     def __init__(self, kind: _StorageType, numel: int):
-        self.kind = kind
-        self.numel = numel
-        self.array: np.ndarray | None = None
+        if not isinstance(kind, _StorageType) or not isinstance(numel, int) or not 0 <= numel <= _MAX_ELEMENTS:
+            raise pickle.UnpicklingError("an invalid tensor storage")
+        self._set("kind", kind)
+        self._set("numel", numel)
+        self._set("array", None)
 
     @property
     def nbytes(self) -> int:
@@ -78,65 +118,181 @@ class _Storage:
             raise MotionError(f"a tensor's data is truncated ({len(raw)} of {self.nbytes} bytes)", source=source)
         reader = _STORAGE_DTYPES[self.kind.name]
         raw = raw[: self.nbytes]
-        self.array = reader(raw) if callable(reader) else np.frombuffer(raw, dtype=reader)
+        self._set("array", reader(raw) if callable(reader) else np.frombuffer(raw, dtype=reader))
         return self
 
 
-class _ArrayClass:
-    """Stands in for ``numpy.ndarray`` in a pickle: usable only as the class argument of array
-    reconstruction, never called (calling the real class could allocate or alias memory at will)."""
+class _DtypeSpec(_Sealed):
+    """What a pickle says about an array's element type; resolved only to simple numeric types."""
+
+    __slots__ = ("code", "order")
+
+    def __init__(self, code: Any, *_flags: Any):
+        if not isinstance(code, str):
+            raise pickle.UnpicklingError("an invalid array type")
+        self._set("code", code)
+        self._set("order", "=")
+
+    def __setstate__(self, state: Any) -> None:
+        # numpy's dtype state: (version, byte order, subarray, names, fields, itemsize, alignment, flags)
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
+            raise pickle.UnpicklingError("an invalid array type")
+        if any(part is not None for part in state[2:5]):
+            raise pickle.UnpicklingError("structured arrays are not allowed in motion files")
+        self._set("order", state[1])
+
+    def resolve(self) -> np.dtype:
+        code = self.code.lstrip("<>|=")
+        code = {"?": "b1", "f": "f8", "d": "f8", "i": "i8", "l": "i8"}.get(code, code)
+        if code.startswith("O"):
+            raise pickle.UnpicklingError("arrays of Python objects are not allowed in motion files")
+        if code not in _ARRAY_TYPES:
+            raise pickle.UnpicklingError(f"arrays of type '{self.code}' are not allowed in motion files")
+        return np.dtype(code).newbyteorder(self.order if self.order != "|" else "=")
 
 
-def _reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
-    if cls is not _ArrayClass:
+class _ArrayClass(_Sealed):
+    """Stands in for ``numpy.ndarray``: only usable as the class argument of array reconstruction."""
+
+    __slots__ = ()
+
+
+class _ArrayBuilder(_Sealed):
+    """What array reconstruction hands the pickle; its state becomes a fresh array, checked."""
+
+    __slots__ = ("array",)
+
+    def __init__(self) -> None:
+        self._set("array", None)
+
+    def __setstate__(self, state: Any) -> None:
+        # ndarray state: (version, shape, dtype, is_fortran, raw bytes)
+        if self.array is not None or not isinstance(state, tuple) or len(state) != 5:
+            raise pickle.UnpicklingError("an invalid array")
+        _, shape, dtype, fortran, raw = state
+        self._set("array", _array_from_bytes(raw, dtype, shape, "F" if fortran else "C"))
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, tuple) or not all(type(n) is int and n >= 0 for n in value):
+        raise pickle.UnpicklingError("an invalid array shape")
+    if math.prod(value) > _MAX_ELEMENTS:
+        raise pickle.UnpicklingError("an array too large for a motion file")
+    return value
+
+
+def _array_from_bytes(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    if not isinstance(dtype, _DtypeSpec):
+        raise pickle.UnpicklingError("an array without a valid type")
+    resolved = dtype.resolve()
+    if isinstance(raw, (bytearray, memoryview, pickle.PickleBuffer)):
+        raw = bytes(raw)
+    if not isinstance(raw, bytes) or order not in ("C", "F"):
+        raise pickle.UnpicklingError("array data that is not raw bytes")
+    shape = _shape(shape)
+    if len(raw) != math.prod(shape) * resolved.itemsize:
+        raise pickle.UnpicklingError("array data of the wrong length")
+    return np.frombuffer(raw, dtype=resolved).reshape(shape, order=order).copy(order="K")
+
+
+def _reconstruct(cls: Any, shape: Any, typecode: Any) -> _ArrayBuilder:
+    if cls is not _ARRAY_CLASS:
         raise pickle.UnpicklingError("array reconstruction of something other than a numpy array")
-    return _multiarray._reconstruct(np.ndarray, (0,), b"b")
+    return _ArrayBuilder()
 
 
-def _latin1_bytes(text: str, encoding: str) -> bytes:
+def _frombuffer(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    return _array_from_bytes(raw, dtype, shape, order)
+
+
+def _scalar(dtype: Any, raw: Any) -> Any:
+    """A numpy scalar, returned as the plain Python number it holds."""
+    return _array_from_bytes(raw, dtype, (), "C").item()
+
+
+def _latin1_bytes(text: Any, encoding: Any) -> bytes:
     """How protocol-2 pickles (Python 2 era) spell bytes: ``_codecs.encode(text, 'latin1')``."""
     if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
         raise pickle.UnpicklingError("only latin-1 byte strings are allowed")
     return text.encode("latin-1")
 
 
-def _checked_dtype(*args: Any) -> np.dtype:
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError("arrays of Python objects are not allowed in motion files")
-    return dtype
+class _Tensor(_Sealed):
+    """A torch tensor to be read from its storage once the storage's bytes are known (in torch's
+    legacy format they follow the pickle that rebuilds the tensor)."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage: Any, offset: Any, size: Any, stride: Any):
+        if not isinstance(storage, _Storage):
+            raise pickle.UnpicklingError("a tensor without storage data")
+        size = _shape(tuple(size) if isinstance(size, list) else size)
+        if not isinstance(stride, tuple) or not all(type(s) is int and s >= 0 for s in stride):
+            raise pickle.UnpicklingError("a tensor with an invalid stride")
+        if type(offset) is not int or offset < 0 or len(size) != len(stride):
+            raise pickle.UnpicklingError("a tensor with an invalid shape or offset")
+        for name, value in (("storage", storage), ("offset", offset), ("size", size), ("stride", stride)):
+            self._set(name, value)
+
+    def to_array(self) -> np.ndarray:
+        flat = self.storage.array
+        if flat is None:
+            raise pickle.UnpicklingError("a tensor without storage data")
+        if 0 in self.size:
+            return np.zeros(self.size, dtype=flat.dtype)
+        # A dimension of one element never steps, whatever its stride says.
+        stride = tuple(s if n > 1 else 0 for n, s in zip(self.size, self.stride, strict=True))
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, stride, strict=True))
+        if last >= flat.size:
+            raise pickle.UnpicklingError("a tensor that reaches past its storage")
+        # Bounds checked above, so the strided view stays inside the storage.
+        view = np.lib.stride_tricks.as_strided(
+            flat[self.offset :], shape=self.size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
+        )
+        return np.array(view)
 
 
-def _rebuild_tensor(storage: Any, offset: int, size: tuple, stride: tuple, *_rest: Any) -> np.ndarray:
-    if not isinstance(storage, _Storage) or storage.array is None:
-        raise pickle.UnpicklingError("a tensor without storage data")
-    flat = storage.array
-    size = tuple(int(s) for s in size)
-    stride = tuple(int(s) for s in stride)
-    offset = int(offset)
-    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride) or offset < 0:
-        raise pickle.UnpicklingError("a tensor with an invalid shape or stride")
-    if 0 in size:
-        return np.zeros(size, dtype=flat.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if last >= flat.size:
-        raise pickle.UnpicklingError("a tensor that reaches past its storage")
-    # Bounds checked above, so the strided view stays inside the storage.
-    view = np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
-    )
-    return np.array(view)
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_rest: Any) -> _Tensor:
+    return _Tensor(storage, offset, size, stride)
+
+
+_ARRAY_CLASS = _ArrayClass()
+
+#: (module, name) → what the pickle gets instead. Both numpy 1 and 2 module paths are accepted.
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): _ARRAY_CLASS,
+    ("numpy", "dtype"): _Function(_DtypeSpec),
+    ("numpy.core.multiarray", "_reconstruct"): _Function(_reconstruct),
+    ("numpy._core.multiarray", "_reconstruct"): _Function(_reconstruct),
+    ("numpy.core.multiarray", "scalar"): _Function(_scalar),
+    ("numpy._core.multiarray", "scalar"): _Function(_scalar),
+    ("numpy.core.numeric", "_frombuffer"): _Function(_frombuffer),
+    ("numpy._core.numeric", "_frombuffer"): _Function(_frombuffer),
+    ("_codecs", "encode"): _Function(_latin1_bytes),
+    ("collections", "OrderedDict"): _Function(dict),
+    ("torch._utils", "_rebuild_tensor_v2"): _Function(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor"): _Function(_rebuild_tensor),
+    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
+}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, source: str, storages: dict[str, _Storage] | None = None, archive: Any = None):
+    def __init__(
+        self,
+        file: Any,
+        source: str,
+        storages: dict[str, _Storage] | None = None,
+        archive: tuple[str, zipfile.ZipFile] | None = None,
+    ):
         super().__init__(file)
         self._source = source
         self._storages = storages
         self._archive = archive
 
     def find_class(self, module: str, name: str) -> Any:
-        allowed = _allowed_global(module, name, self._source)
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return _Function(lambda data: _load_legacy_torch(data, self._source))
+        allowed = _ALLOWED.get((module, name))
         if allowed is None:
             raise MotionError(
                 f"refused to load: the pickle asks for '{module}.{name}', which motion files never contain "
@@ -149,48 +305,39 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
-        kind, key, numel = pid[1], str(pid[2]), int(pid[4])
+        kind, key, numel = pid[1], str(pid[2]), pid[4]
         if self._archive is not None:
-            prefix, names = self._archive
-            name = f"{prefix}data/{key}"
-            if name not in names:
-                raise MotionError(f"tensor data '{name}' is missing from the archive", source=self._source)
-            return _Storage(kind, numel).fill(names[name].read(name), self._source)
+            prefix, archive = self._archive
+            storage = _Storage(kind, numel)
+            return storage.fill(
+                _read_member(archive, f"{prefix}data/{key}", storage.nbytes, self._source), self._source
+            )
+        if self._storages is None:
+            raise pickle.UnpicklingError("tensor data outside a torch file")
         # Legacy stream: the data follows the object pickle; hand out the storage and fill it later.
         return self._storages.setdefault(key, _Storage(kind, numel))
 
 
-def _allowed_global(module: str, name: str, source: str) -> Any:
-    if module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        if name == "_reconstruct":
-            return _reconstruct
-        if name == "scalar":
-            return _multiarray.scalar
-    if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
-        return _numeric._frombuffer
-    if module == "numpy" and name == "ndarray":
-        return _ArrayClass
-    if module == "numpy" and name == "dtype":
-        return _checked_dtype
-    if module == "_codecs" and name == "encode":
-        return _latin1_bytes
-    if module == "collections" and name == "OrderedDict":
-        return OrderedDict
-    if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-        return _rebuild_tensor
-    if module == "torch.storage" and name == "_load_from_bytes":
-        return lambda data: _load_legacy_torch(data, source)
-    if module == "torch" and name in _STORAGE_DTYPES:
-        return _StorageType(name)
-    return None
+def _read_member(archive: zipfile.ZipFile, name: str, limit: int, source: str) -> bytes:
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise MotionError(f"tensor data '{name}' is missing from the archive", source=source) from None
+    if info.file_size > _MAX_MEMBER_BYTES:
+        raise MotionError(f"archive member '{name}' is too large for a motion file", source=source)
+    with archive.open(info) as handle:
+        return handle.read(limit)
 
 
-def _load_legacy_torch(data: bytes, source: str) -> Any:
-    """Read a storage saved by torch's legacy (non-zip) serialisation, as plain pickle embeds it."""
+def _load_legacy_torch(data: Any, source: str) -> Any:
+    """Read torch's legacy (non-zip) serialisation: what plain pickle embeds for each storage, and
+    what ``torch.save(..., _use_new_zipfile_serialization=False)`` writes."""
+    if not isinstance(data, bytes):
+        raise pickle.UnpicklingError("torch data that is not bytes")
     stream = io.BytesIO(data)
     magic = _RestrictedUnpickler(stream, source).load()
     if magic != _LEGACY_MAGIC:
-        raise pickle.UnpicklingError("not a torch storage")
+        raise pickle.UnpicklingError("not torch data")
     _RestrictedUnpickler(stream, source).load()  # protocol version
     sys_info = _RestrictedUnpickler(stream, source).load()
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
@@ -198,6 +345,8 @@ def _load_legacy_torch(data: bytes, source: str) -> Any:
     pending: dict[str, _Storage] = {}
     result = _RestrictedUnpickler(stream, source, storages=pending).load()
     keys = _RestrictedUnpickler(stream, source).load()
+    if not isinstance(keys, list):
+        raise pickle.UnpicklingError("invalid torch data")
     for key in keys:
         header = stream.read(8)
         if len(header) != 8:
@@ -214,11 +363,39 @@ def _load_legacy_torch(data: bytes, source: str) -> Any:
     return result
 
 
+def _finish(value: Any, memo: dict[int, Any]) -> Any:
+    """Replace array builders and tensors by their arrays throughout the loaded structure."""
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, _ArrayBuilder):
+        if value.array is None:
+            raise pickle.UnpicklingError("an array without data")
+        memo[key] = value.array
+        return value.array
+    if isinstance(value, _Tensor):
+        memo[key] = value.to_array()
+        return memo[key]
+    if isinstance(value, _Sealed):
+        raise pickle.UnpicklingError("an incomplete object")
+    if isinstance(value, list):
+        memo[key] = value
+        value[:] = [_finish(v, memo) for v in value]
+    elif isinstance(value, dict):
+        memo[key] = value
+        for k in list(value):
+            value[k] = _finish(value[k], memo)
+    elif isinstance(value, tuple):
+        memo[key] = value
+        memo[key] = tuple(_finish(v, memo) for v in value)
+    return memo.get(key, value)
+
+
 def safe_load_pickle(path: str | Path) -> Any:
     """Unpickle a local motion file allowing only numpy arrays and torch tensors (read as numpy).
 
-    Also reads files written by ``torch.save`` (zip archives) the same way. Raises
-    :class:`MotionError` for anything else, before any of it runs.
+    Also reads files written by ``torch.save`` (zip archives and the legacy format) the same way.
+    Raises :class:`MotionError` for anything else, before any of it runs.
     """
     path = Path(path)
     source = str(path)
@@ -233,23 +410,14 @@ def safe_load_pickle(path: str | Path) -> Any:
                 if not pkl:
                     raise MotionError("a zip file that is not a torch-saved motion", source=source)
                 prefix = pkl[0][: -len("data.pkl")]
-                names = {n: archive for n in archive.namelist()}
-                with archive.open(pkl[0]) as handle:
-                    return _RestrictedUnpickler(io.BytesIO(handle.read()), source, archive=(prefix, names)).load()
-        return _RestrictedUnpickler(io.BytesIO(data), source).load()
+                raw = _read_member(archive, pkl[0], _MAX_MEMBER_BYTES, source)
+                result = _RestrictedUnpickler(io.BytesIO(raw), source, archive=(prefix, archive)).load()
+        else:
+            result = _RestrictedUnpickler(io.BytesIO(data), source).load()
+            if result == _LEGACY_MAGIC and type(result) is int:
+                result = _load_legacy_torch(data, source)
+        return _finish(result, {})
     except MotionError:
         raise
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        MemoryError,
-        RecursionError,
-        struct.error,
-        zipfile.BadZipFile,
-    ) as exc:
-        raise MotionError(f"not a readable motion pickle ({exc})", source=source) from None
+    except Exception as exc:  # only our checked stand-ins ran, so any failure means a malformed file
+        raise MotionError(f"not a readable motion pickle ({type(exc).__name__}: {exc})", source=source) from None
