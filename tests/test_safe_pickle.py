@@ -356,7 +356,9 @@ def test_tensor_geometry_control_loads(torch, tmp_path):
 @pytest.mark.parametrize("case", BAD_GEOMETRY)
 def test_tensors_reaching_past_their_storage_are_refused(torch, tmp_path, case):
     path = _write(tmp_path, "tensor.pkl", _tensor_clip_bytes(torch, BAD_GEOMETRY[case]))
-    with pytest.raises(MotionError, match="past its storage|invalid shape|invalid stride") as info:
+    with pytest.raises(
+        MotionError, match="past its storage|more elements than its storage|invalid shape|invalid stride"
+    ) as info:
         safe_load_pickle(path)
     assert str(path) in str(info.value)
     with pytest.raises(MotionError):
@@ -370,7 +372,7 @@ def test_torch_saved_tensor_reaching_past_its_storage_is_refused(torch, tmp_path
     # The size (2, 24, 3) in the archive's data.pkl becomes (3, 24, 3): a frame more than the storage holds.
     tampered = _rewrite_member(buffer.getvalue(), "data.pkl", b"K\x02K\x18K\x03\x87", b"K\x03K\x18K\x03\x87")
     path = _write(tmp_path, "tensor.pt", tampered)
-    with pytest.raises(MotionError, match="past its storage"):
+    with pytest.raises(MotionError, match="past its storage|more elements than its storage"):
         load_motions(path)
 
 
@@ -385,6 +387,46 @@ def test_stride_of_a_single_element_dimension_is_ignored(torch, tmp_path):
     path = _write(tmp_path, "tensor.pkl", _tensor_clip_bytes(torch, (0, (1, 24, 3), (10**30, 3, 1))))
     frame = safe_load_pickle(path)["pose"]["joints3d_nonparam"][0]
     assert frame.shape == (1, 24, 3)
+
+
+def test_broadcast_tensor_over_a_tiny_storage_is_refused(tmp_path):
+    """A 1 KB file must not make the reader allocate gigabytes: a tensor of 2**25 elements with
+    stride 0 over a one-element storage, eight times, in a torch.save archive."""
+    tensor = (
+        b"ctorch._utils\n_rebuild_tensor_v2\n((S'storage'\nctorch\nDoubleStorage\nS'0'\nS'cpu'\nK\x01tQ"
+        b"K\x00J\x00\x00\x00\x02\x85K\x00\x85\x89}tR"
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a/data.pkl", b"\x80\x02(" + tensor * 8 + b"l.")
+        archive.writestr("a/data/0", b"\0" * 8)
+    path = _write(tmp_path, "bomb.pt", buffer.getvalue())
+    assert path.stat().st_size < 2000
+    with pytest.raises(MotionError, match="more elements than its storage"):
+        safe_load_pickle(path)
+
+
+def test_huge_declared_shapes_are_refused_before_any_arithmetic(tmp_path):
+    """Shapes of enormous integers are refused without multiplying them (which alone can take hours)."""
+    big = 10**20000
+    numeric = importlib.import_module("numpy._core.numeric")
+    path = _write(
+        tmp_path, "shape.pkl", pickle.dumps({"pose": Call(numeric._frombuffer, b"", np.dtype("f4"), (big,) * 30, "C")})
+    )
+    with pytest.raises(MotionError, match="too large"):
+        safe_load_pickle(path)
+
+
+def test_one_buffer_reused_many_times_is_bounded(tmp_path):
+    """Pickle memo references let a file reuse one data buffer for many arrays; what they add up to
+    is bounded, so a few megabytes cannot expand to gigabytes."""
+    numeric = importlib.import_module("numpy._core.numeric")
+    raw = bytes(4 << 20)  # one million float32 values, stored once in the file
+    arrays = [Call(numeric._frombuffer, raw, np.dtype("f4"), (1 << 20,), "C") for _ in range(100)]
+    path = _write(tmp_path, "reuse.pkl", pickle.dumps(arrays, protocol=4))
+    assert path.stat().st_size < 6 << 20
+    with pytest.raises(MotionError, match="more array data than a motion file can hold"):
+        safe_load_pickle(path)
 
 
 def test_deeply_nested_torch_storages_give_motion_error(tmp_path):

@@ -22,6 +22,7 @@ import pickle
 import struct
 import zipfile
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ import numpy as np
 from .errors import MotionError
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-#: No tensor or array in a motion file comes near this many elements (a guard against files that
-#: declare huge broadcast shapes).
-_MAX_ELEMENTS = 1 << 28
+#: Most array elements one file may produce in all (about 930,000 frames of 24 joints x 3):
+#: a guard against small files that declare huge shapes or reuse one buffer many times.
+_MAX_ELEMENTS = 1 << 26
+_MAX_DIMENSIONS = 32
+_budget: ContextVar[list[int]] = ContextVar("mtvcrafter_pickle_budget")
 #: Largest archive member read from a ``torch.save`` zip.
 _MAX_MEMBER_BYTES = 1 << 31
 
@@ -174,11 +177,20 @@ class _ArrayBuilder(_Sealed):
 
 
 def _shape(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or not all(type(n) is int and n >= 0 for n in value):
+    if not isinstance(value, tuple) or len(value) > _MAX_DIMENSIONS:
         raise pickle.UnpicklingError("an invalid array shape")
-    if math.prod(value) > _MAX_ELEMENTS:
+    # Bound every number before multiplying: products of huge integers alone can take hours.
+    if not all(type(n) is int and 0 <= n <= _MAX_ELEMENTS for n in value) or math.prod(value) > _MAX_ELEMENTS:
         raise pickle.UnpicklingError("an array too large for a motion file")
     return value
+
+
+def _charge(elements: int) -> None:
+    """Count elements about to be materialised against the file's budget."""
+    remaining = _budget.get()
+    remaining[0] -= elements
+    if remaining[0] < 0:
+        raise pickle.UnpicklingError("more array data than a motion file can hold")
 
 
 def _array_from_bytes(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
@@ -192,6 +204,7 @@ def _array_from_bytes(raw: Any, dtype: Any, shape: Any, order: Any) -> np.ndarra
     shape = _shape(shape)
     if len(raw) != math.prod(shape) * resolved.itemsize:
         raise pickle.UnpicklingError("array data of the wrong length")
+    _charge(math.prod(shape))
     return np.frombuffer(raw, dtype=resolved).reshape(shape, order=order).copy(order="K")
 
 
@@ -229,8 +242,14 @@ class _Tensor(_Sealed):
         size = _shape(tuple(size) if isinstance(size, list) else size)
         if not isinstance(stride, tuple) or not all(type(s) is int and s >= 0 for s in stride):
             raise pickle.UnpicklingError("a tensor with an invalid stride")
-        if type(offset) is not int or offset < 0 or len(size) != len(stride):
+        if type(offset) is not int or not 0 <= offset <= _MAX_ELEMENTS or len(size) != len(stride):
             raise pickle.UnpicklingError("a tensor with an invalid shape or offset")
+        # A dimension of one element never steps, whatever its stride says.
+        stride = tuple(s if n > 1 else 0 for n, s in zip(size, stride, strict=True))
+        if max(stride, default=0) > _MAX_ELEMENTS:
+            raise pickle.UnpicklingError("a tensor that reaches past its storage")
+        if math.prod(size) > storage.numel:
+            raise pickle.UnpicklingError("a tensor with more elements than its storage")
         for name, value in (("storage", storage), ("offset", offset), ("size", size), ("stride", stride)):
             self._set(name, value)
 
@@ -240,14 +259,13 @@ class _Tensor(_Sealed):
             raise pickle.UnpicklingError("a tensor without storage data")
         if 0 in self.size:
             return np.zeros(self.size, dtype=flat.dtype)
-        # A dimension of one element never steps, whatever its stride says.
-        stride = tuple(s if n > 1 else 0 for n, s in zip(self.size, self.stride, strict=True))
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, stride, strict=True))
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
         if last >= flat.size:
             raise pickle.UnpicklingError("a tensor that reaches past its storage")
+        _charge(math.prod(self.size))
         # Bounds checked above, so the strided view stays inside the storage.
         view = np.lib.stride_tricks.as_strided(
-            flat[self.offset :], shape=self.size, strides=tuple(s * flat.itemsize for s in stride), writeable=False
+            flat[self.offset :], shape=self.size, strides=tuple(s * flat.itemsize for s in self.stride), writeable=False
         )
         return np.array(view)
 
@@ -306,16 +324,17 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
         kind, key, numel = pid[1], str(pid[2]), pid[4]
-        if self._archive is not None:
-            prefix, archive = self._archive
-            storage = _Storage(kind, numel)
-            return storage.fill(
-                _read_member(archive, f"{prefix}data/{key}", storage.nbytes, self._source), self._source
-            )
         if self._storages is None:
             raise pickle.UnpicklingError("tensor data outside a torch file")
-        # Legacy stream: the data follows the object pickle; hand out the storage and fill it later.
-        return self._storages.setdefault(key, _Storage(kind, numel))
+        if key in self._storages:
+            return self._storages[key]
+        storage = self._storages[key] = _Storage(kind, numel)
+        if self._archive is not None:
+            prefix, archive = self._archive
+            _charge(numel)
+            storage.fill(_read_member(archive, f"{prefix}data/{key}", storage.nbytes, self._source), self._source)
+        # Otherwise (legacy stream) the data follows the object pickle and is filled in later.
+        return storage
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, limit: int, source: str) -> bytes:
@@ -357,6 +376,7 @@ def _load_legacy_torch(data: Any, source: str) -> Any:
             raise pickle.UnpicklingError("unexpected storage in torch data")
         if numel != storage.numel:
             raise MotionError("a tensor's data does not match its size", source=source)
+        _charge(numel)
         storage.fill(stream.read(storage.nbytes), source)
     if any(s.array is None for s in pending.values()):
         raise MotionError("a tensor's data is missing", source=source)
@@ -403,6 +423,7 @@ def safe_load_pickle(path: str | Path) -> Any:
         data = path.read_bytes()
     except OSError as exc:
         raise MotionError(f"cannot read the file ({exc.strerror})", source=source) from None
+    token = _budget.set([_MAX_ELEMENTS])
     try:
         if data[:4] == b"PK\x03\x04":
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -411,7 +432,7 @@ def safe_load_pickle(path: str | Path) -> Any:
                     raise MotionError("a zip file that is not a torch-saved motion", source=source)
                 prefix = pkl[0][: -len("data.pkl")]
                 raw = _read_member(archive, pkl[0], _MAX_MEMBER_BYTES, source)
-                result = _RestrictedUnpickler(io.BytesIO(raw), source, archive=(prefix, archive)).load()
+                result = _RestrictedUnpickler(io.BytesIO(raw), source, storages={}, archive=(prefix, archive)).load()
         else:
             result = _RestrictedUnpickler(io.BytesIO(data), source).load()
             if result == _LEGACY_MAGIC and type(result) is int:
@@ -421,3 +442,5 @@ def safe_load_pickle(path: str | Path) -> Any:
         raise
     except Exception as exc:  # only our checked stand-ins ran, so any failure means a malformed file
         raise MotionError(f"not a readable motion pickle ({type(exc).__name__}: {exc})", source=source) from None
+    finally:
+        _budget.reset(token)
