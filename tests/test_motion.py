@@ -101,6 +101,17 @@ def test_npz_errors_name_the_file_and_the_field(tmp_path):
         joints = person()
         joints[3, 5, 1] = np.nan
         load_motion(write("nan.npz", joints=joints))
+    with pytest.raises(MotionError, match=r"ver\.npz.*'version'"):
+        load_motion(write("ver.npz", version=np.array("one")))
+    with pytest.raises(MotionError, match=r"info\.npz.*'info'"):
+        load_motion(write("info.npz", info=np.array(json.dumps({"notes": 5}))))
+    with pytest.raises(MotionError, match=r"fov\.npz.*'fov_deg': must be a finite number"):
+        load_motion(write("fov.npz", fov_deg=np.array("wide")))
+    # Compressed zeros declaring a huge field are refused from the header, before being read.
+    np.savez_compressed(tmp_path / "bomb.npz", **base, betas=np.zeros(1 << 24, dtype=np.float32))
+    assert (tmp_path / "bomb.npz").stat().st_size < 200_000
+    with pytest.raises(MotionError, match=r"bomb\.npz.*'betas': holds 16,777,216 values"):
+        load_motion(tmp_path / "bomb.npz")
     obj = tmp_path / "object.npz"
     np.savez(obj, **{**base, "joints": np.array([1, "a"], dtype=object)})
     with pytest.raises(MotionError, match=r"object\.npz.*'joints'.*Python objects"):
@@ -118,6 +129,13 @@ def test_npz_errors_name_the_file_and_the_field(tmp_path):
         load_motion(tmp_path / "m.fbx")
 
 
+def test_metadata_with_any_keys_survives_npz(tmp_path):
+    motion = Motion(person(), metadata={b"raw": 1, 7: "seven", "video_path": "v.mp4"})
+    save_motion(motion, tmp_path / "m.npz")
+    assert load_motion(tmp_path / "m.npz").metadata == {"b'raw'": 1, "7": "seven", "video_path": "v.mp4"}
+    assert not list(tmp_path.glob("*.part"))
+
+
 def test_motion_validation():
     with pytest.raises(MotionError, match=r"joints.*\(frames, 24, 3\).*\(5, 17, 3\)"):
         Motion(np.zeros((5, 17, 3)))
@@ -127,16 +145,27 @@ def test_motion_validation():
         Motion(person() / 1000.0)
     with pytest.raises(MotionError, match="all at one point"):
         Motion(np.zeros((3, 24, 3)))
-    with pytest.raises(MotionError, match="unit"):
+    with pytest.raises(MotionError, match="micrometres; multiply by 0.001"):
         Motion(person() * 1000.0)
+    with pytest.raises(MotionError, match="centimetres; multiply by 10"):
+        Motion(person() / 10.0)
+    with pytest.raises(MotionError, match=r"4,000,001 frames is more than the 1,000,000 accepted"):
+        Motion(np.broadcast_to(person(1), (4_000_001, 24, 3)))
     inf = person()
     inf[1, 0, 0] = np.inf
     with pytest.raises(MotionError, match=r"1 frame\(s\).*frames 1"):
         Motion(inf)
     with pytest.raises(MotionError, match="fps"):
         Motion(person(), fps=0)
-    with pytest.raises(MotionError, match="image_size"):
-        Motion(person(), image_size=(0, 10))
+    for size in [(0, 10), (np.nan, 3), (720.5, 1280), "big", (1, 2, 3)]:
+        with pytest.raises(MotionError, match="'image_size'"):
+            Motion(person(), image_size=size)
+    with pytest.raises(MotionError, match="'fov_deg': must be a finite number"):
+        Motion(person(), fov_deg="wide")
+    with pytest.raises(MotionError, match="'frame_start'"):
+        Motion(person(), frame_start="one")
+    with pytest.raises(MotionError, match="'fps'"):
+        Motion(person(), fps=np.nan)
     with pytest.raises(MotionError, match="rotations"):
         Motion(person(), rotations=np.zeros((4, 24, 4)))
     behind = person()

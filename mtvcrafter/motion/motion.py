@@ -14,6 +14,28 @@ from .skeleton import NUM_JOINTS, bone_lengths
 
 #: A person's median bone length lies well inside this range when joints are in millimetres.
 PLAUSIBLE_BONE_MM = (20.0, 1500.0)
+#: A typical adult's median SMPL bone length, for telling which unit wrong data is in.
+TYPICAL_BONE_MM = 130.0
+#: Longest motion accepted (about 9 hours at 30 fps); longer ones should be split.
+MAX_FRAMES = 1_000_000
+_UNITS = {
+    1000.0: "metres",
+    100.0: "decimetres",
+    10.0: "centimetres",
+    0.1: "tenths of a millimetre",
+    0.001: "micrometres",
+}
+
+
+def _number(value: Any, source: str | None, name: str) -> float:
+    """A finite real number from a field, or a MotionError naming it."""
+    try:
+        number = float(np.asarray(value).reshape(-1)[0]) if np.size(value) == 1 else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not math.isfinite(number):
+        raise MotionError(f"must be a finite number, got {value!r:.40}", source=source, field=name)
+    return number
 
 
 @dataclass
@@ -69,6 +91,12 @@ class Motion:
             )
         if joints.shape[0] < 1:
             raise MotionError("the motion has no frames", source=src, field="joints")
+        if joints.shape[0] > MAX_FRAMES:
+            raise MotionError(
+                f"{joints.shape[0]:,} frames is more than the {MAX_FRAMES:,} accepted; split the motion",
+                source=src,
+                field="joints",
+            )
         bad = ~np.isfinite(joints).all(axis=(1, 2))
         if bad.any():
             frames = np.flatnonzero(bad)
@@ -81,46 +109,49 @@ class Motion:
         self.joints = np.ascontiguousarray(joints, dtype=np.float32)
         typical = float(np.median(bone_lengths(self.joints.astype(np.float64))[:, 1:]))
         low, high = PLAUSIBLE_BONE_MM
-        if typical < low:
-            hint = (
-                "the joints look like metres; multiply by 1000"
-                if typical >= low / 1000.0
-                else "the joints are (nearly) all at one point"
-            )
+        if not low <= typical <= high:
+            if typical < 1e-6:
+                hint = "the joints are (nearly) all at one point"
+            else:
+                factor = 10.0 ** round(math.log10(TYPICAL_BONE_MM / typical))
+                unit = _UNITS.get(factor)
+                hint = f"the joints look like {unit}; multiply by {factor:g}" if unit else "check the unit of the data"
             raise MotionError(
                 f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); {hint}",
                 source=src,
                 field="joints",
             )
-        if typical > high:
-            raise MotionError(
-                f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); "
-                "check the unit of the data",
-                source=src,
-                field="joints",
-            )
-        try:
-            fps = float(self.fps)
-        except (TypeError, ValueError):
-            raise MotionError(f"fps must be a number, got {self.fps!r}", source=src, field="fps") from None
-        if not math.isfinite(fps) or fps <= 0 or fps > 1000:
-            raise MotionError(f"fps must be between 0 and 1000, got {self.fps!r}", source=src, field="fps")
+        fps = _number(self.fps, src, "fps")
+        if not 0 < fps <= 1000:
+            raise MotionError(f"must be between 0 and 1000, got {fps:g}", source=src, field="fps")
         self.fps = fps
         if self.image_size is not None:
-            size = tuple(int(v) for v in np.asarray(self.image_size).reshape(-1))
-            if len(size) != 2 or min(size) < 1 or max(size) > 65536:
+            size = np.asarray(self.image_size).reshape(-1)
+            if (
+                size.dtype.kind not in "fiu"
+                or size.shape != (2,)
+                or not np.isfinite(size).all()
+                or (size != np.round(size)).any()
+                or size.min() < 1
+                or size.max() > 65536
+            ):
                 raise MotionError(
-                    f"image_size must be (height, width) in pixels, got {self.image_size!r}",
+                    f"must be (height, width) in whole pixels, got {self.image_size!r:.40}",
                     source=src,
                     field="image_size",
                 )
-            self.image_size = (size[0], size[1])
-        fov = float(self.fov_deg)
+            self.image_size = (int(size[0]), int(size[1]))
+        fov = _number(self.fov_deg, src, "fov_deg")
         if not 1.0 <= fov <= 179.0:
-            raise MotionError(f"fov_deg must be between 1 and 179 degrees, got {fov}", source=src, field="fov_deg")
+            raise MotionError(f"must be between 1 and 179 degrees, got {fov:g}", source=src, field="fov_deg")
         self.fov_deg = fov
         if self.frame_start is not None:
-            self.frame_start = int(self.frame_start)
+            start = _number(self.frame_start, src, "frame_start")
+            if start != round(start) or abs(start) > 1_048_574:  # Blender's frame range
+                raise MotionError(
+                    f"must be a whole Blender frame number, got {start:g}", source=src, field="frame_start"
+                )
+            self.frame_start = int(start)
         n = self.num_frames
         self.rotations = self._optional(self.rotations, (n, NUM_JOINTS, 4), "rotations")
         self.root_translation = self._optional(self.root_translation, (n, 3), "root_translation")

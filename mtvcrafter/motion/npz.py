@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,26 @@ from typing import Any
 import numpy as np
 
 from .errors import MotionError
-from .motion import Motion
+from .motion import MAX_FRAMES, Motion
 
 FORMAT = "mtvcrafter-motion"
 VERSION = 1
 _OPTIONAL_ARRAYS = ("rotations", "root_translation", "rest_offsets", "betas")
+#: Most elements each field may hold, checked from the file's headers before anything is read.
+_MAX_ELEMENTS = {
+    "format": 1,
+    "version": 1,
+    "fps": 1,
+    "fov_deg": 1,
+    "frame_start": 1,
+    "image_size": 2,
+    "joints": MAX_FRAMES * 72,
+    "rotations": MAX_FRAMES * 96,
+    "root_translation": MAX_FRAMES * 3,
+    "rest_offsets": 72,
+    "betas": 1000,
+}
+_MAX_INFO_CHARS = 1 << 20
 
 
 def is_our_npz(keys: set[str]) -> bool:
@@ -41,8 +57,9 @@ def motion_to_arrays(motion: Motion) -> dict[str, np.ndarray]:
     info = {
         "name": motion.name,
         "source_format": motion.source_format,
-        "notes": list(motion.notes),
-        "metadata": motion.metadata,
+        "notes": [str(n) for n in motion.notes],
+        # Keys of a source file's fields may be any pickled value; JSON keys are strings.
+        "metadata": {str(k): v for k, v in motion.metadata.items()},
     }
     arrays["info"] = np.array(json.dumps(info, ensure_ascii=False, default=str))
     return arrays
@@ -51,10 +68,14 @@ def motion_to_arrays(motion: Motion) -> dict[str, np.ndarray]:
 def write_npz(motion: Motion, path: str | Path) -> None:
     """Write our ``.npz`` atomically (a partial file never replaces a good one)."""
     path = Path(path)
+    arrays = motion_to_arrays(motion)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **motion_to_arrays(motion))
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_npz(path: str | Path, arrays: Any = None) -> Motion:
@@ -67,8 +88,40 @@ def read_npz(path: str | Path, arrays: Any = None) -> Motion:
     return motion_from_arrays(data, source)
 
 
+def check_field_sizes(data: Any, source: str) -> None:
+    """Refuse oversized fields of an opened ``.npz`` from their headers alone, before reading them.
+
+    A few kilobytes of compressed zeros can otherwise declare gigabytes.
+    """
+    archive = getattr(data, "zip", None)
+    if archive is None:
+        return
+    for name in data.files:
+        limit = _MAX_ELEMENTS.get(name)
+        if limit is None and name != "info":
+            continue  # unknown fields are never read
+        try:
+            with archive.open(f"{name}.npy") as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise MotionError(f"not a readable array ({exc})", source=source, field=name) from None
+        count = math.prod(shape)
+        if name == "info":
+            count *= max(dtype.itemsize // 4, 1)
+            limit = _MAX_INFO_CHARS
+        if count > limit:
+            raise MotionError(
+                f"holds {count:,} values, more than the {limit:,} a motion file may have", source=source, field=name
+            )
+
+
 def motion_from_arrays(data: Any, source: str) -> Motion:
     """Build a motion from the arrays of our ``.npz`` layout, checking every field."""
+    check_field_sizes(data, source)
 
     def get(name: str) -> np.ndarray | None:
         if name not in data:
@@ -84,8 +137,8 @@ def motion_from_arrays(data: Any, source: str) -> Motion:
             f"expected format '{FORMAT}', found {None if fmt is None else str(fmt)!r}", source=source, field="format"
         )
     version = get("version")
-    if version is None or version.shape != () or int(version) < 1:
-        raise MotionError("missing or invalid version", source=source, field="version")
+    if version is None or version.shape != () or version.dtype.kind not in "iu" or int(version) < 1:
+        raise MotionError("missing, or not a whole number from 1", source=source, field="version")
     if int(version) > VERSION:
         raise MotionError(
             f"version {int(version)} was written by a newer mtvcrafter (this one reads up to {VERSION}); upgrade",
@@ -116,8 +169,14 @@ def motion_from_arrays(data: Any, source: str) -> Motion:
             info = json.loads(str(raw_info))
         except json.JSONDecodeError:
             raise MotionError("is not valid JSON", source=source, field="info") from None
-        if not isinstance(info, dict):
-            raise MotionError("must be a JSON object", source=source, field="info")
+        if (
+            not isinstance(info, dict)
+            or not isinstance(info.get("notes", []), list)
+            or not isinstance(info.get("metadata", {}), dict)
+        ):
+            raise MotionError(
+                "must be a JSON object with a list of notes and a metadata object", source=source, field="info"
+            )
     return Motion(
         joints=joints,
         fps=fps.item(),

@@ -152,6 +152,9 @@ def write_official_pickle(motions: list[Motion], path: str | Path) -> None:
         clips.append(ordered)
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as handle:
-        pickle.dump(clips, handle, protocol=4)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as handle:
+            pickle.dump(clips, handle, protocol=4)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
