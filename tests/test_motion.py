@@ -237,3 +237,14 @@ def test_info_json_lists_every_clip(capsys, sample_pkl):
     assert [c["frames"] for c in info["clips"]] == [127, 299, 584, 653, 179]
     assert {c["joints"] for c in info["clips"]} == {24}
     assert info["clips"][0]["duration_s"] == pytest.approx(127 / 30, abs=1e-3)
+
+
+def test_blender_camera_axes():
+    from mtvcrafter.motion.camera import blender_camera_to_opencv, opencv_to_blender_camera
+
+    # SPEC §1: a Blender camera looks down its local -Z with +Y up; OpenCV is x right, y down, z forward,
+    # in millimetres: (x, y, z)_opencv = (x_cam, -y_cam, -z_cam) * 1000.
+    in_front_above_right = np.array([0.5, 0.25, -3.0])
+    np.testing.assert_allclose(blender_camera_to_opencv(in_front_above_right), [500.0, -250.0, 3000.0])
+    points = np.random.default_rng(1).normal(size=(10, 3))
+    np.testing.assert_allclose(opencv_to_blender_camera(blender_camera_to_opencv(points)), points, atol=1e-12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 
 import imageio.v3 as iio
@@ -61,10 +62,40 @@ def test_skeleton_lies_over_the_reference_and_sides_differ(tmp_path, short_clip,
 def test_camera_placement_follows_the_source_video_framing(short_clip):
     size = (302, 540)  # the source video 604x1080, halved
     points = screen_points(short_clip, size, placement="camera")
-    from mtvcrafter.motion import project
+    # SPEC: f = max(H, W) / (2 tan(55°/2)), u = f x / z + W / 2, v = f y / z + H / 2.
+    joints = short_clip.joints.astype(np.float64)
+    f = 1080 / (2 * np.tan(np.radians(55) / 2))
+    u = f * joints[..., 0] / joints[..., 2] + 604 / 2
+    v = f * joints[..., 1] / joints[..., 2] + 1080 / 2
+    np.testing.assert_allclose(points, np.stack([u, v], axis=-1) / 2.0, atol=1e-4)
 
-    expected = project(short_clip.joints, (1080, 604)) / 2.0
-    np.testing.assert_allclose(points, expected, atol=1e-6)
+
+def test_frames_behind_the_camera_are_skipped_quietly(tmp_path, short_clip, reference_image):
+    joints = short_clip.joints.copy()
+    joints[3:6, :, 2] *= -1  # three frames wholly behind the camera
+    motion = Motion(joints, fps=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        points = screen_points(motion, (64, 64))
+        out = render_preview(motion, reference_image, tmp_path / "b.mp4", size=(64, 64))
+    assert np.isnan(points[3:6]).all() and np.isfinite(points[:3]).all()
+    assert read_mp4_info(out)["frames"] == short_clip.num_frames
+
+
+@pytest.mark.parametrize("image", [(4000, 6000), (121, 517), (517, 121), (1001, 999), (33, 4000)])
+@pytest.mark.parametrize("size", [(480, 720), (720, 1280), (512, 512), (1280, 720)])
+def test_centre_crop_stays_inside_any_image(image, size):
+    from mtvcrafter.render.preview import _centre_crop
+
+    left, top, width, height = _centre_crop(*image, size)
+    assert left >= 0 and top >= 0 and left + width <= image[0] and top + height <= image[1]
+    assert width / height == pytest.approx(size[0] / size[1], rel=1e-9)
+    assert width == image[0] or height == image[1]
+
+
+def test_photo_sizes_that_round_badly_still_load(tmp_path):
+    Image.new("RGB", (121, 517), (10, 200, 30)).save(tmp_path / "narrow.png")
+    assert load_reference(tmp_path / "narrow.png", (720, 1280)).shape == (1280, 720, 3)
 
 
 def test_reference_image_handling(tmp_path):

@@ -67,9 +67,12 @@ def load_reference(image: str | Path | Image.Image | np.ndarray, size: tuple[int
 def _centre_crop(width: int, height: int, size: tuple[int, int]) -> tuple[float, float, float, float]:
     """The largest box of the output's aspect ratio centred in a ``width x height`` image."""
     out_w, out_h = size
-    scale = min(width / out_w, height / out_h)
-    crop_w, crop_h = out_w * scale, out_h * scale
-    return (width - crop_w) / 2.0, (height - crop_h) / 2.0, crop_w, crop_h
+    # The limiting side spans the image exactly (no rounding can push the box outside it).
+    if width * out_h <= height * out_w:
+        crop_w, crop_h = float(width), min(float(height), width * out_h / out_w)
+    else:
+        crop_w, crop_h = min(float(width), height * out_w / out_h), float(height)
+    return max(0.0, (width - crop_w) / 2.0), max(0.0, (height - crop_h) / 2.0), crop_w, crop_h
 
 
 def screen_points(
@@ -90,9 +93,12 @@ def screen_points(
         left, top, crop_w, crop_h = _centre_crop(width, height, size)
         return (points - np.array([left, top])) * np.array([out_w / crop_w, out_h / crop_h])
     if placement != "fit":
-        raise ValueError(f"unknown placement {placement!r}; use 'fit' or 'camera'")
-    lo = np.nanmin(points, axis=1)  # (T, 2) per-frame bounding boxes
-    hi = np.nanmax(points, axis=1)
+        raise RenderError(f"unknown placement {placement!r}; use 'fit' or 'camera'")
+    visible = np.isfinite(points).all(axis=-1).any(axis=-1)  # frames with a joint in front of the camera
+    lo = np.full((len(points), 2), np.nan)  # (T, 2) per-frame bounding boxes
+    hi = np.full((len(points), 2), np.nan)
+    lo[visible] = np.nanmin(points[visible], axis=1)
+    hi[visible] = np.nanmax(points[visible], axis=1)
     valid = np.isfinite(lo).all(axis=-1) & np.isfinite(hi).all(axis=-1)
     if not valid.any():
         return points
