@@ -165,3 +165,25 @@ def test_ik_rejects_wrong_shapes_and_modes():
         inverse_kinematics(np.zeros((10, 23, 3)))
     with pytest.raises(MotionError, match="mode"):
         inverse_kinematics(np.ones((2, 24, 3)), mode="approximately")
+
+
+def test_ik_handles_zero_length_bones_single_frames_and_still_poses(sample_motions):
+    joints = sample_motions[0].joints.astype(np.float64)
+    no_hands = joints.copy()
+    no_hands[:, 22:24] = no_hands[:, 20:22]  # 22-joint data padded to 24: hands on the wrists
+    slipped = joints.copy()
+    slipped[10, 1] = slipped[10, 0]  # the estimator put a hip on the pelvis in one frame
+    for name, clip in {
+        "hands on wrists": no_hands,
+        "hip on pelvis once": slipped,
+        "one frame": joints[:1],
+        "still pose": np.repeat(joints[:1], 20, axis=0),
+    }.items():
+        for mode in ("fit", "exact"):
+            fit = inverse_kinematics(clip, mode=mode)
+            posed = fit.joints()
+            assert np.isfinite(fit.local_rotations).all() and np.isfinite(posed).all(), (name, mode)
+            assert fit.mean_error < (1e-6 if mode == "exact" else 15.0), (name, mode, fit.mean_error)
+    still = inverse_kinematics(np.repeat(joints[:1], 20, axis=0))
+    drift = np.abs(still.local_rotations - still.local_rotations[:1]).max()
+    assert drift < 1e-9  # a still pose gives the same rotations every frame

@@ -138,11 +138,12 @@ def estimate_rest_offsets(joints: np.ndarray) -> np.ndarray:
         # Frame attached to the cluster: from the right child to the left, and towards the middle one.
         lateral = rel[:, 0] - rel[:, 1] if j == 0 else rel[:, 1] - rel[:, 2]
         middle = rel[:, 2] if j == 0 else rel[:, 0]
-        frames = frame_from_two(lateral, middle)  # (T, 3, 3), columns are the axes
+        frames = frame_from_two(lateral, middle)  # (T, 3, 3), columns are the axes; NaN if degenerate
         local = np.einsum("tba,tcb->tca", frames, rel)  # offsets expressed in the cluster frame
-        shape = np.median(local, axis=0)
-        align = best_fit_rotation(shape, template[children])
-        offsets[children] = shape @ align.T
+        if np.isfinite(local).all(axis=(1, 2)).any():
+            shape = np.nanmedian(local, axis=0)
+            align = best_fit_rotation(shape, template[children])
+            offsets[children] = shape @ align.T
     return offsets
 
 
@@ -323,13 +324,15 @@ def _orient_single(
 def _twist_towards(
     rest_dir: np.ndarray, rest_ref: np.ndarray, aim: np.ndarray, wanted: np.ndarray, fallback: np.ndarray
 ) -> np.ndarray:
-    """Rotation taking ``rest_dir`` onto ``aim`` and ``rest_ref`` as close as it can to ``wanted``."""
+    """Rotation taking ``rest_dir`` onto ``aim`` and ``rest_ref`` as close as it can to ``wanted``;
+    ``fallback`` where that is undefined (a bone of zero length, at rest or in the frame)."""
     wanted_perp = wanted - np.sum(wanted * _normalize(aim), axis=-1, keepdims=True) * _normalize(aim)
     ok = np.linalg.norm(wanted_perp, axis=-1) > 1e-6
     safe_wanted = np.where(ok[:, None], wanted_perp, fallback @ rest_ref)
     rest_frame = frame_from_two(rest_dir, rest_ref)
     frames = frame_from_two(aim, safe_wanted)
-    return frames @ rest_frame.T
+    turned = frames @ rest_frame.T
+    return np.where(np.isfinite(turned).all(axis=(-1, -2), keepdims=True), turned, fallback)
 
 
 __all__ = [

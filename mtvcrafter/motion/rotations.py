@@ -74,12 +74,16 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Smallest rotation taking direction ``a`` onto direction ``b``; ``(..., 3)`` each → ``(..., 3, 3)``.
 
-    For opposite directions it turns 180° about an axis perpendicular to ``a``.
+    For opposite directions it turns 180° about an axis perpendicular to ``a``; where either
+    vector is zero there is no direction to turn to, and it gives the identity.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    a_norm = np.linalg.norm(a, axis=-1, keepdims=True)
+    b_norm = np.linalg.norm(b, axis=-1, keepdims=True)
+    defined = (a_norm > 1e-12) & (b_norm > 1e-12)
+    a = np.where(defined, a / np.maximum(a_norm, 1e-300), [1.0, 0.0, 0.0])
+    b = np.where(defined, b / np.maximum(b_norm, 1e-300), [1.0, 0.0, 0.0])
     axis = np.cross(a, b)
     sin = np.linalg.norm(axis, axis=-1, keepdims=True)
     cos = np.sum(a * b, axis=-1, keepdims=True)
@@ -94,12 +98,19 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def frame_from_two(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     """Orthonormal frames ``(..., 3, 3)`` whose columns are ``primary``, the part of ``secondary``
-    perpendicular to it, and their cross product. ``secondary`` must not be parallel to ``primary``."""
-    e1 = primary / np.linalg.norm(primary, axis=-1, keepdims=True)
-    e2 = secondary - np.sum(secondary * e1, axis=-1, keepdims=True) * e1
-    e2 = e2 / np.linalg.norm(e2, axis=-1, keepdims=True)
-    e3 = np.cross(e1, e2)
-    return np.stack([e1, e2, e3], axis=-1)
+    perpendicular to it, and their cross product.
+
+    Where ``primary`` is zero or ``secondary`` parallel to it the frame is undefined: it is NaN there
+    (silently), for the caller to replace.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e1 = primary / np.linalg.norm(primary, axis=-1, keepdims=True)
+        e2 = secondary - np.sum(secondary * e1, axis=-1, keepdims=True) * e1
+        e2 = e2 / np.linalg.norm(e2, axis=-1, keepdims=True)
+        e3 = np.cross(e1, e2)
+    frames = np.stack([e1, e2, e3], axis=-1)
+    small = (np.linalg.norm(primary, axis=-1) < 1e-12) | ~np.isfinite(frames).all(axis=(-1, -2))
+    return np.where(small[..., None, None], np.nan, frames)
 
 
 def best_fit_rotation(source: np.ndarray, target: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
