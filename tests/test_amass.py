@@ -407,3 +407,39 @@ def test_cli_reports_a_bad_file_in_one_line(tmp_path, capsys):
     assert main(["motion", "info", str(path), "--json"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(path) in err and "trans" in err
+
+
+def test_a_folder_of_model_families_serves_each_clip_its_own(tmp_path):
+    """A folder holding SMPL-H and SMPL-X models: each clip gets the family its pose width says;
+    a single model file of the wrong family is refused rather than silently used."""
+    models = tmp_path / "models"
+    (models / "smplh").mkdir(parents=True)
+    smplh = write_body_model(models / "smplh" / "SMPLH_MALE.npz", seed=3)
+    # A stand-in SMPL-X file: the same arrays with the 55-joint layout (jaw, eyes, then the hands).
+    data = dict(np.load(smplh))
+    regressor = np.concatenate([data["J_regressor"][:22], data["J_regressor"][:3], data["J_regressor"][22:]])
+    parents = np.concatenate([data["kintree_table"][0][:22], [15, 15, 15], data["kintree_table"][0][22:]])
+    data.update(J_regressor=regressor, kintree_table=np.stack([parents, np.arange(55)]))
+    (models / "aa_smplx").mkdir()
+    np.savez(models / "aa_smplx" / "SMPLX_MALE.npz", **data)  # sorts first: family, not order, must decide
+    h_clip = write_amass(tmp_path / "h.npz", frames=4, width=156)
+    x_clip = write_amass(tmp_path / "x.npz", frames=4, width=165)
+    assert "SMPLH body model SMPLH_MALE.npz" in " ".join(load_motion(h_clip, body_model=models).notes)
+    assert "SMPLX body model SMPLX_MALE.npz" in " ".join(load_motion(x_clip, body_model=models).notes)
+    with pytest.raises(MotionError, match=r"SMPL-X parameters but .*SMPLH_MALE\.npz is a SMPLH body model"):
+        load_motion(x_clip, body_model=smplh)
+
+
+def test_given_fps_serves_files_without_a_frame_rate(tmp_path):
+    path = write_amass(tmp_path / "clip.npz", frames=6, mocap_framerate=None)
+    motion = load_motion(path, fps=60)
+    assert motion.fps == 60 and any("60 fps as given" in n for n in motion.notes)
+    assert load_motion(write_amass(tmp_path / "rate.npz", frames=6), fps=60).fps == 120  # the file's own wins
+
+
+def test_split_pose_fields_must_cover_the_same_frames(tmp_path):
+    path = write_amass(
+        tmp_path / "split.npz", frames=6, poses=None, root_orient=np.zeros((6, 3)), pose_body=np.zeros((5, 63))
+    )
+    with pytest.raises(MotionError, match=r"split\.npz: field 'pose_body'"):
+        load_motion(path)

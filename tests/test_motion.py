@@ -248,3 +248,14 @@ def test_blender_camera_axes():
     np.testing.assert_allclose(blender_camera_to_opencv(in_front_above_right), [500.0, -250.0, 3000.0])
     points = np.random.default_rng(1).normal(size=(10, 3))
     np.testing.assert_allclose(opencv_to_blender_camera(blender_camera_to_opencv(points)), points, atol=1e-12)
+
+
+def test_clip_names_from_windows_and_posix_paths(tmp_path):
+    clips = [
+        {"video_path": r"C:\data\videos\walk.mp4", "pose": person(2)},
+        {"video_path": "./data/videos/17_热恋阵线.mp4", "pose": person(2)},
+        {"pose": person(2)},
+    ]
+    with open(tmp_path / "names.pkl", "wb") as handle:
+        pickle.dump(clips, handle)
+    assert [m.name for m in load_motions(tmp_path / "names.pkl")] == ["walk", "17_热恋阵线", "clip2"]

@@ -16,20 +16,22 @@ from .rotations import axis_angle_to_matrix, matrix_to_quaternion
 from .skeleton import rest_offsets_from_joints
 
 _POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
+_FAMILIES = {72: "smpl", 156: "smplh", 165: "smplx"}
 
 
 def is_amass(keys: set[str]) -> bool:
     return "poses" in keys or "root_orient" in keys
 
 
-def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None) -> Motion:
+def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None, fps: float | None = None) -> Motion:
     """Joints of an AMASS-style parameter file.
 
     The body's 22 joints (and SMPL's hands, or the middle finger's first joint for SMPL-H/-X) come
     from forward kinematics of the rest skeleton: the exact shape-dependent one when ``body_model``
     (a model ``.npz`` or a folder of them) is given, otherwise the built-in neutral skeleton; the
     motion's ``notes`` say which. AMASS worlds are Z-up in metres; the performer is placed in front
-    of a level camera facing them (:func:`~mtvcrafter.motion.camera.frame_person_z_up`).
+    of a level camera facing them (:func:`~mtvcrafter.motion.camera.frame_person_z_up`). ``fps`` is
+    used when the file stores no frame rate (30 otherwise).
     """
     source = str(path)
 
@@ -46,6 +48,13 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
         root, body = field("root_orient"), field("pose_body")
         if root is None or body is None:
             raise MotionError("needs 'poses', or 'root_orient' and 'pose_body'", source=source, field="poses")
+        if root.ndim != 2 or body.ndim != 2 or root.shape[0] != body.shape[0]:
+            raise MotionError(
+                f"root_orient {root.shape} and pose_body {body.shape} must both be (frames, values) for the "
+                "same frames",
+                source=source,
+                field="pose_body",
+            )
         poses = np.concatenate([root, body], axis=-1)
     trans = field("trans")
     if poses.ndim != 2 or poses.shape[1] < 66:
@@ -73,8 +82,11 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
     if fps_field is None:
         fps_field = field("mocap_frame_rate")
     if fps_field is None:
-        fps = 30.0
-        notes.append("the file stores no frame rate; 30 fps assumed")
+        if fps is None:
+            fps = 30.0
+            notes.append("the file stores no frame rate; 30 fps assumed")
+        else:
+            notes.append(f"the file stores no frame rate; {fps:g} fps as given")
     elif fps_field.size != 1 or fps_field.dtype.kind not in "fiu":
         raise MotionError(f"expected one number, got {fps_field!r:.60}", source=source, field="mocap_framerate")
     else:
@@ -91,8 +103,17 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
         gender = (raw.decode() if isinstance(raw, bytes) else str(raw)).strip().lower() or "neutral"
 
     skeleton: RestSkeleton
+    family = _FAMILIES.get(poses.shape[1])
     if body_model is not None:
-        skeleton = load_body_model_skeleton(find_body_model_file(body_model, gender), betas)
+        model_file = find_body_model_file(body_model, gender, family)
+        skeleton = load_body_model_skeleton(model_file, betas)
+        if family is not None and skeleton.family != family:
+            raise MotionError(
+                f"the clip holds {_POSE_WIDTHS[poses.shape[1]]} parameters but {model_file} is a "
+                f"{skeleton.family.upper()} body model; point --body-model at the {family.upper()} model",
+                source=source,
+                field="body_model",
+            )
     else:
         skeleton = neutral_skeleton()
     notes.append(f"joints computed with {skeleton.description}")

@@ -31,6 +31,7 @@ class RestSkeleton:
 
     joints_m: np.ndarray
     description: str
+    family: str | None = None  # "smpl", "smplh" or "smplx" for a body-model file
 
 
 def neutral_skeleton() -> RestSkeleton:
@@ -40,8 +41,13 @@ def neutral_skeleton() -> RestSkeleton:
     )
 
 
-def find_body_model_file(location: str | Path, gender: str) -> Path:
-    """The model file for ``gender`` in a folder of body models (or ``location`` itself if a file)."""
+def _words(path: Path) -> list[str]:
+    return re.split(r"[^a-z0-9]+", path.as_posix().lower())
+
+
+def find_body_model_file(location: str | Path, gender: str, family: str | None = None) -> Path:
+    """The model file for ``gender`` in a folder of body models (or ``location`` itself if a file),
+    preferring files of ``family`` ("smpl", "smplh", "smplx") where the folder holds several."""
     location = Path(location)
     if location.is_file():
         return location
@@ -51,11 +57,13 @@ def find_body_model_file(location: str | Path, gender: str) -> Path:
 
     def named(word: str) -> list[Path]:
         # Whole words of the path below the folder: 'male' must not match 'female'.
-        return [p for p in files if word in re.split(r"[^a-z0-9]+", p.relative_to(location).as_posix().lower())]
+        return [p for p in files if word in _words(p.relative_to(location))]
 
     candidates = named(gender.lower())
     if not candidates and gender != "neutral":
         candidates = named("neutral")
+    if family is not None:
+        candidates = sorted(candidates, key=lambda p: family not in _words(p.relative_to(location)))
     if not candidates:
         found = ", ".join(p.relative_to(location).as_posix() for p in files[:8]) or "no .npz files"
         raise MotionError(
@@ -105,4 +113,6 @@ def load_body_model_skeleton(path: str | Path, betas: np.ndarray | None) -> Rest
     joints = regressor @ shaped
     left_hand, right_hand = _HAND_JOINTS[family]
     rest = np.concatenate([joints[:22], joints[[left_hand, right_hand]]], axis=0)
-    return RestSkeleton(rest, f"the {family.upper()} body model {Path(path).name} with {used} shape coefficients")
+    return RestSkeleton(
+        rest, f"the {family.upper()} body model {Path(path).name} with {used} shape coefficients", family
+    )

@@ -22,7 +22,7 @@ def load_motions(path: str | Path, *, fps: float | None = None, body_model: str 
 
     Args:
         path: an official pickle (``.pkl``; every clip), our ``.npz`` or an AMASS ``.npz``.
-        fps: frame rate for files that do not store one (official pickles; 30 otherwise).
+        fps: frame rate for files that do not store one (30 otherwise).
         body_model: SMPL/SMPL-H/SMPL-X model ``.npz`` (or a folder of them) for exact AMASS joints.
     """
     path = Path(path)
@@ -41,7 +41,7 @@ def load_motions(path: str | Path, *, fps: float | None = None, body_model: str 
             if is_our_npz(keys):
                 return [read_npz(path, data)]
             if is_amass(keys):
-                return [read_amass(path, data, body_model=body_model)]
+                return [read_amass(path, data, body_model=body_model, fps=fps)]
         raise MotionError(
             f"an .npz with neither our motion fields (format, joints) nor AMASS fields (poses, trans); "
             f"it has: {', '.join(sorted(keys)) or 'nothing'}",

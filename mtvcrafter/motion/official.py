@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path, PurePath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None
     image_size = (height, width) if height is not None and width is not None else None
     metadata = {k: _plain(v) for k, v in clip.items() if k != "pose"}
     video = clip.get("video_path") or clip.get("file_path")
-    name = PurePath(str(video)).stem if video else f"clip{index}"
+    name = _stem(str(video)) if video else f"clip{index}"
     return Motion(
         joints=joints,
         fps=fps,
@@ -61,6 +61,11 @@ def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None
         notes=tuple(notes),
         metadata=metadata,
     )
+
+
+def _stem(path: str) -> str:
+    """File name without extension, for paths written on Windows too."""
+    return (PureWindowsPath(path) if "\\" in path else PurePosixPath(path)).stem
 
 
 def _int_field(clip: dict, name: str, where: str) -> int | None:
