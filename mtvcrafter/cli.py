@@ -48,11 +48,16 @@ class Progress:
         return elapsed
 
 
+MAX_OUTPUT_SIDE = 8192
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x512, got {text!r}") from None
+    if not (16 <= width <= MAX_OUTPUT_SIDE and 16 <= height <= MAX_OUTPUT_SIDE):
+        raise argparse.ArgumentTypeError(f"each side must be between 16 and {MAX_OUTPUT_SIDE} pixels, got {text!r}")
     return width, height
 
 
@@ -299,6 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except (MotionError, RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # the output folder is missing, a path is a folder, the disk is full, …
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

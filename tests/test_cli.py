@@ -47,7 +47,7 @@ def test_stats_from_motion_files(tmp_path, sample_pkl):
     assert mean.shape == (24, 3) and mean.dtype == np.float32
 
 
-def test_errors_are_one_sentence_and_exit_1(tmp_path, reference_image):
+def test_errors_are_one_sentence_and_exit_1(tmp_path, reference_image, sample_pkl):
     result = run(
         "animate",
         "--ref",
@@ -61,6 +61,17 @@ def test_errors_are_one_sentence_and_exit_1(tmp_path, reference_image):
     assert result.stderr.strip() == f"error: {tmp_path / 'none.pkl'}: no such file"
     bad_size = run("animate", "--ref", "x", "--motion", "y", "--out", "z", "--size", "big")
     assert bad_size.returncode == 2 and "WIDTHxHEIGHT" in bad_size.stderr
+    huge = run("animate", "--ref", "x", "--motion", "y", "--out", "z", "--size", "100000x100000")
+    assert huge.returncode == 2 and "between 16 and 8192" in huge.stderr
+    to_folder = run(
+        "animate", "--ref", str(reference_image), "--motion", str(sample_pkl), "--out", str(tmp_path), "--size", "64x64"
+    )
+    assert to_folder.returncode == 1 and to_folder.stderr.startswith(f"error: {tmp_path}: is a folder")
+    (tmp_path / "afile").write_text("")
+    stats_to_file = run("motion", "stats", str(sample_pkl), "--out", str(tmp_path / "afile"))
+    assert stats_to_file.returncode == 1 and "is a file" in stats_to_file.stderr
+    nested = run("motion", "convert", str(sample_pkl), str(tmp_path / "new" / "folder" / "m.npz"))
+    assert nested.returncode == 0 and (tmp_path / "new" / "folder" / "m.npz").is_file()
 
 
 def test_convert_and_fit(tmp_path, sample_pkl):

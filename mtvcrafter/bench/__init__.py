@@ -25,7 +25,7 @@ class Row:
         return None if self.goal_s is None else self.ours_s <= self.goal_s
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
+def median_time(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``repeats`` calls after one warm-up call, in seconds."""
     fn()
     times = []

@@ -11,7 +11,7 @@ import numpy as np
 from ..motion import CHILDREN, NUM_JOINTS, PARENTS, inverse_kinematics, load_motions
 from ..motion.kinematics import estimate_rest_offsets
 from ..motion.rotations import best_fit_rotation, rotation_between
-from . import Row, best_of
+from . import Row, median_time
 
 
 def sample_pickle() -> Path:
@@ -59,8 +59,8 @@ def motion_benchmarks(quick: bool = False) -> list[Row]:
     rows.append(
         Row(
             "read sample .pkl (5 clips, longest 653 frames)",
-            best_of(ours_read, repeats),
-            best_of(baseline_read, repeats),
+            median_time(ours_read, repeats),
+            median_time(baseline_read, repeats),
             "plain pickle.load, no checks",
             0.050,
         )
@@ -71,7 +71,7 @@ def motion_benchmarks(quick: bool = False) -> list[Row]:
     # Play the clip forwards then backwards so the long clip has no jumps.
     long_clip = np.concatenate([clip if i % 2 == 0 else clip[::-1] for i in range(reps)])[:10_000]
     ik_repeats = 1 if quick else 3
-    ours = best_of(lambda: inverse_kinematics(long_clip), ik_repeats)
+    ours = median_time(lambda: inverse_kinematics(long_clip), ik_repeats)
     rest = estimate_rest_offsets(long_clip)
     subset = 200 if quick else 500
     start = time.perf_counter()

@@ -71,6 +71,10 @@ def save_motions(motions: list[Motion], path: str | Path) -> None:
     """Write motions: several clips only fit an official ``.pkl``; ``.npz`` holds one."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise MotionError("is a folder; give a file name such as motion.npz", source=str(path))
+    if suffix in (".npz", ".pkl", ".pickle"):
+        path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
         if len(motions) != 1:
             raise MotionError(

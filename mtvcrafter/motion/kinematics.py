@@ -15,7 +15,14 @@ import numpy as np
 
 from .errors import MotionError
 from .rotations import best_fit_rotation, frame_from_two, rotation_between
-from .skeleton import CHILDREN, NEUTRAL_REST_JOINTS_M, NUM_JOINTS, PARENTS, rest_offsets_from_joints
+from .skeleton import (
+    CHILDREN,
+    NEUTRAL_REST_JOINTS_M,
+    NUM_JOINTS,
+    PARENTS,
+    bone_lengths,
+    rest_offsets_from_joints,
+)
 
 IKMode = Literal["fit", "exact"]
 
@@ -126,8 +133,7 @@ def estimate_rest_offsets(joints: np.ndarray) -> np.ndarray:
     their offsets in a frame attached to the cluster), turned to best match the neutral T-pose.
     """
     joints = np.asarray(joints, dtype=np.float64)
-    parents = list((0, *PARENTS[1:]))
-    lengths = np.median(np.linalg.norm(joints - joints[:, parents], axis=-1), axis=0)
+    lengths = np.median(bone_lengths(joints), axis=0)
     template = rest_offsets_from_joints(NEUTRAL_REST_JOINTS_M)
     directions = template / np.linalg.norm(template, axis=-1, keepdims=True)
     offsets = directions * lengths[:, None]

@@ -38,6 +38,9 @@ NUM_JOINTS = 24
 #: Parent of each joint (-1 for the pelvis, the root). Every parent index is smaller than its child's.
 PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
+#: Parent of each joint with the root mapped to itself: for gathering parent positions in one step.
+PARENT_INDEX: tuple[int, ...] = (0, *PARENTS[1:])
+
 #: Children of each joint, in index order.
 CHILDREN: tuple[tuple[int, ...], ...] = tuple(
     tuple(c for c in range(NUM_JOINTS) if PARENTS[c] == j) for j in range(NUM_JOINTS)
@@ -54,11 +57,6 @@ def _side(name: str) -> int:
 #: +1 for joints on the person's left, -1 on the right, 0 on the midline.
 SIDES: tuple[int, ...] = tuple(_side(n) for n in JOINT_NAMES)
 
-#: For each joint, the index of its mirror image (itself on the midline).
-MIRROR: tuple[int, ...] = tuple(
-    JOINT_NAMES.index(n.replace("left_", "right_") if n.startswith("left_") else n.replace("right_", "left_"))
-    for n in JOINT_NAMES
-)
 
 #: Built-in neutral rest skeleton: joint positions in metres in SMPL's body frame (Y up, the person
 #: facing +Z, their left towards +X), in a T-pose. The proportions are those of an average adult
@@ -99,7 +97,7 @@ NEUTRAL_REST_JOINTS_M.setflags(write=False)
 def rest_offsets_from_joints(rest_joints: np.ndarray) -> np.ndarray:
     """Offsets of each joint from its parent, ``(..., 24, 3)``; the root's offset is its position."""
     rest_joints = np.asarray(rest_joints)
-    offsets = rest_joints - rest_joints[..., list((0, *PARENTS[1:])), :]
+    offsets = rest_joints - rest_joints[..., list(PARENT_INDEX), :]
     offsets[..., 0, :] = rest_joints[..., 0, :]
     return offsets
 
@@ -107,5 +105,4 @@ def rest_offsets_from_joints(rest_joints: np.ndarray) -> np.ndarray:
 def bone_lengths(joints: np.ndarray) -> np.ndarray:
     """Length of each joint's bone to its parent, ``(..., 24)``, in the joints' unit (0 for the root)."""
     joints = np.asarray(joints)
-    lengths = np.linalg.norm(joints - joints[..., list((0, *PARENTS[1:])), :], axis=-1)
-    return lengths
+    return np.linalg.norm(joints - joints[..., list(PARENT_INDEX), :], axis=-1)

@@ -48,9 +48,14 @@ class NormStats:
         values = []
         for path in (mean, Path(std)):
             try:
-                values.append(np.load(path, allow_pickle=False))
+                value = np.load(path, allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise MotionError(f"cannot read statistics ({exc})", source=str(path)) from None
+            if value.shape != (NUM_JOINTS, 3) or value.dtype.kind != "f" or not np.isfinite(value).all():
+                raise MotionError(f"expected finite (24, 3) floats, got {value.dtype} {value.shape}", source=str(path))
+            values.append(value)
+        if (values[1] <= 0).any():
+            raise MotionError("standard deviations must be positive", source=str(std))
         return cls(values[0], values[1])
 
     @classmethod
@@ -72,6 +77,8 @@ class NormStats:
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise MotionError("is a file; statistics are written to a folder (mean.npy, std.npy)", source=str(folder))
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "mean.npy", self.mean)
         np.save(folder / "std.npy", self.std)

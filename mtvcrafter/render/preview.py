@@ -187,6 +187,8 @@ def render_preview(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
     """Render the preview video (H.264 mp4, one frame per motion frame, at the motion's fps)."""
+    if Path(out).is_dir():
+        raise RenderError(f"{out}: is a folder; give a file name such as {Path(out) / 'animation.mp4'}")
     width, height = size
     if width < 16 or height < 16 or width % 2 or height % 2:
         raise RenderError(f"output size must be even and at least 16 pixels, got {width}x{height}")
