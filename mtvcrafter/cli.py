@@ -208,6 +208,68 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .motion import load_motion
+    from .tokenizer import VQ_LOSS_WARNING, MotionTokenizer
+
+    motion = load_motion(args.motion, clip=args.clip, **_load_options(args))
+    tokenizer = MotionTokenizer.from_pretrained(
+        args.checkpoint, stats=args.stats, device=args.device, trust_checkpoint=args.trust_checkpoint
+    )
+    result = tokenizer.reconstruct(motion.joints)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            out,
+            codes=result.codes,
+            vq_loss=np.array(result.vq_loss),
+            reconstruction=result.reconstruction_mm.astype(np.float32),
+            joint_error_mm=result.error_mm.astype(np.float32),
+            fps=np.array(motion.fps),
+        )
+        print(f"wrote {out}: codes {result.codes.shape}, reconstruction {result.reconstruction_mm.shape}")
+    if args.eval or not args.out:
+        from .motion import JOINT_NAMES
+
+        worst = np.argsort(result.joint_error_mm)[::-1][:3]
+        used = len(np.unique(result.codes))
+        print(f"frames {motion.num_frames} -> latent frames {result.codes.shape[0]} ({result.codes.size} codes)")
+        print(f"MPJPE {result.mpjpe_mm:.2f} mm; vq loss {result.vq_loss:.4f}")
+        print(f"codes used {used} of {tokenizer.config.codebook_size} ({used / tokenizer.config.codebook_size:.2%})")
+        print("worst joints: " + ", ".join(f"{JOINT_NAMES[j]} {result.joint_error_mm[j]:.1f} mm" for j in worst))
+    if result.vq_loss > VQ_LOSS_WARNING:
+        print(
+            f"warning: vq loss {result.vq_loss:.3f} is above {VQ_LOSS_WARNING}; videos from such motions tend "
+            "to be poor",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    import json
+
+    from .motion import NormStats
+    from .tokenizer import TokenizerConfig
+    from .tokenizer.train import TrainConfig, train_tokenizer
+
+    config = TrainConfig()
+    for name in ("steps", "batch_size", "clip_frames", "learning_rate", "warmup_steps", "save_every", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(config, name, value)
+    config.mixed_precision = args.mixed_precision
+    if args.size == "tiny":
+        config.model = json.loads(TokenizerConfig.tiny().to_json())
+    stats = NormStats.load(args.stats) if args.stats else None
+    saved = train_tokenizer(args.data, args.out, config, stats=stats, init=args.init, resume=args.resume, cpu=args.cpu)
+    print(f"tokenizer saved in {saved}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmarks
 
@@ -286,28 +348,81 @@ def build_parser() -> argparse.ArgumentParser:
     _motion_options(animate)
     animate.set_defaults(run=cmd_animate)
 
+    tokenize = commands.add_parser("tokenize", help="4DMoT codes and reconstruction of a motion (what the model sees)")
+    tokenize.add_argument("motion")
+    tokenize.add_argument(
+        "--checkpoint",
+        required=True,
+        help="official 4DMoT/mp_rank_00_model_states.pt, or a folder saved by train-tokenizer",
+    )
+    tokenize.add_argument("--stats", help="folder with mean.npy and std.npy (default: the checkpoint's or official)")
+    tokenize.add_argument("--out", help="write codes, vq loss and reconstruction to this .npz")
+    tokenize.add_argument("--eval", action="store_true", help="print MPJPE, vq loss, code usage and worst joints")
+    tokenize.add_argument("--clip", type=int, default=0, help="clip of a multi-clip file (default 0)")
+    tokenize.add_argument("--device", help="cpu, cuda, cuda:1, … (default cpu)")
+    tokenize.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling of a .pt file that safe loading refuses (runs its code)",
+    )
+    _motion_options(tokenize)
+    tokenize.set_defaults(run=cmd_tokenize)
+
+    train = commands.add_parser(
+        "train-tokenizer", help="train 4DMoT (official recipe by default; accelerate launch for several GPUs)"
+    )
+    train.add_argument("data", nargs="+", help="motion files or folders of them (.pkl, .npz)")
+    train.add_argument("--out", required=True, help="folder for checkpoints/ and the trained tokenizer/")
+    train.add_argument("--size", choices=("full", "tiny"), default="full", help="full: the official architecture")
+    train.add_argument("--init", help="start from these weights (official .pt or our folder)")
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    train.add_argument("--steps", type=int, help="default 500000")
+    train.add_argument("--batch-size", type=int, help="default 32")
+    train.add_argument("--clip-frames", type=int, help="default 49")
+    train.add_argument("--learning-rate", type=float, help="default 2e-4")
+    train.add_argument("--warmup-steps", type=int, help="default 5000")
+    train.add_argument("--save-every", type=int, help="default 5000")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--stats", help="folder with mean.npy and std.npy (default: the official statistics)")
+    train.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
+    train.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
+    train.set_defaults(run=cmd_train_tokenizer)
+
     bench = commands.add_parser("bench", help="benchmarks against baselines measured in the same run")
-    bench.add_argument("suite", choices=("motion",), help="what to measure")
+    bench.add_argument("suite", choices=("motion", "tokenizer"), help="what to measure")
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
     bench.set_defaults(run=cmd_bench)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the input's fault, shown as one line. The tokenizer's only where it was
+    imported: torch loads only for the commands that need it."""
     from .motion import MotionError
     from .render import RenderError
+
+    errors: list[type[Exception]] = [MotionError, RenderError]
+    tokenizer = sys.modules.get("mtvcrafter.tokenizer")
+    if tokenizer is not None:
+        errors.append(tokenizer.TokenizerError)
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (MotionError, RenderError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except OSError as exc:  # the output folder is missing, a path is a folder, the disk is full, …
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

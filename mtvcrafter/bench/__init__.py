@@ -56,6 +56,11 @@ def run_benchmarks(suite: str, quick: bool = False) -> int:
 
         rows = motion_benchmarks(quick=quick)
         print_table("mtvcrafter bench motion (this machine, CPU)", rows)
+    elif suite == "tokenizer":
+        from .tokenizer import tokenizer_benchmarks
+
+        rows = tokenizer_benchmarks(quick=quick)
+        print_table("mtvcrafter bench tokenizer (full size, random weights, fp32)", rows)
     else:
         raise ValueError(f"unknown benchmark suite {suite!r}")
     return 1 if any(r.met is False for r in rows) else 0
