@@ -245,18 +245,33 @@ class FourDMoT(nn.Module):
 
 
 def config_from_state_dict(state: dict[str, torch.Tensor]) -> TokenizerConfig:
-    """The architecture a 4DMoT state dict was made for, read off its shapes."""
-    narrow = state["encoder.conv_in.weight"].shape[0]
-    wide = state["encoder.resnet2.conv_short.weight"].shape[0]
-    codebook_size, code_dim = state["vq.codebook"].shape
-    blocks = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("encoder.resnet1."))
-    # Group counts are not stored in weights: the official 32, or half the narrow width below 64 channels.
-    groups = min(32, max(1, narrow // 2))
+    """The architecture a 4DMoT state dict was made for, read off its shapes.
+
+    Each size is read from the first of several weights that carry it, so a damaged state dict
+    still yields a configuration and the strict comparison can then name everything wrong with it.
+    Sizes no weight carries keep the official value.
+    """
+
+    def size(*candidates: tuple[str, int]) -> int | None:
+        for name, axis in candidates:
+            if name in state and state[name].ndim > axis:
+                return int(state[name].shape[axis])
+        return None
+
+    default = TokenizerConfig()
+    narrow = size(("encoder.conv_in.weight", 0), ("encoder.conv_in.bias", 0), ("decoder.conv_out.weight", 1))
+    wide = size(("encoder.resnet2.conv_short.weight", 0), ("decoder.conv_in.weight", 0), ("encoder.conv_out.weight", 1))
+    code_dim = size(("vq.codebook", 1), ("encoder.conv_out.weight", 0), ("decoder.conv_in.weight", 1))
+    codebook_size = size(("vq.codebook", 0))
+    in_channels = size(("encoder.conv_in.weight", 1), ("decoder.conv_out.weight", 0))
+    indices = [int(k.split(".")[2]) for k in state if k.startswith("encoder.resnet1.") and k.split(".")[2].isdigit()]
+    narrow = narrow or default.channels[0]
     return TokenizerConfig(
-        channels=(int(narrow), int(wide)),
-        num_res_blocks=blocks,
-        codebook_size=int(codebook_size),
-        code_dim=int(code_dim),
-        norm_groups=groups,
-        in_channels=int(state["encoder.conv_in.weight"].shape[1]),
+        channels=(narrow, wide or default.channels[1]),
+        num_res_blocks=1 + max(indices) if indices else default.num_res_blocks,
+        codebook_size=codebook_size or default.codebook_size,
+        code_dim=code_dim or default.code_dim,
+        # Group counts are not stored in weights: the official 32, or half the narrow width below 64 channels.
+        norm_groups=min(32, max(1, narrow // 2)),
+        in_channels=in_channels or default.in_channels,
     )
