@@ -238,3 +238,39 @@ def test_tokenize_command(tmp_path, tiny_checkpoint, sample_pkl):
         timeout=300,
     )
     assert missing.returncode == 1 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+
+
+def test_train_tokenizer_command_trains_resumes_and_saves(tmp_path, sample_pkl):
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "mtvcrafter",
+            "train-tokenizer",
+            str(sample_pkl),
+            "--out",
+            str(tmp_path),
+            "--size",
+            "tiny",
+            "--batch-size",
+            "2",
+            "--save-every",
+            "2",
+            *extra,
+        ]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    first = train("--steps", "2")
+    assert first.returncode == 0, first.stderr
+    assert f"tokenizer saved in {tmp_path / 'tokenizer'}" in first.stdout
+    resumed = train("--steps", "4", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-2", "step-4"]
+    assert MotionTokenizer.from_pretrained(tmp_path / "tokenizer").config == TokenizerConfig.tiny()
+    nothing = subprocess.run(
+        [sys.executable, "-m", "mtvcrafter", "train-tokenizer", str(tmp_path / "none.pkl"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert nothing.returncode == 1 and "no such file or folder" in nothing.stderr

@@ -220,6 +220,12 @@ def train_tokenizer(
         reseeded = 0
         if step % config.dead_code_every == 0:
             reseeded = ema.reseed_dead(raw_model.vq.codebook, rows, config.dead_code_threshold, generator)
+            if accelerator.num_processes > 1:
+                # Re-seeding drew from this process's batch: let every process use process 0's codebook.
+                from accelerate.utils import broadcast
+
+                for tensor in (raw_model.vq.codebook.data, ema.usage, ema.total):
+                    tensor.copy_(broadcast(tensor, from_process=0))
         logs = _logs(loss, recon_loss, result["commitment"], codes, raw_model.config.codebook_size, reseeded)
         bar.set_postfix(loss=f"{logs['loss']:.4f}", ppl=f"{logs['perplexity']:.0f}", used=f"{logs['usage']:.1%}")
         bar.update(1)
