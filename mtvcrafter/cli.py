@@ -250,8 +250,6 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
-    import json
-
     from .motion import NormStats
     from .tokenizer import TokenizerConfig
     from .tokenizer.train import TrainConfig, train_tokenizer

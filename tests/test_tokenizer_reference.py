@@ -513,10 +513,10 @@ def damaged_checkpoint(built: Built, folder: Path, drop: tuple[str, ...] = (), a
     ],
 )
 def test_missing_or_extra_keys_are_named(narrow, tmp_path, drop, add):
-    from mtvcrafter.tokenizer import MotionTokenizer
+    from mtvcrafter.tokenizer import MotionTokenizer, TokenizerError
 
     path = damaged_checkpoint(narrow, tmp_path, drop, add)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(TokenizerError) as caught:
         MotionTokenizer.from_pretrained(path, stats=narrow.stats)
     message = str(caught.value)
     for name in drop + add:

@@ -3,7 +3,7 @@
 Runs on CPU and CUDA; needs torch (the ``ml`` extra).
 """
 
-from .checkpoint import TokenizerError
+from .errors import TokenizerError
 from .model import FourDMoT, TokenizerConfig
 from .tokenizer import (
     VQ_LOSS_WARNING,

@@ -9,15 +9,12 @@ from pathlib import Path
 
 import torch
 
+from .errors import TokenizerError
 from .model import FourDMoT, TokenizerConfig, config_from_state_dict
 
 OFFICIAL_FILE = "mp_rank_00_model_states.pt"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-
-class TokenizerError(RuntimeError):
-    """A tokenizer checkpoint or input that cannot be used, with the file and the fix."""
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -53,7 +50,7 @@ def read_state_dict(path: Path, trust_checkpoint: bool = False) -> tuple[dict[st
         if config_path.is_file():
             try:
                 config = TokenizerConfig.from_dict(json.loads(config_path.read_text()))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, TokenizerError) as exc:
                 raise TokenizerError(f"{config_path}: not a valid tokenizer configuration ({exc})") from None
         else:
             config = _config_or_error(state, path)
@@ -67,11 +64,12 @@ def _torch_load(path: Path, trust_checkpoint: bool) -> dict[str, torch.Tensor]:
         raw = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"the class {blocked.group(1)}" if blocked else "something besides tensors"
+        if blocked is None or trust_checkpoint:
+            raise TokenizerError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
         raise TokenizerError(
-            f"{path}: the checkpoint holds {what}, which safe loading refuses. If you trust where the file "
-            "came from, load it with trust_checkpoint=True (command line: --trust-checkpoint), which runs "
-            "whatever code the file contains"
+            f"{path}: the checkpoint holds the class {blocked.group(1)}, which safe loading refuses. If you "
+            "trust where the file came from, load it with trust_checkpoint=True (command line: "
+            "--trust-checkpoint), which runs whatever code the file contains"
         ) from None
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         raise TokenizerError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
@@ -98,7 +96,11 @@ def build_model(state: dict[str, torch.Tensor], config: TokenizerConfig, path: P
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    wrong = sorted(
+        k
+        for k in set(expected) & set(state)
+        if tuple(expected[k].shape) != tuple(state[k].shape) or not state[k].is_floating_point()
+    )
     if missing or unexpected or wrong:
         parts = []
         for label, names in (("missing", missing), ("unexpected", unexpected)):
@@ -106,8 +108,11 @@ def build_model(state: dict[str, torch.Tensor], config: TokenizerConfig, path: P
                 parts.append(f"{len(names)} {label}: {', '.join(names[:8])}{' …' if len(names) > 8 else ''}")
         if wrong:
             parts.append(
-                "wrong shapes: "
-                + ", ".join(f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong[:4])
+                "wrong shapes or types: "
+                + ", ".join(
+                    f"{k} {state[k].dtype} {tuple(state[k].shape)} (expected floats {tuple(expected[k].shape)})"
+                    for k in wrong[:4]
+                )
             )
         raise TokenizerError(f"{path}: the weights do not fit 4DMoT ({'; '.join(parts)})")
     # Assign the loaded tensors to the meta-device model: no time spent on a random initialisation.

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import TokenizerError
+
 ENCODER_CHUNK = 8
 DECODER_CHUNK = 2
 
@@ -30,9 +32,17 @@ class TokenizerConfig:
     norm_groups: int = 32
     in_channels: int = 3
 
+    def __post_init__(self) -> None:
+        channels = tuple(self.channels)
+        sizes = (*channels, self.num_res_blocks, self.codebook_size, self.code_dim, self.norm_groups, self.in_channels)
+        if len(channels) != 2 or not all(type(v) is int and v > 0 for v in sizes):
+            raise TokenizerError(f"configuration sizes must be positive whole numbers (two channel widths): {self}")
+        if channels[0] % self.norm_groups or channels[1] % self.norm_groups:
+            raise TokenizerError(f"channel widths {channels} must be divisible by norm_groups {self.norm_groups}")
+
     @classmethod
     def tiny(cls) -> TokenizerConfig:
-        """A few-thousand-parameter configuration with the same structure, for tests and CPU demos."""
+        """A small configuration (about 356,000 parameters) with the official structure, for tests and CPU demos."""
         return cls(channels=(16, 64), num_res_blocks=3, codebook_size=64, code_dim=32, norm_groups=8)
 
     def to_json(self) -> str:
@@ -40,8 +50,10 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TokenizerConfig:
+        if not isinstance(data, dict):
+            raise TokenizerError(f"a tokenizer configuration is a JSON object, got {type(data).__name__}")
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "channels" in fields:
+        if isinstance(fields.get("channels"), list):
             fields["channels"] = tuple(fields["channels"])
         return cls(**fields)
 
@@ -152,20 +164,16 @@ class Quantizer(nn.Module):
     def __init__(self, config: TokenizerConfig):
         super().__init__()
         self.codebook = nn.Parameter(torch.empty(config.codebook_size, config.code_dim).normal_())
-        self._norms: tuple[tuple, torch.Tensor] | None = None
-
-    def _squared_norms(self, codebook: torch.Tensor) -> torch.Tensor:
-        # Cached while the codebook is unchanged (inference); recomputed after any update.
-        key = (codebook.data_ptr(), codebook._version, codebook.dtype, codebook.device)
-        if self._norms is None or self._norms[0] != key or torch.is_grad_enabled():
-            self._norms = (key, (codebook * codebook).sum(dim=1))
-        return self._norms[1]
 
     def nearest(self, rows: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest codebook row for each of ``rows (N, D)``."""
-        codebook = self.codebook.detach().to(rows.dtype)
+        """Index of the nearest codebook row for each of ``rows (N, D)``.
+
+        Distances are always computed in float32: in bf16 a quarter of the choices would change.
+        """
+        rows = rows.detach().float()
+        codebook = self.codebook.detach().float()
         # |r - c|^2 = |r|^2 - 2 r·c + |c|^2; |r|^2 does not change the argmin.
-        distances = self._squared_norms(codebook) - 2.0 * rows @ codebook.T
+        distances = (codebook * codebook).sum(dim=1) - 2.0 * rows @ codebook.T
         return distances.argmin(dim=1)
 
 

@@ -42,6 +42,15 @@ def padded_length(num_frames: int) -> int:
     return max(ENCODER_CHUNK + 1, ENCODER_CHUNK * math.ceil((num_frames - 1) / ENCODER_CHUNK) + 1)
 
 
+def pad_frames(joints: np.ndarray, frames: int, axis: int = 0) -> np.ndarray:
+    """``joints`` made ``frames`` long along ``axis`` by repeating the last frame (unchanged if long enough)."""
+    missing = frames - joints.shape[axis]
+    if missing <= 0:
+        return joints
+    last = np.take(joints, [-1], axis=axis)
+    return np.concatenate([joints, np.repeat(last, missing, axis=axis)], axis=axis)
+
+
 def window_ranges(num_frames: int, size: int = WINDOW_FRAMES, overlap: int = WINDOW_OVERLAP) -> list[tuple[int, int]]:
     """``[start, stop)`` frame ranges covering a motion with windows of ``size`` frames.
 
@@ -49,6 +58,8 @@ def window_ranges(num_frames: int, size: int = WINDOW_FRAMES, overlap: int = WIN
     frame (so it may share more), and every window is full length unless the whole motion is
     shorter than one window (then one window holds it all and is padded at encoding).
     """
+    if not 0 <= overlap < size:
+        raise TokenizerError(f"windows of {size} frames cannot share {overlap}; use 0 to {size - 1}")
     if num_frames <= size:
         return [(0, num_frames)]
     stride = size - overlap
@@ -79,7 +90,8 @@ class TokenizedMotion:
     ``codes (T', 24)`` int64; ``reconstruction_mm (T, 24, 3)`` decoded and cut back to the input's
     frames; ``vq_loss`` the mean squared distance between encoder output and its codes (above
     :data:`VQ_LOSS_WARNING` results tend to be poor); ``error_mm (T, 24)`` per-frame, per-joint
-    distance between input and reconstruction.
+    distance between input and reconstruction; ``padded_frames`` the length actually encoded
+    (see :func:`padded_length`).
     """
 
     codes: np.ndarray
@@ -115,7 +127,12 @@ class MotionTokenizer:
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
     ):
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        try:
+            self.device = torch.device(device) if device is not None else torch.device("cpu")
+        except (RuntimeError, TypeError) as exc:
+            raise TokenizerError(f"unknown device {device!r} ({exc}); use cpu, cuda or cuda:N") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise TokenizerError(f"device {device!r} asked for, but this torch build or machine has no CUDA GPU")
         self.dtype = dtype
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.stats = stats or NormStats.official()
@@ -167,9 +184,7 @@ class MotionTokenizer:
         if not np.isfinite(joints).all():
             raise TokenizerError("the joints hold NaN or infinite values")
         frames = joints.shape[1]
-        target = padded_length(frames)
-        if target != frames:
-            joints = np.concatenate([joints, np.repeat(joints[:, -1:], target - frames, axis=1)], axis=1)
+        joints = pad_frames(joints, padded_length(frames), axis=1)
         x = torch.from_numpy(np.ascontiguousarray(joints)).to(self.device)
         return ((x - self._mean) / self._std).to(self.dtype), frames, single
 
@@ -239,8 +254,5 @@ class MotionTokenizer:
         joints = np.asarray(joints_mm, dtype=np.float32)
         out = []
         for start, stop in window_ranges(len(joints)):
-            window = joints[start:stop]
-            if len(window) < WINDOW_FRAMES:
-                window = np.concatenate([window, np.repeat(window[-1:], WINDOW_FRAMES - len(window), axis=0)])
-            out.append((start, stop, self.encode(window)))
+            out.append((start, stop, self.encode(pad_frames(joints[start:stop], WINDOW_FRAMES))))
         return out

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..motion import Motion, NormStats, load_motions
+from ..motion import Motion, MotionError, NormStats, load_motions
 from .checkpoint import TokenizerError
 from .model import FourDMoT, TokenizerConfig
-from .tokenizer import MotionTokenizer, save_tokenizer
+from .tokenizer import MotionTokenizer, pad_frames, padded_length, save_tokenizer
 
 MOTION_SUFFIXES = (".pkl", ".pickle", ".npz")
 
@@ -51,46 +51,57 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: json.loads(TokenizerConfig().to_json()))
 
 
-def find_motion_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Motion files named directly or found (recursively) in folders."""
-    found: list[Path] = []
+def load_training_motions(paths: Sequence[str | Path]) -> tuple[list[Motion], list[str]]:
+    """Every clip of the motion files named, or found (recursively) in the folders named.
+
+    A named file must be a motion; files found in folders that are not (an AMASS ``shape.npz``,
+    say) are skipped, and returned as messages.
+    """
+    motions: list[Motion] = []
+    skipped: list[str] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in MOTION_SUFFIXES)
+            for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in MOTION_SUFFIXES):
+                try:
+                    motions += load_motions(found)
+                except MotionError as exc:
+                    skipped.append(str(exc))
         elif path.is_file():
-            found.append(path)
+            motions += load_motions(path)
         else:
             raise TokenizerError(f"{path}: no such file or folder")
-    if not found:
-        raise TokenizerError(f"no motion files (.pkl, .npz) in {', '.join(map(str, paths))}")
-    return found
+    if not motions:
+        raise TokenizerError(f"no motions ({', '.join(MOTION_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    return motions, skipped
 
 
-class MotionCrops(torch.utils.data.IterableDataset):
-    """Endless random contiguous crops of ``frames`` frames from the given motions, normalised.
+class MotionCrops:
+    """Random contiguous crops of ``frames`` frames from the given motions, normalised.
 
-    Clips shorter than a crop are padded by repeating their last frame. Each worker and process
-    draws from its own seeded generator.
+    Crop ``i`` depends only on ``(seed, i)``, so a resumed run draws exactly the crops an
+    uninterrupted one would have, and each process takes its own indices. Clips shorter than a crop
+    are padded by repeating their last frame; longer clips are drawn in proportion to their length.
     """
 
     def __init__(self, motions: list[Motion], frames: int, stats: NormStats, seed: int = 0):
         if not motions:
             raise TokenizerError("no motions to train on")
-        self.clips = [stats.normalize(m.joints) for m in motions]
-        self.weights = np.array([max(len(c) - frames + 1, 1) for c in self.clips], dtype=np.float64)
+        self.clips = [pad_frames(stats.normalize(m.joints), frames) for m in motions]
+        self.weights = np.array([len(c) - frames + 1 for c in self.clips], dtype=np.float64)
         self.weights /= self.weights.sum()
         self.frames = frames
         self.seed = seed
 
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, info.id if info else 0])
-        while True:
-            clip = self.clips[rng.choice(len(self.clips), p=self.weights)]
-            if len(clip) < self.frames:
-                clip = np.concatenate([clip, np.repeat(clip[-1:], self.frames - len(clip), axis=0)])
-            start = int(rng.integers(0, len(clip) - self.frames + 1))
-            yield torch.from_numpy(np.ascontiguousarray(clip[start : start + self.frames]))
+    def crop(self, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, index])
+        clip = self.clips[rng.choice(len(self.clips), p=self.weights)]
+        start = int(rng.integers(0, len(clip) - self.frames + 1))
+        return clip[start : start + self.frames]
+
+    def batch(self, step: int, size: int, rank: int = 0, processes: int = 1) -> torch.Tensor:
+        """The ``(size, frames, 24, 3)`` crops of process ``rank`` for training step ``step``."""
+        first = (step * processes + rank) * size
+        return torch.from_numpy(np.stack([self.crop(first + i) for i in range(size)]))
 
 
 class CodebookEMA(nn.Module):
@@ -156,6 +167,13 @@ def train_tokenizer(
     from tqdm.auto import tqdm
 
     config = config or TrainConfig()
+    if config.steps < 1 or config.batch_size < 1:
+        raise TokenizerError("steps and batch size must be at least 1")
+    if config.clip_frames < 8 or padded_length(config.clip_frames) != config.clip_frames:
+        raise TokenizerError(
+            f"crops of {config.clip_frames} frames do not decode to their own length; use 8k or 8k+1 frames "
+            "(e.g. 48 or 49, the official 49)"
+        )
     out = Path(out)
     checkpoints = out / "checkpoints"
     step = 0
@@ -164,19 +182,23 @@ def train_tokenizer(
         if latest is None:
             raise TokenizerError(f"{checkpoints}: nothing to resume from")
         step = json.loads((latest / "progress.json").read_text())["step"]
-    accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
-    set_seed(config.seed + step)
-    stats = stats or NormStats.official()
-    motions = [m for path in find_motion_files(data) for m in load_motions(path)]
-    # Seeded by step too, so a resumed run draws new crops rather than replaying the first ones.
-    seed = config.seed + 7919 * step + accelerator.process_index
-    dataset = MotionCrops(motions, config.clip_frames, stats, seed=seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size)
+        # The architecture is the checkpoint's, whatever the command line says.
+        config.model = json.loads((latest / "train_config.json").read_text())["model"]
+    # The scheduler steps once per training step, whatever the number of processes.
+    accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False)
+    set_seed(config.seed)
+    motions, skipped = load_training_motions(data)
+    if skipped:
+        accelerator.print(f"skipped {len(skipped)} file(s) that are not motions, e.g. {skipped[0]}")
 
     if init is not None:
-        model = MotionTokenizer.from_pretrained(init).model.float().train()
+        initial = MotionTokenizer.from_pretrained(init)
+        model = initial.model.float().train()
+        stats = stats or initial.stats
     else:
         model = FourDMoT(TokenizerConfig.from_dict(config.model))
+    stats = stats or NormStats.official()
+    crops = MotionCrops(motions, config.clip_frames, stats, seed=config.seed)
     config.model = json.loads(model.config.to_json())
     ema = CodebookEMA(model.vq.codebook, config.ema_decay)
     # The codebook follows the moving averages, not the gradients.
@@ -186,14 +208,13 @@ def train_tokenizer(
         parameters, lr=config.learning_rate, betas=config.betas, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_constant(config.warmup_steps))
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
 
     if latest is not None:
         accelerator.load_state(str(latest))
 
-    generator = torch.Generator().manual_seed(config.seed + step)
     bar = tqdm(
         total=config.steps,
         initial=step,
@@ -201,10 +222,10 @@ def train_tokenizer(
         desc="train 4DMoT",
         unit="step",
     )
-    batches = iter(loader)
     raw_model = accelerator.unwrap_model(model)
     while step < config.steps:
-        batch = next(batches).to(accelerator.device)
+        batch = crops.batch(step, config.batch_size, accelerator.process_index, accelerator.num_processes)
+        batch = batch.to(accelerator.device)
         with accelerator.autocast():
             result = model(batch)
             recon_loss = F.l1_loss(result["reconstruction"].float(), batch.float())
@@ -219,6 +240,7 @@ def train_tokenizer(
         step += 1
         reseeded = 0
         if step % config.dead_code_every == 0:
+            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
             reseeded = ema.reseed_dead(raw_model.vq.codebook, rows, config.dead_code_threshold, generator)
             if accelerator.num_processes > 1:
                 # Re-seeding drew from this process's batch: let every process use process 0's codebook.
@@ -268,4 +290,4 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-__all__ = ["CodebookEMA", "MotionCrops", "TrainConfig", "find_motion_files", "train_tokenizer"]
+__all__ = ["CodebookEMA", "MotionCrops", "TrainConfig", "load_training_motions", "train_tokenizer"]
