@@ -182,8 +182,9 @@ def train_tokenizer(
         if latest is None:
             raise TokenizerError(f"{checkpoints}: nothing to resume from")
         step = json.loads((latest / "progress.json").read_text())["step"]
-        # The architecture is the checkpoint's, whatever the command line says.
+        # The architecture and the statistics are the checkpoint's, whatever the command line says.
         config.model = json.loads((latest / "train_config.json").read_text())["model"]
+        stats = NormStats.load(latest)
     # The scheduler steps once per training step, whatever the number of processes.
     accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision, step_scheduler_with_optimizer=False)
     set_seed(config.seed)
@@ -282,6 +283,7 @@ def _save(
     if accelerator.is_main_process:
         (state_dir / "progress.json").write_text(json.dumps({"step": step}))
         (state_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+        stats.save(state_dir)
         save_tokenizer(model, stats, export_dir)
 
 
