@@ -75,8 +75,8 @@ def tokenizer_benchmarks(quick: bool = False, device: str | None = None) -> list
         codes = tokenizer.encode(joints)
         if not np.array_equal(codes, baseline.encode(joints).cpu().numpy()):
             raise RuntimeError("the straightforward implementation chose other codes: the benchmark is void")
-        decoded = tokenizer.decode(codes)
-        if not np.allclose(decoded, baseline.decode(torch.as_tensor(codes, device=device)).cpu().numpy(), atol=1e-2):
+        code_tensor = torch.as_tensor(codes, device=device)
+        if not np.allclose(tokenizer.decode(codes), baseline.decode(code_tensor).cpu().numpy(), atol=1e-2):
             raise RuntimeError("the straightforward implementation decoded differently: the benchmark is void")
         rows.append(
             Row(
@@ -87,7 +87,6 @@ def tokenizer_benchmarks(quick: bool = False, device: str | None = None) -> list
                 goal,
             )
         )
-        code_tensor = torch.as_tensor(codes, device=device)
         rows.append(
             Row(
                 f"4DMoT decode, {frames} frames ({device})",

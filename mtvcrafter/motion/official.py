@@ -48,7 +48,7 @@ def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None
         notes.append(f"video_length says {length} frames but the pose has {joints.shape[0]}")
     height, width = _int_field(clip, "video_height", where), _int_field(clip, "video_width", where)
     image_size = (height, width) if height is not None and width is not None else None
-    metadata = {k: _plain(v) for k, v in clip.items() if k != "pose"}
+    metadata = {k: v for k, v in clip.items() if k != "pose"}
     video = clip.get("video_path") or clip.get("file_path")
     name = _stem(str(video)) if video else f"clip{index}"
     return Motion(
@@ -77,12 +77,6 @@ def _int_field(clip: dict, name: str, where: str) -> int | None:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return int(value)
     raise MotionError(f"expected a whole number, got {value!r:.40}", source=where, field=name)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _pose_to_joints(pose: Any, where: str) -> np.ndarray:

@@ -188,6 +188,9 @@ class MotionTokenizer:
         x = torch.from_numpy(np.ascontiguousarray(joints)).to(self.device)
         return ((x - self._mean) / self._std).to(self.dtype), frames, single
 
+    def _to_mm(self, normalized: torch.Tensor) -> torch.Tensor:
+        return normalized.float() * self._std + self._mean
+
     @torch.inference_mode()
     def encode(self, joints_mm: np.ndarray) -> np.ndarray:
         """Codes ``(T', 24)`` int64 for joints ``(T, 24, 3)`` in mm (or ``(B, T', 24)`` for a batch).
@@ -225,7 +228,7 @@ class MotionTokenizer:
         if codes.shape[1] < 2:
             raise TokenizerError(f"decoding needs at least 2 latent frames, got {codes.shape[1]}")
         normalized = self.model.decode_grid(self.model.lookup(codes).to(self.dtype))
-        joints = (normalized.float() * self._std + self._mean).cpu().numpy()
+        joints = self._to_mm(normalized).cpu().numpy()
         if num_frames is not None:
             joints = joints[:, :num_frames]
         return joints[0] if single else joints
@@ -240,7 +243,7 @@ class MotionTokenizer:
         codes, quantized = self.model.quantize(latents)
         vq_loss = float(torch.mean((latents.float() - quantized.float()) ** 2))
         normalized = self.model.decode_grid(quantized)
-        joints = (normalized.float() * self._std + self._mean)[0, :frames].cpu().numpy()
+        joints = self._to_mm(normalized)[0, :frames].cpu().numpy()
         source = np.asarray(joints_mm, dtype=np.float32)
         error = np.linalg.norm(joints - source, axis=-1)
         return TokenizedMotion(codes[0].cpu().numpy(), joints, vq_loss, error, x.shape[1])
