@@ -15,6 +15,10 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
+class _UsageError(Exception):
+    """A combination of options that cannot work; shown as one line."""
+
+
 class Progress:
     """A one-line progress bar on stderr (only redrawn on a terminal), with rate and ETA."""
 
@@ -190,6 +194,58 @@ def cmd_motion_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _animate_with_model(args: argparse.Namespace, motion) -> Path:
+    import torch
+
+    from .dit import load_pipeline, tiny_pipeline
+    from .render import write_mp4
+
+    if args.backend == "mvdit-7b" and not args.model_dir:
+        raise _UsageError("--backend mvdit-7b needs --model-dir (a download of yanboding/MTVCrafter; see README)")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise _UsageError(f"--device {device}: this machine or torch build has no CUDA GPU; use --device cpu")
+    dtype_name = args.dtype or ("bf16" if device.startswith("cuda") else "fp32")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+    if args.backend == "tiny":
+        pipe = tiny_pipeline()
+        if dtype != torch.float32:
+            pipe.to(dtype=dtype)
+    else:
+        print(f"loading the model from {args.model_dir} ({dtype_name})", file=sys.stderr)
+        pipe = load_pipeline(args.model_dir, args.base_model_dir, torch_dtype=dtype, scheduler=args.scheduler)
+    if args.cpu_offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if args.backend != "tiny":
+        pipe.enable_vae_tiling()  # as the official script; the tiny VAE's images are smaller than one tile
+    pipe.set_progress_bar_config(disable=True)
+    progress = Progress("denoising")
+
+    def on_step(pipeline, step, timestep, tensors):
+        progress(step + 1, pipeline.total_steps)
+        return tensors
+
+    width, height = args.size
+    steps = args.steps if args.steps is not None else (4 if args.backend == "tiny" else 50)
+    result = pipe(
+        args.ref,
+        motion,
+        height=height,
+        width=width,
+        num_inference_steps=steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        reference_encoding=args.reference_encoding,
+        callback_on_step_end=on_step,
+    )
+    progress.close()
+    for warning in result.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    return write_mp4(result.frames, args.out, fps=motion.fps, total=len(result.frames))
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from .motion import load_motion
     from .render import render_preview
@@ -197,6 +253,16 @@ def cmd_animate(args: argparse.Namespace) -> int:
     motion = load_motion(args.motion, clip=args.clip, **_load_options(args))
     for warning in motion.warnings():
         print(f"warning: {warning}", file=sys.stderr)
+    if args.backend != "preview":
+        start = time.perf_counter()
+        out = _animate_with_model(args, motion)
+        print(
+            f"rendered {motion.num_frames} frames with the {args.backend} backend in "
+            f"{time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+        )
+        print(Path(out).resolve())
+        return 0
     progress = Progress("rendering")
     out = render_preview(motion, args.ref, args.out, size=args.size, placement=args.placement, progress=progress)
     elapsed = progress.close()
@@ -331,9 +397,25 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--out", required=True, help="output .mp4")
     animate.add_argument(
         "--backend",
-        choices=("preview",),
+        choices=("preview", "mvdit-7b", "tiny"),
         default="preview",
-        help="preview: the skeleton drawn over the reference image, on the CPU",
+        help="preview: the skeleton drawn over the reference image, on the CPU; mvdit-7b: MTVCrafter's 7B "
+        "video model (needs --model-dir and a GPU); tiny: the same pipeline with tiny random weights (a smoke test)",
+    )
+    animate.add_argument("--model-dir", help="mvdit-7b: folder with MV-DiT/CogVideoX, 4DMoT and CogVideoX-5b (README)")
+    animate.add_argument("--base-model-dir", help="mvdit-7b: the CogVideoX-5b folder, if not inside --model-dir")
+    animate.add_argument("--steps", type=int, help="denoising steps (default 50; tiny: 4)")
+    animate.add_argument("--guidance", type=float, default=3.0, help="motion guidance scale (default 3.0)")
+    animate.add_argument("--seed", type=int, default=6666, help="random seed (default 6666)")
+    animate.add_argument("--scheduler", default="dpm", help="dpm (default), ddim, or a diffusers scheduler class name")
+    animate.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when there is one)")
+    animate.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="default bf16 on a GPU, fp32 on the CPU")
+    animate.add_argument("--cpu-offload", action="store_true", help="keep only the running model on the GPU")
+    animate.add_argument(
+        "--reference-encoding",
+        choices=("image", "video"),
+        default="image",
+        help="image: encode the reference once (default); video: 49 copies, as the official script",
     )
     animate.add_argument("--clip", type=int, default=0, help="clip of a multi-clip file (default 0)")
     animate.add_argument("--size", type=_size, default=(512, 512), help="output WIDTHxHEIGHT (default 512x512)")
@@ -399,10 +481,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .motion import MotionError
     from .render import RenderError
 
-    errors: list[type[Exception]] = [MotionError, RenderError]
+    errors: list[type[Exception]] = [MotionError, RenderError, _UsageError]
     tokenizer = sys.modules.get("mtvcrafter.tokenizer")
     if tokenizer is not None:
         errors.append(tokenizer.TokenizerError)
+    dit = sys.modules.get("mtvcrafter.dit")
+    if dit is not None:
+        errors.append(dit.DiTError)
     return tuple(errors)
 
 

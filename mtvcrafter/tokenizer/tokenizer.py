@@ -192,15 +192,21 @@ class MotionTokenizer:
         return normalized.float() * self._std + self._mean
 
     @torch.inference_mode()
-    def encode(self, joints_mm: np.ndarray) -> np.ndarray:
+    def encode(self, joints_mm: np.ndarray, return_vq_loss: bool = False) -> np.ndarray | tuple[np.ndarray, float]:
         """Codes ``(T', 24)`` int64 for joints ``(T, 24, 3)`` in mm (or ``(B, T', 24)`` for a batch).
 
         Lengths other than ``8k``/``8k + 1`` are padded first (see :func:`padded_length`).
+        ``return_vq_loss``: also return the vq loss (mean squared distance of the encoder output to
+        its codes; above :data:`VQ_LOSS_WARNING` the video tends to be poor).
         """
         x, _, single = self._normalized(joints_mm)
-        codes, _ = self.model.quantize(self.model.encode_grid(x))
+        latents = self.model.encode_grid(x)
+        codes, quantized = self.model.quantize(latents)
         codes = codes.cpu().numpy()
-        return codes[0] if single else codes
+        codes = codes[0] if single else codes
+        if return_vq_loss:
+            return codes, float(torch.mean((latents.float() - quantized.float()) ** 2))
+        return codes
 
     def _codes_tensor(self, codes: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
         codes = torch.as_tensor(np.asarray(codes) if not isinstance(codes, torch.Tensor) else codes)

@@ -1,0 +1,31 @@
+"""MV-DiT, MTVCrafter's motion-aware video transformer, and its diffusers pipeline.
+
+Needs torch and diffusers (the ``ml`` extra).
+"""
+
+from .errors import DiTError, ModelFileError
+from .layout import load_pipeline
+from .pipeline_7b import MotionWindow, MTVCrafterPipeline, MTVCrafterPipelineOutput, prepare_reference
+from .rotary import motion_rotary, video_rotary
+from .tiny import save_tiny_model_dir, tiny_pipeline
+from .transformer_7b import UNCONDITIONAL_TOKENS, WINDOW_LATENT_FRAMES, MVDiT7BTransformer
+from .windows import WindowPlan, plan_windows
+
+__all__ = [
+    "UNCONDITIONAL_TOKENS",
+    "WINDOW_LATENT_FRAMES",
+    "DiTError",
+    "MTVCrafterPipeline",
+    "MTVCrafterPipelineOutput",
+    "MVDiT7BTransformer",
+    "ModelFileError",
+    "MotionWindow",
+    "WindowPlan",
+    "load_pipeline",
+    "motion_rotary",
+    "plan_windows",
+    "prepare_reference",
+    "save_tiny_model_dir",
+    "tiny_pipeline",
+    "video_rotary",
+]

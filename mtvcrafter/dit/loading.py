@@ -1,0 +1,117 @@
+"""Reading diffusers-style model folders from disk, with messages that say which file and where it comes from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .errors import ModelFileError
+
+WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
+
+
+def read_config(folder: Path, origin: str) -> dict:
+    """``folder/config.json`` as a dict; a clear error if the folder or the file is missing or broken."""
+    if not folder.is_dir():
+        raise ModelFileError(f"{folder}: no such folder; it should hold config.json and the weights of {origin}")
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing config.json; copy it from {origin}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: not readable JSON ({exc}); copy it again from {origin}") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: a model configuration is a JSON object, got {type(config).__name__}")
+    return config
+
+
+def weight_files(folder: Path, origin: str) -> list[Path]:
+    """The weight files of a folder: a sharded index's shards, or the one weights file."""
+    for stem in WEIGHT_NAMES:
+        for ext in (".safetensors", ".bin"):
+            index = folder / f"{stem}{ext}.index.json"
+            if index.is_file():
+                try:
+                    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                    names = sorted(set(weight_map.values()))
+                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise ModelFileError(f"{index}: not a valid shard index ({exc}); copy it again from {origin}") from None
+                files = [folder / n for n in names]
+                missing = [f.name for f in files if not f.is_file()]
+                if missing:
+                    raise ModelFileError(
+                        f"{folder}: {len(missing)} of {len(files)} weight shards named by {index.name} are missing "
+                        f"({', '.join(missing[:4])}{', …' if len(missing) > 4 else ''}); download them from {origin}"
+                    )
+                return files
+            single = folder / f"{stem}{ext}"
+            if single.is_file():
+                return [single]
+    candidates = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if len(candidates) == 1:
+        return candidates
+    if candidates:
+        raise ModelFileError(
+            f"{folder}: {len(candidates)} weight files but no *.index.json saying how they fit together; "
+            f"download the index from {origin}"
+        )
+    raise ModelFileError(
+        f"{folder}: no weights (diffusion_pytorch_model.safetensors, .bin, or a sharded set with its index); "
+        f"download them from {origin}"
+    )
+
+
+def _read_file(path: Path, device) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device=str(device))
+        return torch.load(path, map_location=device, weights_only=True, mmap=True)
+    except Exception as exc:  # safetensors and torch raise a variety of types for damaged files
+        raise ModelFileError(f"{path}: cannot read the weights ({type(exc).__name__}: {exc})") from None
+
+
+def load_weights(
+    folder: Path,
+    expected: dict[str, tuple[int, ...]],
+    dtype: torch.dtype | None,
+    device,
+    origin: str,
+) -> dict[str, torch.Tensor]:
+    """Every tensor of ``folder``'s weights, checked against ``expected`` names and shapes."""
+    state: dict[str, torch.Tensor] = {}
+    for path in weight_files(folder, origin):
+        part = _read_file(path, device)
+        if not isinstance(part, dict):
+            raise ModelFileError(f"{path}: expected a dict of tensors, got {type(part).__name__}")
+        for name, tensor in part.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise ModelFileError(f"{path}: {name!r} is not a tensor")
+            if dtype is not None and tensor.is_floating_point():
+                tensor = tensor.to(dtype)
+            state[name] = tensor
+        del part
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (" + ", ".join(missing[:6]) + (", …" if len(missing) > 6 else "") + ")")
+        if unexpected:
+            parts.append(
+                f"{len(unexpected)} unexpected (" + ", ".join(unexpected[:6]) + (", …" if len(unexpected) > 6 else "") + ")"
+            )
+        raise ModelFileError(
+            f"{folder}: the weights do not match config.json: " + "; ".join(parts) + f". Expected the files of {origin}"
+        )
+    wrong = [f"{k} {tuple(state[k].shape)} ≠ {shape}" for k, shape in expected.items() if tuple(state[k].shape) != shape]
+    if wrong:
+        raise ModelFileError(
+            f"{folder}: {len(wrong)} tensors have the wrong shape for config.json ({'; '.join(wrong[:4])}); "
+            f"config.json and the weights must come from the same release of {origin}"
+        )
+    return state

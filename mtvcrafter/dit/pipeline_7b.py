@@ -1,0 +1,437 @@
+"""MTVCrafterPipeline: reference image + 3-D motion → video, with MV-DiT-7B on CogVideoX-5B's VAE.
+
+Numerics follow the official 7B pipeline: the reference latents are a sample of the VAE's latent
+distribution without the scaling factor; initial noise is scaled by the scheduler's initial sigma;
+the scheduler's input scaling is applied to the noisy latents before the reference latents are
+concatenated on the channel axis; the timestep goes in as an integer; motion classifier-free
+guidance uses the learned unconditional motion tokens; final latents are divided by the VAE scaling
+factor before decoding.
+
+Beyond the official script: any motion length (overlapping 49-frame windows, each later window
+guided by the previous one's last latent frames and blended across the overlap, decoded as one
+video), any size that is a multiple of 16, any diffusers scheduler, cancel between steps, and the
+reference image encoded once instead of 49 times (see :meth:`MTVCrafterPipeline.encode_reference`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
+
+from ..motion import NUM_JOINTS, Motion, NormStats
+from ..tokenizer import VQ_LOSS_WARNING, MotionTokenizer
+from .errors import DiTError
+from .transformer_7b import MVDiT7BTransformer
+from .windows import TEMPORAL_COMPRESSION, WINDOW_LATENTS, WindowPlan, plan_windows
+
+#: The official defaults (SPEC section 5).
+DEFAULT_SIZE = 512
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 3.0
+DEFAULT_SEED = 6666
+DEFAULT_FPS = 20
+
+
+@dataclass
+class MotionWindow:
+    """One 49-frame window of a motion: where it sits and what MV-DiT is conditioned on."""
+
+    latent_start: int
+    frame_start: int
+    tokens: torch.Tensor  #: (312, D) motion tokens
+    codes: np.ndarray | None = None  #: (13, 24) 4DMoT codes (None if tokens were given)
+    vq_loss: float | None = None
+
+
+@dataclass
+class MTVCrafterPipelineOutput(BaseOutput):
+    """``frames``: uint8 ``(T, H, W, 3)`` (``output_type="np"``), a list of PIL images ("pil"), a float
+    tensor ``(T, 3, H, W)`` in [0, 1] ("pt"), or latents ("latent"); None if interrupted."""
+
+    frames: object
+    interrupted: bool = False
+    windows: list = field(default_factory=list)
+    plan: WindowPlan | None = None
+
+    @property
+    def vq_losses(self) -> list[float]:
+        return [w.vq_loss for w in self.windows if w.vq_loss is not None]
+
+    def warnings(self) -> list[str]:
+        """One line per window whose vq loss is above :data:`VQ_LOSS_WARNING`."""
+        last = (self.plan.frames if self.plan else 10**9) - 1
+        out = []
+        for i, w in enumerate(self.windows):
+            if w.vq_loss is not None and w.vq_loss > VQ_LOSS_WARNING:
+                out.append(
+                    f"window {i} (frames {w.frame_start}–{min(w.frame_start + 48, last)}): vq loss {w.vq_loss:.3f} > "
+                    f"{VQ_LOSS_WARNING}; the motion is far from what the tokenizer knows and the video may be poor"
+                )
+        return out
+
+
+def prepare_reference(image, height: int, width: int) -> torch.Tensor:
+    """The reference image as ``(1, 3, H, W)`` in [−1, 1]: resized to cover ``height × width`` keeping
+    its aspect ratio (bilinear), then centre-cropped. Accepts a PIL image, a path or an HWC uint8 array."""
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as im:
+                image = im.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise DiTError(f"{image}: cannot read the reference image ({exc}); use a PNG or JPEG file") from None
+    elif isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+            raise DiTError(f"a reference image array must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        image = Image.fromarray(image[..., :3])
+    elif isinstance(image, Image.Image):
+        image = image.convert("RGB")
+    else:
+        raise DiTError(f"the reference image must be a PIL image, a path or an array, got {type(image).__name__}")
+    w0, h0 = image.size
+    scale = max(width / w0, height / h0)
+    new_w, new_h = max(width, round(w0 * scale)), max(height, round(h0 * scale))
+    image = image.resize((new_w, new_h), Image.BILINEAR)
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    image = image.crop((left, top, left + width, top + height))
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
+    return (x * 2 - 1)[None]
+
+
+class MTVCrafterPipeline(DiffusionPipeline):
+    """Animate a reference image with a 3-D motion.
+
+    >>> pipe = MTVCrafterPipeline.from_pretrained("models/", torch_dtype=torch.bfloat16).to("cuda")
+    >>> out = pipe(image="human.png", motion=load_motion("dance.pkl"))
+    >>> out.frames.shape     # (T, 512, 512, 3) uint8, T = the motion's frame count
+
+    Components: ``transformer`` (:class:`MVDiT7BTransformer`), ``vae`` (CogVideoX's), ``scheduler``
+    (``CogVideoXDPMScheduler`` by default; any diffusers scheduler with ``set_timesteps``/``step``
+    works). ``motion_tokenizer`` (4DMoT) turns joints into tokens; without it, pass ``motion_tokens``.
+    """
+
+    model_cpu_offload_seq = "transformer->vae"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        transformer: MVDiT7BTransformer,
+        vae: AutoencoderKLCogVideoX,
+        scheduler,
+        motion_tokenizer: MotionTokenizer | None = None,
+        stats: NormStats | None = None,
+    ):
+        super().__init__()
+        self.register_modules(transformer=transformer, vae=vae, scheduler=scheduler)
+        # Not diffusers components (plain attributes): the tokenizer runs before denoising, on its own device.
+        self.motion_tokenizer = motion_tokenizer
+        self.stats = stats or (motion_tokenizer.stats if motion_tokenizer is not None else NormStats.official())
+        self.vae_scale_factor_spatial = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.vae_scale_factor_temporal = vae.config.temporal_compression_ratio
+        if self.vae_scale_factor_temporal != TEMPORAL_COMPRESSION:
+            raise DiTError(f"the VAE must compress time 4×, got {self.vae_scale_factor_temporal}")
+        if transformer.config.in_channels != 2 * vae.config.latent_channels:
+            raise DiTError(
+                f"the transformer takes {transformer.config.in_channels} channels but the VAE's latents give "
+                f"2 × {vae.config.latent_channels}; the transformer and VAE do not belong together"
+            )
+        self._interrupt = False
+        self._num_timesteps = 0
+        self._total_steps = 0
+        self._current_window = 0
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, model_dir, base_model_dir=None, torch_dtype=torch.float32, scheduler=None, **kwargs):
+        """Load from local folders (see :mod:`mtvcrafter.dit.layout`); nothing is downloaded."""
+        from .layout import load_pipeline
+
+        return load_pipeline(model_dir, base_model_dir, torch_dtype=torch_dtype, scheduler=scheduler, **kwargs)
+
+    # -- state, progress, cancel --------------------------------------------------------------------
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    def request_interrupt(self) -> None:
+        """Ask a running call to stop before its next denoising step (safe from another thread)."""
+        self._interrupt = True
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def total_steps(self) -> int:
+        """Denoising steps of the running call over all windows (for progress)."""
+        return self._total_steps
+
+    @property
+    def current_window(self) -> int:
+        return self._current_window
+
+    def enable_vae_tiling(self) -> None:
+        self.vae.enable_tiling()
+
+    def enable_vae_slicing(self) -> None:
+        self.vae.enable_slicing()
+
+    # -- motion -------------------------------------------------------------------------------------
+
+    def motion_windows(self, joints_mm: np.ndarray, plan: WindowPlan) -> list[MotionWindow]:
+        """Tokenize each window of a motion ``(T, 24, 3)`` mm with 4DMoT (with its vq loss)."""
+        if self.motion_tokenizer is None:
+            raise DiTError("this pipeline has no motion tokenizer (4DMoT); pass motion_tokens, or load one")
+        joints = np.asarray(joints_mm, dtype=np.float32)
+        if len(joints) < plan.padded_frames:
+            joints = np.concatenate([joints, np.repeat(joints[-1:], plan.padded_frames - len(joints), axis=0)])
+        windows = []
+        for w, start in enumerate(plan.starts):
+            a, b = plan.frame_range(w)
+            codes, loss = self.motion_tokenizer.encode(joints[a:b], return_vq_loss=True)
+            if codes.shape[0] != WINDOW_LATENTS:
+                raise DiTError(f"the tokenizer gave {codes.shape[0]} latent frames for 49 motion frames, expected 13")
+            windows.append(MotionWindow(start, a, self.motion_tokenizer.tokens(codes), codes, loss))
+        return windows
+
+    def _windows_from_tokens(self, motion_tokens, plan: WindowPlan) -> list[MotionWindow]:
+        tokens = motion_tokens if isinstance(motion_tokens, (list, tuple)) else [motion_tokens]
+        if len(tokens) == 1 and torch.as_tensor(tokens[0]).ndim == 3:
+            tokens = list(torch.as_tensor(tokens[0]))
+        want = (WINDOW_LATENTS * NUM_JOINTS, self.transformer.unconditional_motion_token.shape[1])
+        if len(tokens) != plan.num_windows:
+            raise DiTError(f"{plan.frames} frames need {plan.num_windows} windows of motion tokens, got {len(tokens)}")
+        out = []
+        for w, t in enumerate(tokens):
+            t = torch.as_tensor(t)
+            if tuple(t.shape) != want:
+                raise DiTError(f"motion tokens of window {w} must be {want}, got {tuple(t.shape)}")
+            out.append(MotionWindow(plan.starts[w], plan.frame_range(w)[0], t))
+        return out
+
+    # -- reference ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_reference(
+        self, reference: torch.Tensor, latent_frames: int, generator, mode: str = "image"
+    ) -> torch.Tensor:
+        """Reference latents ``(1, latent_frames, C, h, w)``: a sample of the VAE's latent distribution
+        (no scaling factor, as the official model was trained).
+
+        ``mode="video"`` encodes the image repeated over ``4·(latent_frames−1)+1`` frames, as the
+        official script does. ``mode="image"`` (default) encodes it once: CogVideoX's VAE is causal
+        and pads time by repeating the first frame, so a still video gives every latent frame the
+        same distribution (mean and variance) as the single image; sampling each frame independently
+        from that distribution therefore gives latents distributed exactly as the official ones,
+        for ~1/49 of the encoding cost (tests check the equality of the distributions).
+        """
+        vae = self.vae
+        x = reference.to(device=self._execution_device, dtype=vae.dtype)
+        if mode == "video":
+            frames = TEMPORAL_COMPRESSION * (latent_frames - 1) + 1
+            dist = vae.encode(x[:, :, None].expand(-1, -1, frames, -1, -1)).latent_dist
+            latents = dist.sample(generator=generator)  # (1, C, F', h, w)
+        elif mode == "image":
+            dist = vae.encode(x[:, :, None]).latent_dist
+            mean = dist.mean.expand(-1, -1, latent_frames, -1, -1)
+            std = dist.std.expand(-1, -1, latent_frames, -1, -1)
+            noise = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            latents = mean + std * noise
+        else:
+            raise DiTError(f"reference_encoding must be 'image' or 'video', got {mode!r}")
+        return latents.permute(0, 2, 1, 3, 4)
+
+    # -- the call -----------------------------------------------------------------------------------
+
+    def _check_size(self, height: int, width: int) -> None:
+        unit = self.vae_scale_factor_spatial * self.transformer.config.patch_size
+        for name, v in (("height", height), ("width", width)):
+            if not isinstance(v, int) or v < unit or v % unit:
+                raise DiTError(f"{name} must be a positive multiple of {unit} pixels, got {v}")
+
+    def _step(self, noise_pred, t, prev_t, latents, state, generator):
+        if isinstance(self.scheduler, CogVideoXDPMScheduler):
+            latents, state = self.scheduler.step(
+                noise_pred, state, t, prev_t, latents, eta=0.0, generator=generator, return_dict=False
+            )
+            return latents, state
+        kwargs = {}
+        params = inspect.signature(self.scheduler.step).parameters
+        if "generator" in params:
+            kwargs["generator"] = generator
+        if "eta" in params:
+            kwargs["eta"] = 0.0
+        return self.scheduler.step(noise_pred, t, latents, return_dict=False, **kwargs)[0], state
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image,
+        motion: Motion | np.ndarray | None = None,
+        motion_tokens=None,
+        joint_mean: np.ndarray | None = None,
+        height: int = DEFAULT_SIZE,
+        width: int = DEFAULT_SIZE,
+        num_frames: int | None = None,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        generator: torch.Generator | None = None,
+        seed: int | None = DEFAULT_SEED,
+        reference_encoding: str = "image",
+        window_stride: int = 10,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ):
+        """Render ``motion`` (a :class:`Motion`, or joints ``(T, 24, 3)`` mm) performed by ``image``.
+
+        Or give ``motion_tokens`` (``(312, D)`` for one window, or one per window of the plan) instead.
+        ``num_frames``: frames to render (default: the motion's; at most the motion's). ``seed``
+        makes a generator on the execution device when ``generator`` is None (CUDA and CPU random
+        streams differ). ``callback_on_step_end(pipe, step, timestep, {"latents": …})`` is called
+        after every step, ``step`` counting over all windows (out of ``pipe.total_steps``); it may
+        return replacement latents, or call ``pipe.request_interrupt()`` to stop: the call then
+        returns at once with ``frames=None`` and ``interrupted=True``.
+        """
+        tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        bad = [k for k in tensor_inputs if k not in self._callback_tensor_inputs]
+        if bad:
+            raise DiTError(f"callback tensor inputs must be among {self._callback_tensor_inputs}, got {bad}")
+        if output_type not in ("np", "pil", "pt", "latent"):
+            raise DiTError(f"output_type must be np, pil, pt or latent, got {output_type!r}")
+        if num_inference_steps < 1:
+            raise DiTError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+        self._check_size(height, width)
+        self._interrupt = False
+        device = self._execution_device
+
+        # 1. Motion → windows of tokens
+        joints = None
+        if motion is not None:
+            joints = motion.joints if isinstance(motion, Motion) else np.asarray(motion, dtype=np.float32)
+            if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
+                raise DiTError(f"motion joints must be (T, 24, 3) in mm, got {joints.shape}")
+            available = len(joints)
+        elif motion_tokens is None:
+            raise DiTError("give a motion (joints) or motion_tokens")
+        frames = num_frames if num_frames is not None else (available if joints is not None else None)
+        if joints is not None and frames > available:
+            raise DiTError(f"num_frames {frames} is longer than the motion ({available} frames)")
+        if joints is None:
+            n_tok = len(motion_tokens) if isinstance(motion_tokens, (list, tuple)) else (
+                1 if torch.as_tensor(motion_tokens).ndim == 2 else torch.as_tensor(motion_tokens).shape[0])  # fmt: skip
+            frames = frames or 49 + 40 * (n_tok - 1)
+        if frames < 1:
+            raise DiTError(f"num_frames must be at least 1, got {frames}")
+        plan = plan_windows(frames, window_stride)
+        if joints is not None:
+            windows = self.motion_windows(joints[:frames], plan)
+        else:
+            windows = self._windows_from_tokens(motion_tokens, plan)
+        mean = np.asarray(joint_mean if joint_mean is not None else self.stats.mean, np.float64)
+
+        # 2. Noise for the whole video, then the reference latents
+        if generator is None and seed is not None:
+            generator = torch.Generator(device=device).manual_seed(int(seed))
+        dtype = self.transformer.dtype
+        channels = self.vae.config.latent_channels
+        h, w = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
+        noise = randn_tensor((1, plan.latent_frames, channels, h, w), generator=generator, device=device, dtype=dtype)
+        reference = self.encode_reference(
+            prepare_reference(image, height, width), WINDOW_LATENTS, generator, reference_encoding
+        ).to(dtype)
+
+        do_cfg = guidance_scale > 1.0
+        final = torch.zeros_like(noise)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        steps_per_window = len(self.scheduler.timesteps)
+        self._num_timesteps = steps_per_window
+        self._total_steps = steps_per_window * plan.num_windows
+        done = 0
+        with self.progress_bar(total=self._total_steps) as bar:
+            for index, window in enumerate(windows):
+                self._current_window = index
+                s = window.latent_start
+                overlap = plan.overlap(index)
+                known = final[:, s : s + overlap]
+                ramp = torch.arange(1, overlap + 1, device=device, dtype=torch.float32) / (overlap + 1)
+                ramp = ramp.view(1, -1, 1, 1, 1)
+                cond = window.tokens.to(device=device, dtype=dtype)[None]
+                tokens = torch.cat([self.transformer.unconditional_tokens(1, WINDOW_LATENTS).to(device, dtype), cond]) \
+                    if do_cfg else cond  # fmt: skip
+                ref = torch.cat([reference] * 2) if do_cfg else reference
+
+                self.scheduler.set_timesteps(num_inference_steps, device=device)
+                timesteps = self.scheduler.timesteps
+                latents = noise[:, s : s + WINDOW_LATENTS] * self.scheduler.init_noise_sigma
+                state = None
+                for i, t in enumerate(timesteps):
+                    if self._interrupt:
+                        break
+                    x = torch.cat([latents] * 2) if do_cfg else latents
+                    x = self.scheduler.scale_model_input(x, t)
+                    x = torch.cat([x.to(dtype), ref], dim=2)
+                    pred = self.transformer(x, t.expand(x.shape[0]).long(), tokens, mean, return_dict=False)[0]
+                    pred = pred.float()
+                    if do_cfg:
+                        uncond, cond_pred = pred.chunk(2)
+                        pred = uncond + guidance_scale * (cond_pred - uncond)
+                    prev_t = timesteps[i - 1] if i > 0 else None
+                    latents, state = self._step(pred, t, prev_t, latents, state, generator)
+                    latents = latents.to(dtype)
+                    if overlap and i + 1 < len(timesteps) and hasattr(self.scheduler, "add_noise"):
+                        # the previous window's clean latents, noised to the next level, guide the overlap
+                        target = self.scheduler.add_noise(known, noise[:, s : s + overlap], timesteps[i + 1 : i + 2])
+                        head = latents[:, :overlap].float()
+                        latents[:, :overlap] = (head + (1 - ramp) * (target.float() - head)).to(dtype)
+                    if callback_on_step_end is not None:
+                        outputs = callback_on_step_end(self, done, t, {k: latents for k in tensor_inputs}) or {}
+                        latents = outputs.pop("latents", latents)
+                    done += 1
+                    bar.update()
+                if self._interrupt:
+                    break
+                head = latents[:, :overlap].float()
+                final[:, s : s + overlap] = (known.float() + ramp * (head - known.float())).to(dtype)
+                final[:, s + overlap : s + WINDOW_LATENTS] = latents[:, overlap:]
+
+        if self._interrupt:
+            self.maybe_free_model_hooks()
+            out = MTVCrafterPipelineOutput(frames=None, interrupted=True, windows=windows, plan=plan)
+            return out if return_dict else (None,)
+
+        if output_type == "latent":
+            video = final
+        else:
+            video = self.decode_latents(final)[:frames]
+            video = self._postprocess(video, output_type)
+        self.maybe_free_model_hooks()
+        out = MTVCrafterPipelineOutput(frames=video, windows=windows, plan=plan)
+        return out if return_dict else (video,)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``(1, F', C, h, w)`` → frames ``(T, 3, H, W)`` in [0, 1] (float32)."""
+        z = latents.permute(0, 2, 1, 3, 4).to(self.vae.dtype) / self.vae.config.scaling_factor
+        video = self.vae.decode(z).sample  # (1, 3, T, H, W) in [-1, 1]
+        return ((video[0].float().permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1)
+
+    @staticmethod
+    def _postprocess(video: torch.Tensor, output_type: str):
+        if output_type == "pt":
+            return video.cpu()
+        frames = (video.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        if output_type == "pil":
+            return [Image.fromarray(f) for f in frames]
+        return frames

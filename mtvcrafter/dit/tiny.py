@@ -1,0 +1,79 @@
+"""A tiny random MTVCrafter 7B pipeline: the real code paths, small enough to run on a CPU in seconds.
+
+Used by tests and by the server's ``tiny`` backend. The structure is the official one (same module
+names, VAE block layout with 8× spatial and 4× temporal compression, scheduler configuration of
+CogVideoX-5b); only widths and depths are small and the weights random, so the video is noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
+
+from ..motion import NormStats
+from ..tokenizer import FourDMoT, MotionTokenizer, TokenizerConfig
+from .layout import BASE_DIR_NAME, TOKENIZER_DIR, TRANSFORMER_DIR
+from .transformer_7b import MVDiT7BTransformer
+
+#: scheduler/scheduler_config.json of THUDM/CogVideoX-5b (the values that matter for sampling).
+COGVIDEOX_5B_SCHEDULER = {
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "clip_sample_range": 1.0,
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True,
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": True,
+    "snr_shift_scale": 1.0,
+    "steps_offset": 0,
+    "timestep_spacing": "trailing",
+}
+
+TINY_LATENT_CHANNELS = 4
+
+
+def tiny_transformer(motion_token_dim: int, seed: int = 0) -> MVDiT7BTransformer:
+    torch.manual_seed(seed)
+    return MVDiT7BTransformer(
+        num_attention_heads=2, attention_head_dim=16, num_layers=2, in_channels=2 * TINY_LATENT_CHANNELS,
+        out_channels=TINY_LATENT_CHANNELS, time_embed_dim=32, text_embed_dim=8, motion_token_dim=motion_token_dim,
+    ).eval()  # fmt: skip
+
+
+def tiny_vae(seed: int = 0) -> AutoencoderKLCogVideoX:
+    torch.manual_seed(seed)
+    return AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 16, 16), latent_channels=TINY_LATENT_CHANNELS, layers_per_block=1,
+        norm_num_groups=4, scaling_factor=0.7, sample_height=64, sample_width=64,
+    ).eval()  # fmt: skip
+
+
+def tiny_tokenizer(seed: int = 0) -> MotionTokenizer:
+    torch.manual_seed(seed)
+    return MotionTokenizer(FourDMoT(TokenizerConfig.tiny()).eval(), NormStats.official())
+
+
+def tiny_pipeline(seed: int = 0):
+    """The tiny pipeline, built in memory with seeded random weights."""
+    from .pipeline_7b import MTVCrafterPipeline
+
+    tokenizer = tiny_tokenizer(seed)
+    transformer = tiny_transformer(tokenizer.config.code_dim, seed)
+    scheduler = CogVideoXDPMScheduler(**COGVIDEOX_5B_SCHEDULER)
+    return MTVCrafterPipeline(transformer, tiny_vae(seed), scheduler, tokenizer, tokenizer.stats)
+
+
+def save_tiny_model_dir(folder: str | Path, seed: int = 0) -> Path:
+    """Write the tiny pipeline in the official folder layout (see :mod:`mtvcrafter.dit.layout`)."""
+    folder = Path(folder)
+    pipe = tiny_pipeline(seed)
+    pipe.transformer.save_pretrained(folder / TRANSFORMER_DIR)
+    pipe.motion_tokenizer.save_pretrained(folder / TOKENIZER_DIR)
+    pipe.vae.save_pretrained(folder / BASE_DIR_NAME / "vae")
+    pipe.scheduler.save_pretrained(folder / BASE_DIR_NAME / "scheduler")
+    return folder

@@ -1,0 +1,343 @@
+"""MV-DiT-7B: CogVideoX-5B's video transformer with motion attention in every block.
+
+Parameter names and the configuration are those of the official ``MV-DiT/CogVideoX`` folder, so it
+loads unchanged. What MTVCrafter adds to CogVideoX is written here; the rest is diffusers' building
+blocks (attention module, feed-forward, timestep embedding, adaptive output norm).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import FeedForward
+from diffusers.models.attention_processor import Attention
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.normalization import AdaLayerNorm
+from torch import nn
+
+from ..motion import NUM_JOINTS
+from .errors import DiTError, ModelFileError
+from .rotary import apply_rotary, motion_rotary, video_rotary
+
+#: Latent frames of one MV-DiT window (49 video frames); the learned unconditional tokens cover them.
+WINDOW_LATENT_FRAMES = 13
+#: Rows of the learned unconditional motion tokens: 13 latent frames × 24 joints.
+UNCONDITIONAL_TOKENS = WINDOW_LATENT_FRAMES * NUM_JOINTS
+
+Rotary = tuple[torch.Tensor, torch.Tensor]
+
+
+class MotionAttnProcessor:
+    """Scaled-dot-product attention with per-head q/k LayerNorm and rotary tables for q and k.
+
+    Self-attention (``attn1``) passes the video table for both; motion attention (``attn0``) passes
+    the video table for the queries and the motion table for the keys (values come from the
+    motion tokens). Fused q/k/v projections (``attn.fuse_projections()``) are used when present.
+    """
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        rotary_q: Rotary | None = None,
+        rotary_k: Rotary | None = None,
+    ) -> torch.Tensor:
+        batch = hidden_states.shape[0]
+        if encoder_hidden_states is None and getattr(attn, "fused_projections", False):
+            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        elif encoder_hidden_states is not None and getattr(attn, "fused_projections", False):
+            query = attn.to_q(hidden_states)
+            key, value = attn.to_kv(encoder_hidden_states).chunk(2, dim=-1)
+        else:
+            context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+            query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
+        heads = attn.heads
+        query = query.unflatten(-1, (heads, -1)).transpose(1, 2)
+        key = key.unflatten(-1, (heads, -1)).transpose(1, 2)
+        value = value.unflatten(-1, (heads, -1)).transpose(1, 2)
+        query = attn.norm_q(query)
+        key = attn.norm_k(key)
+        if rotary_q is not None:
+            query = apply_rotary(query, rotary_q)
+        if rotary_k is not None:
+            key = apply_rotary(key, rotary_k)
+        out = F.scaled_dot_product_attention(query, key, value)
+        out = out.transpose(1, 2).reshape(batch, -1, heads * out.shape[-1])
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+class AdaLayerNormZero(nn.Module):
+    """LayerNorm modulated by the time embedding: ``norm(x)·(1+scale)+shift``, and a gate.
+
+    The linear produces six chunks (CogVideoX's layout, which also modulates text tokens); MV-DiT
+    has no text tokens and uses only the first three: shift, scale, gate.
+    """
+
+    def __init__(self, conditioning_dim: int, dim: int, elementwise_affine: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.silu = nn.SiLU()
+        self.linear = nn.Linear(conditioning_dim, 6 * dim, bias=True)
+        self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=elementwise_affine)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, scale, gate = self.linear(self.silu(temb)).chunk(6, dim=1)[:3]
+        return self.norm(x) * (1 + scale[:, None]) + shift[:, None], gate[:, None]
+
+
+class PatchEmbed(nn.Module):
+    """2×2 patches of the (noisy ‖ reference) latents to tokens in (frame, row, column) order.
+
+    ``text_proj`` exists only because the official checkpoint holds it (CogVideoX's text input); it
+    is loaded and never used.
+    """
+
+    def __init__(self, patch_size: int, in_channels: int, dim: int, text_embed_dim: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size, bias=True)
+        self.text_proj = nn.Linear(text_embed_dim, dim)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        batch, frames = latents.shape[:2]
+        x = self.proj(latents.flatten(0, 1))  # (B·F, D, h/p, w/p)
+        return x.flatten(2).transpose(1, 2).reshape(batch, -1, x.shape[1])
+
+
+class MVDiTBlock(nn.Module):
+    """Self-attention (gated) → motion attention (ungated) → feed-forward (gated)."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        head_dim: int,
+        time_embed_dim: int,
+        motion_token_dim: int,
+        activation_fn: str,
+        attention_bias: bool,
+        norm_elementwise_affine: bool,
+        norm_eps: float,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        common = dict(dim_head=head_dim, heads=heads, qk_norm="layer_norm", eps=1e-6, bias=attention_bias,
+                      out_bias=True, processor=MotionAttnProcessor())  # fmt: skip
+        self.attn0 = Attention(query_dim=dim, cross_attention_dim=motion_token_dim, **common)
+        self.norm1 = AdaLayerNormZero(time_embed_dim, dim, norm_elementwise_affine, norm_eps)
+        self.attn1 = Attention(query_dim=dim, **common)
+        self.norm2 = AdaLayerNormZero(time_embed_dim, dim, norm_elementwise_affine, norm_eps)
+        self.ff = FeedForward(dim, dropout=dropout, activation_fn=activation_fn, final_dropout=True, bias=True)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        motion_tokens: torch.Tensor,
+        temb: torch.Tensor,
+        video_rope: Rotary,
+        motion_rope: Rotary,
+    ) -> torch.Tensor:
+        x, gate = self.norm1(hidden_states, temb)
+        hidden_states = hidden_states + gate * self.attn1.processor(self.attn1, x, None, video_rope, video_rope)
+        hidden_states = hidden_states + self.attn0.processor(
+            self.attn0, hidden_states, motion_tokens, video_rope, motion_rope
+        )
+        x, gate = self.norm2(hidden_states, temb)
+        return hidden_states + gate * self.ff(x)
+
+
+class MVDiT7BTransformer(ModelMixin, ConfigMixin):
+    """The MV-DiT-7B transformer (48 heads × 64, 42 blocks in the official configuration).
+
+    ``model(hidden_states, timestep, motion_tokens, joint_mean).sample`` with ``hidden_states``
+    ``(B, F', 32, h, w)`` (16 noisy latent channels then 16 reference latent channels), ``timestep``
+    ``(B,)`` integers, ``motion_tokens`` ``(B, F'·24, 3072)`` and ``joint_mean`` ``(24, 3)`` mm;
+    returns ``(B, F', 16, h, w)``. Rotary tables are computed inside from the shapes and
+    ``joint_mean`` and cached per shape.
+
+    The constructor takes every key of the authors' ``config.json`` (most only describe CogVideoX's
+    text and positional-embedding options, unused with rotary embeddings and no text);
+    ``motion_token_dim`` (default: the model width) is ours, for small test configurations.
+    """
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["MVDiTBlock"]
+
+    @register_to_config
+    def __init__(
+        self,
+        num_attention_heads: int = 48,
+        attention_head_dim: int = 64,
+        in_channels: int = 32,
+        out_channels: int = 16,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+        time_embed_dim: int = 512,
+        text_embed_dim: int = 4096,
+        motion_dim: int = 168,
+        num_layers: int = 42,
+        dropout: float = 0.0,
+        attention_bias: bool = True,
+        sample_width: int = 90,
+        sample_height: int = 60,
+        sample_frames: int = 49,
+        patch_size: int = 2,
+        temporal_compression_ratio: int = 4,
+        max_text_seq_length: int = 226,
+        activation_fn: str = "gelu-approximate",
+        timestep_activation_fn: str = "silu",
+        norm_elementwise_affine: bool = True,
+        norm_eps: float = 1e-5,
+        spatial_interpolation_scale: float = 1.875,
+        temporal_interpolation_scale: float = 1.0,
+        use_rotary_positional_embeddings: bool = True,
+        motion_token_dim: int | None = None,
+    ):
+        super().__init__()
+        dim = num_attention_heads * attention_head_dim
+        if not use_rotary_positional_embeddings:
+            raise DiTError("MV-DiT uses rotary position embeddings; use_rotary_positional_embeddings must be true")
+        if attention_head_dim % 8:
+            raise DiTError(f"attention_head_dim must be divisible by 8 for the rotary tables, got {attention_head_dim}")
+        token_dim = motion_token_dim or dim
+        self.unconditional_motion_token = nn.Parameter(torch.randn(UNCONDITIONAL_TOKENS, token_dim))
+        self.patch_embed = PatchEmbed(patch_size, in_channels, dim, text_embed_dim)
+        self.embedding_dropout = nn.Dropout(dropout)
+        self.time_proj = Timesteps(dim, flip_sin_to_cos, freq_shift)
+        self.time_embedding = TimestepEmbedding(dim, time_embed_dim, timestep_activation_fn)
+        self.transformer_blocks = nn.ModuleList(
+            [
+                MVDiTBlock(dim, num_attention_heads, attention_head_dim, time_embed_dim, token_dim, activation_fn,
+                           attention_bias, norm_elementwise_affine, norm_eps, dropout)  # fmt: skip
+                for _ in range(num_layers)
+            ]
+        )
+        self.norm_final = nn.LayerNorm(dim, norm_eps, norm_elementwise_affine)
+        self.norm_out = AdaLayerNorm(time_embed_dim, output_dim=2 * dim, norm_elementwise_affine=norm_elementwise_affine,
+                                     norm_eps=norm_eps, chunk_dim=1)  # fmt: skip
+        self.proj_out = nn.Linear(dim, patch_size * patch_size * out_channels)
+        self.gradient_checkpointing = False
+        self._rotary_cache: OrderedDict[tuple, tuple[Rotary, Rotary]] = OrderedDict()
+
+    # -- rotary tables ------------------------------------------------------------------------------
+
+    def rotary_tables(
+        self, frames: int, rows: int, cols: int, joint_mean: np.ndarray | torch.Tensor, device, dtype
+    ) -> tuple[Rotary, Rotary]:
+        """Video and motion tables for a latent grid, cached (a few shapes) per device and dtype."""
+        mean = np.asarray(joint_mean.detach().cpu() if isinstance(joint_mean, torch.Tensor) else joint_mean, np.float64)
+        key = (frames, rows, cols, mean.tobytes(), str(device), dtype)
+        hit = self._rotary_cache.get(key)
+        if hit is not None:
+            self._rotary_cache.move_to_end(key)
+            return hit
+        head_dim = self.config.attention_head_dim
+        video = tuple(t.to(device=device, dtype=dtype) for t in video_rotary(frames, rows, cols, head_dim))
+        motion = tuple(t.to(device=device, dtype=dtype) for t in motion_rotary(frames, mean, head_dim))
+        self._rotary_cache[key] = (video, motion)
+        while len(self._rotary_cache) > 8:
+            self._rotary_cache.popitem(last=False)
+        return video, motion
+
+    def unconditional_tokens(self, batch: int, latent_frames: int) -> torch.Tensor:
+        """The learned unconditional motion tokens ``(batch, 312, D)`` for motion classifier-free guidance."""
+        if latent_frames != WINDOW_LATENT_FRAMES:
+            raise DiTError(
+                f"the learned unconditional motion tokens cover {WINDOW_LATENT_FRAMES} latent frames (49 video "
+                f"frames), got {latent_frames}; render longer motion in windows (MTVCrafterPipeline does)"
+            )
+        return self.unconditional_motion_token[None].expand(batch, -1, -1)
+
+    # -- forward ------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor | int,
+        motion_tokens: torch.Tensor,
+        joint_mean: np.ndarray | torch.Tensor,
+        return_dict: bool = True,
+    ):
+        cfg = self.config
+        if hidden_states.ndim != 5 or hidden_states.shape[2] != cfg.in_channels:
+            raise DiTError(
+                f"hidden_states must be (B, F', {cfg.in_channels}, h, w) latents, got {tuple(hidden_states.shape)}"
+            )
+        batch, frames, _, height, width = hidden_states.shape
+        p = cfg.patch_size
+        if height % p or width % p:
+            raise DiTError(f"latent height and width must be multiples of {p}, got {height}×{width}")
+        token_dim = self.unconditional_motion_token.shape[1]
+        if motion_tokens.shape != (batch, frames * NUM_JOINTS, token_dim):
+            raise DiTError(
+                f"motion_tokens must be (B={batch}, F'·24={frames * NUM_JOINTS}, {token_dim}) for {frames} latent "
+                f"frames, got {tuple(motion_tokens.shape)}"
+            )
+        timestep = torch.as_tensor(timestep, device=hidden_states.device)
+        if timestep.ndim == 0:
+            timestep = timestep.expand(batch)
+
+        temb = self.time_embedding(self.time_proj(timestep).to(hidden_states.dtype))
+        x = self.embedding_dropout(self.patch_embed(hidden_states))
+        motion_tokens = motion_tokens.to(x.dtype)
+        video_rope, motion_rope = self.rotary_tables(
+            frames, height // p, width // p, joint_mean, hidden_states.device, x.dtype
+        )
+        for block in self.transformer_blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x = self._gradient_checkpointing_func(block, x, motion_tokens, temb, video_rope, motion_rope)
+            else:
+                x = block(x, motion_tokens, temb, video_rope, motion_rope)
+
+        x = self.proj_out(self.norm_out(self.norm_final(x), temb=temb))
+        # (B, F·h'·w', C·p·p) → (B, F, C, h, w), channels ordered (C, row in patch, column in patch)
+        x = x.reshape(batch, frames, height // p, width // p, -1, p, p)
+        out = x.permute(0, 1, 4, 2, 5, 3, 6).reshape(batch, frames, -1, height, width)
+        if not return_dict:
+            return (out,)
+        return Transformer2DModelOutput(sample=out)
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        torch_dtype: torch.dtype | None = None,
+        device: str | torch.device = "cpu",
+        **_ignored,
+    ) -> MVDiT7BTransformer:
+        """Load an ``MV-DiT/CogVideoX`` folder as the authors published it (or as :meth:`save_pretrained` writes).
+
+        Reads ``config.json`` and the weights: ``diffusion_pytorch_model.safetensors`` or ``.bin``,
+        sharded (with its ``.index.json``) or not, or any single ``*.safetensors``/``*.bin`` file.
+        Names and shapes are checked strictly; ``torch_dtype`` converts tensor by tensor (peak
+        memory stays near the model's size). Nothing is downloaded.
+        """
+        from .loading import load_weights, read_config
+
+        folder = Path(folder)
+        config = read_config(folder, "MV-DiT/CogVideoX in the Hugging Face repo yanboding/MTVCrafter")
+        with torch.device("meta"):
+            model = cls.from_config(config)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        state = load_weights(folder, expected, torch_dtype, device, origin="yanboding/MTVCrafter, MV-DiT/CogVideoX")
+        model.load_state_dict(state, strict=True, assign=True)
+        model._rotary_cache = OrderedDict()
+        return model.eval()
+
+
+def describe(model: MVDiT7BTransformer) -> str:
+    """One line: layers, width, parameters (for logs)."""
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    return json.dumps({"layers": cfg.num_layers, "width": cfg.num_attention_heads * cfg.attention_head_dim,
+                       "parameters": params})  # fmt: skip
