@@ -218,8 +218,7 @@ def _animate_with_model(args: argparse.Namespace, motion) -> Path:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    if args.backend != "tiny":
-        pipe.enable_vae_tiling()  # as the official script; the tiny VAE's images are smaller than one tile
+    pipe.enable_vae_tiling()  # as the official script
     pipe.set_progress_bar_config(disable=True)
     progress = Progress("denoising")
 
@@ -337,7 +336,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_benchmarks
 
-    return run_benchmarks(args.suite, quick=args.quick)
+    return run_benchmarks(args.suite, quick=args.quick, size=args.size, compile_blocks=args.compile)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -469,7 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train_tokenizer)
 
     bench = commands.add_parser("bench", help="benchmarks against baselines measured in the same run")
-    bench.add_argument("suite", choices=("motion", "tokenizer"), help="what to measure")
+    bench.add_argument("suite", choices=("motion", "tokenizer", "dit"), help="what to measure")
+    bench.add_argument(
+        "--size",
+        choices=("full", "small", "tiny"),
+        help="dit: model size (default full on a GPU — the official 42 layers at 512x512x49 — small on the CPU)",
+    )
+    bench.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="dit: also time fused projections + torch.compile (default: on a GPU)",
+    )
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
     bench.set_defaults(run=cmd_bench)
     return parser

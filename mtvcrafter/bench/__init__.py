@@ -49,7 +49,7 @@ def print_table(title: str, rows: list[Row]) -> None:
         print(f"{r.task:<44} {r.ours_s * 1000:8.2f}ms {base} {ratio} {goal:>8} {met:>4}  {r.baseline}")
 
 
-def run_benchmarks(suite: str, quick: bool = False) -> int:
+def run_benchmarks(suite: str, quick: bool = False, size: str | None = None, compile_blocks: bool | None = None) -> int:
     """Run one suite; the exit status is 1 when a goal is missed."""
     if suite == "motion":
         from .motion import motion_benchmarks
@@ -61,6 +61,12 @@ def run_benchmarks(suite: str, quick: bool = False) -> int:
 
         rows = tokenizer_benchmarks(quick=quick)
         print_table("mtvcrafter bench tokenizer (full size, random weights, fp32)", rows)
+    elif suite == "dit":
+        from .dit import dit_benchmarks, print_dit_table
+
+        dit_rows, title = dit_benchmarks(size=size, quick=quick, compile_blocks=compile_blocks)
+        print_dit_table(title, dit_rows)
+        return 0
     else:
         raise ValueError(f"unknown benchmark suite {suite!r}")
     return 1 if any(r.met is False for r in rows) else 0

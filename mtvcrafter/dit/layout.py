@@ -85,8 +85,10 @@ def load_vae(base: Path, torch_dtype: torch.dtype) -> AutoencoderKLCogVideoX:
         raise ModelFileError(f"{folder}: no weights; download vae/diffusion_pytorch_model.safetensors from {BASE_REPO}")
     try:
         return AutoencoderKLCogVideoX.from_pretrained(str(folder), torch_dtype=torch_dtype, local_files_only=True)
-    except (OSError, ValueError, RuntimeError, EnvironmentError) as exc:
-        raise ModelFileError(f"{folder}: cannot load the CogVideoX VAE ({exc}); copy vae/ again from {BASE_REPO}") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(
+            f"{folder}: cannot load the CogVideoX VAE ({exc}); copy vae/ again from {BASE_REPO}"
+        ) from None
 
 
 def load_pipeline(
@@ -117,9 +119,11 @@ def load_pipeline(
         )
     try:
         tokenizer = MotionTokenizer.from_pretrained(
-            tokenizer_path, stats=stats or NormStats.official(), device=tokenizer_device,
+            tokenizer_path,
+            stats=stats or NormStats.official(),
+            device=tokenizer_device,
             trust_checkpoint=trust_checkpoint,
-        )  # fmt: skip
+        )
     except TokenizerError as exc:
         raise ModelFileError(f"{tokenizer_path}: {exc}") from None
     transformer = MVDiT7BTransformer.from_pretrained(transformer_dir, torch_dtype=torch_dtype)

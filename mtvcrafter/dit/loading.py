@@ -38,7 +38,9 @@ def weight_files(folder: Path, origin: str) -> list[Path]:
                     weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
                     names = sorted(set(weight_map.values()))
                 except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise ModelFileError(f"{index}: not a valid shard index ({exc}); copy it again from {origin}") from None
+                    raise ModelFileError(
+                        f"{index}: not a valid shard index ({exc}); copy it again from {origin}"
+                    ) from None
                 files = [folder / n for n in names]
                 missing = [f.name for f in files if not f.is_file()]
                 if missing:
@@ -75,6 +77,10 @@ def _read_file(path: Path, device) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"{path}: cannot read the weights ({type(exc).__name__}: {exc})") from None
 
 
+def _listing(names: list[str], limit: int = 6) -> str:
+    return ", ".join(names[:limit]) + (", …" if len(names) > limit else "")
+
+
 def load_weights(
     folder: Path,
     expected: dict[str, tuple[int, ...]],
@@ -98,17 +104,15 @@ def load_weights(
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (" + ", ".join(missing[:6]) + (", …" if len(missing) > 6 else "") + ")")
-        if unexpected:
-            parts.append(
-                f"{len(unexpected)} unexpected (" + ", ".join(unexpected[:6]) + (", …" if len(unexpected) > 6 else "") + ")"
-            )
+        parts = [
+            f"{len(names)} {kind} ({_listing(names)})"
+            for kind, names in (("missing", missing), ("unexpected", unexpected))
+            if names
+        ]
         raise ModelFileError(
             f"{folder}: the weights do not match config.json: " + "; ".join(parts) + f". Expected the files of {origin}"
         )
-    wrong = [f"{k} {tuple(state[k].shape)} ≠ {shape}" for k, shape in expected.items() if tuple(state[k].shape) != shape]
+    wrong = [f"{k} {tuple(state[k].shape)} ≠ {s}" for k, s in expected.items() if tuple(state[k].shape) != s]
     if wrong:
         raise ModelFileError(
             f"{folder}: {len(wrong)} tensors have the wrong shape for config.json ({'; '.join(wrong[:4])}); "

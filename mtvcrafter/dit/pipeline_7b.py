@@ -329,8 +329,11 @@ class MTVCrafterPipeline(DiffusionPipeline):
         if joints is not None and frames > available:
             raise DiTError(f"num_frames {frames} is longer than the motion ({available} frames)")
         if joints is None:
-            n_tok = len(motion_tokens) if isinstance(motion_tokens, (list, tuple)) else (
-                1 if torch.as_tensor(motion_tokens).ndim == 2 else torch.as_tensor(motion_tokens).shape[0])  # fmt: skip
+            n_tok = (
+                len(motion_tokens)
+                if isinstance(motion_tokens, (list, tuple))
+                else (1 if torch.as_tensor(motion_tokens).ndim == 2 else torch.as_tensor(motion_tokens).shape[0])
+            )
             frames = frames or 49 + 40 * (n_tok - 1)
         if frames < 1:
             raise DiTError(f"num_frames must be at least 1, got {frames}")
@@ -352,6 +355,11 @@ class MTVCrafterPipeline(DiffusionPipeline):
             prepare_reference(image, height, width), WINDOW_LATENTS, generator, reference_encoding
         ).to(dtype)
 
+        if reference.shape[-2:] != noise.shape[-2:]:
+            raise DiTError(
+                f"the VAE encoded the {height}×{width} reference to {tuple(reference.shape[-2:])} latents, expected "
+                f"{(h, w)}; its tiling does not suit this size: call pipe.vae.disable_tiling()"
+            )
         do_cfg = guidance_scale > 1.0
         final = torch.zeros_like(noise)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -368,8 +376,11 @@ class MTVCrafterPipeline(DiffusionPipeline):
                 ramp = torch.arange(1, overlap + 1, device=device, dtype=torch.float32) / (overlap + 1)
                 ramp = ramp.view(1, -1, 1, 1, 1)
                 cond = window.tokens.to(device=device, dtype=dtype)[None]
-                tokens = torch.cat([self.transformer.unconditional_tokens(1, WINDOW_LATENTS).to(device, dtype), cond]) \
-                    if do_cfg else cond  # fmt: skip
+                tokens = (
+                    torch.cat([self.transformer.unconditional_tokens(1, WINDOW_LATENTS).to(device, dtype), cond])
+                    if do_cfg
+                    else cond
+                )
                 ref = torch.cat([reference] * 2) if do_cfg else reference
 
                 self.scheduler.set_timesteps(num_inference_steps, device=device)

@@ -25,9 +25,13 @@ THETA = 10000.0
 
 def _band(dim: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     cos, sin = get_1d_rotary_pos_embed(
-        dim, positions.to(torch.float64), theta=THETA, use_real=True, repeat_interleave_real=True,
+        dim,
+        positions.to(torch.float64),
+        theta=THETA,
+        use_real=True,
+        repeat_interleave_real=True,
         freqs_dtype=torch.float64,
-    )  # fmt: skip
+    )
     return cos.to(torch.float64), sin.to(torch.float64)
 
 
@@ -44,7 +48,7 @@ def video_rotary(frames: int, rows: int, cols: int, head_dim: int = 64) -> tuple
     h = _band(dim_s, torch.arange(rows))
     w = _band(dim_s, torch.arange(cols))
     out = []
-    for (ft, fh, fw) in zip(t, h, w):
+    for ft, fh, fw in zip(t, h, w, strict=True):
         grid = torch.cat(
             [
                 ft[:, None, None, :].expand(frames, rows, cols, dim_t),
@@ -59,8 +63,11 @@ def video_rotary(frames: int, rows: int, cols: int, head_dim: int = 64) -> tuple
 
 def joint_positions(joint_mean_mm: np.ndarray | torch.Tensor) -> torch.Tensor:
     """The 4D-RoPE spatial positions: each joint's mean position minus the mean over the joints, ``(24, 3)``."""
-    mean = torch.as_tensor(np.asarray(joint_mean_mm, dtype=np.float64) if not isinstance(joint_mean_mm, torch.Tensor)
-                           else joint_mean_mm.detach().cpu().to(torch.float64))  # fmt: skip
+    mean = torch.as_tensor(
+        np.asarray(joint_mean_mm, dtype=np.float64)
+        if not isinstance(joint_mean_mm, torch.Tensor)
+        else joint_mean_mm.detach().cpu().to(torch.float64)
+    )
     if mean.shape != (NUM_JOINTS, 3):
         raise DiTError(f"joint_mean must be the (24, 3) mean joint position in mm, got shape {tuple(mean.shape)}")
     if not torch.isfinite(mean).all():

@@ -40,17 +40,29 @@ TINY_LATENT_CHANNELS = 4
 def tiny_transformer(motion_token_dim: int, seed: int = 0) -> MVDiT7BTransformer:
     torch.manual_seed(seed)
     return MVDiT7BTransformer(
-        num_attention_heads=2, attention_head_dim=16, num_layers=2, in_channels=2 * TINY_LATENT_CHANNELS,
-        out_channels=TINY_LATENT_CHANNELS, time_embed_dim=32, text_embed_dim=8, motion_token_dim=motion_token_dim,
-    ).eval()  # fmt: skip
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_layers=2,
+        in_channels=2 * TINY_LATENT_CHANNELS,
+        out_channels=TINY_LATENT_CHANNELS,
+        time_embed_dim=32,
+        text_embed_dim=8,
+        motion_token_dim=motion_token_dim,
+    ).eval()
 
 
 def tiny_vae(seed: int = 0) -> AutoencoderKLCogVideoX:
+    # CogVideoX-5b's sample size, so that tiling (enabled as for the real VAE) uses the same tiles and overlaps
     torch.manual_seed(seed)
     return AutoencoderKLCogVideoX(
-        block_out_channels=(8, 8, 16, 16), latent_channels=TINY_LATENT_CHANNELS, layers_per_block=1,
-        norm_num_groups=4, scaling_factor=0.7, sample_height=64, sample_width=64,
-    ).eval()  # fmt: skip
+        block_out_channels=(8, 8, 16, 16),
+        latent_channels=TINY_LATENT_CHANNELS,
+        layers_per_block=1,
+        norm_num_groups=4,
+        scaling_factor=0.7,
+        sample_height=480,
+        sample_width=720,
+    ).eval()
 
 
 def tiny_tokenizer(seed: int = 0) -> MotionTokenizer:

@@ -1,0 +1,410 @@
+"""The MTVCrafter video pipeline as a user drives it: window plans, the tiny pipeline end to end on the CPU,
+cancel and callbacks, reference encoding, motion tokens, the official folder layout, and `mtvcrafter animate`.
+
+The tiny pipeline has the real structure with seeded random weights, so its video is noise; the tests check what
+a user sees (frame counts, sizes, types, determinism, that the motion and settings change the video, errors).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import report
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from mtvcrafter.cli import main  # noqa: E402
+from mtvcrafter.dit import (  # noqa: E402
+    DiTError,
+    ModelFileError,
+    load_pipeline,
+    plan_windows,
+    prepare_reference,
+    save_tiny_model_dir,
+    tiny_pipeline,
+)
+from mtvcrafter.motion import save_motion  # noqa: E402
+from mtvcrafter.render import read_mp4_info  # noqa: E402
+
+HEADING = "tiny MTVCrafter pipeline on the CPU"
+SIZE = {"height": 64, "width": 64}
+#: The settings of most calls: 64x64, 2 steps, seed 0.
+RUN = {**SIZE, "num_inference_steps": 2, "seed": 0}
+
+
+def quiet(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """One tiny pipeline for the tests that do not change it (a call resets its interrupt flag)."""
+    return quiet(tiny_pipeline(seed=0))
+
+
+@pytest.fixture(scope="module")
+def clip49(sample_motions):
+    return sample_motions[0].slice(0, 49)
+
+
+@pytest.fixture(scope="module")
+def base(pipe, clip49, reference_image):
+    """The 49-frame clip at 64x64, 2 steps, seed 0: what other calls are compared with."""
+    start = time.perf_counter()
+    out = pipe(reference_image, clip49, **RUN)
+    report(HEADING, f"49 frames, 64x64, 2 steps: {time.perf_counter() - start:.2f} s")
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_latents(pipe, clip49, reference_image):
+    return pipe(reference_image, clip49, output_type="latent", **RUN).frames
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """The tiny pipeline written in the official folder layout (copy it before changing it)."""
+    return save_tiny_model_dir(tmp_path_factory.mktemp("tiny") / "MTVCrafter")
+
+
+def copy_model_dir(model_dir, tmp_path):
+    return shutil.copytree(model_dir, tmp_path / "MTVCrafter")
+
+
+# -- window plans ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 20, 49, 50, 53, 89, 120, 300, 1000])
+def test_window_plan_covers_the_video_with_overlapping_windows(n):
+    plan = plan_windows(n)
+    assert plan.frames == n
+    assert plan.padded_frames >= max(n, 49) and plan.padded_frames % 4 == 1
+    assert plan.padded_frames - max(n, 49) < 4  # the smallest such length
+    assert plan.latent_frames == (plan.padded_frames - 1) // 4 + 1
+    assert plan.starts[0] == 0 and plan.starts[-1] + 13 == plan.latent_frames
+    assert list(plan.starts) == sorted(set(plan.starts))
+    covered = set()
+    for i, start in enumerate(plan.starts):
+        covered.update(range(start, start + 13))
+        assert plan.frame_range(i) == (4 * start, 4 * start + 49)
+        assert plan.frame_range(i)[1] <= plan.padded_frames
+        if i == 0:
+            assert plan.overlap(0) == 0
+        else:
+            assert plan.overlap(i) >= 3
+    assert covered == set(range(plan.latent_frames))
+
+
+def test_window_plan_refuses_an_empty_video():
+    with pytest.raises(DiTError):
+        plan_windows(0)
+    with pytest.raises(DiTError):
+        plan_windows(-5)
+
+
+# -- the tiny pipeline end to end --------------------------------------------------------------------------------------
+
+
+def test_49_frames_give_a_49_frame_uint8_video(base):
+    assert isinstance(base.frames, np.ndarray)
+    assert base.frames.dtype == np.uint8 and base.frames.shape == (49, 64, 64, 3)
+    assert not base.interrupted and base.plan.num_windows == 1
+    assert base.frames.std() > 0  # not a blank video
+
+
+def test_non_square_size(pipe, clip49, reference_image):
+    out = pipe(reference_image, clip49, height=64, width=96, num_inference_steps=2, seed=0)
+    assert out.frames.dtype == np.uint8 and out.frames.shape == (49, 64, 96, 3)
+
+
+def test_a_long_motion_renders_every_frame_in_three_windows(pipe, sample_motions, reference_image):
+    start = time.perf_counter()
+    out = pipe(reference_image, sample_motions[0].slice(0, 120), **RUN)
+    report(HEADING, f"120 frames (3 windows), 64x64, 2 steps: {time.perf_counter() - start:.2f} s")
+    assert out.frames.shape == (120, 64, 64, 3)
+    assert out.plan.num_windows == 3 and len(out.windows) == 3
+    assert [w.frame_start for w in out.windows] == [4 * s for s in out.plan.starts]
+
+
+def test_a_short_motion_renders_exactly_its_frames(pipe, sample_motions, reference_image):
+    out = pipe(reference_image, sample_motions[0].slice(0, 20), **RUN)
+    assert out.frames.shape == (20, 64, 64, 3)
+
+
+def test_num_frames_cuts_the_motion(pipe, sample_motions, reference_image):
+    motion = sample_motions[0]
+    assert motion.num_frames == 127
+    out = pipe(reference_image, motion, num_frames=30, **RUN)
+    assert out.frames.shape == (30, 64, 64, 3)
+    with pytest.raises(DiTError, match="longer than the motion"):
+        pipe(reference_image, motion, num_frames=128, **RUN)
+
+
+def test_sizes_must_be_multiples_of_16(pipe, clip49, reference_image):
+    with pytest.raises(DiTError, match="16") as error:
+        pipe(reference_image, clip49, height=72, width=64, num_inference_steps=2)
+    assert "height" in str(error.value)
+    with pytest.raises(DiTError, match="16"):
+        pipe(reference_image, clip49, height=64, width=40, num_inference_steps=2)
+
+
+# -- determinism and conditioning --------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_the_same_video(pipe, clip49, reference_image, base):
+    again = pipe(reference_image, clip49, **RUN)
+    np.testing.assert_array_equal(again.frames, base.frames)
+
+
+def test_the_motion_conditions_the_video(pipe, sample_motions, reference_image, base):
+    other = pipe(reference_image, sample_motions[3].slice(0, 49), **RUN)
+    assert other.frames.shape == base.frames.shape
+    assert not np.array_equal(other.windows[0].codes, base.windows[0].codes)
+    assert not np.array_equal(other.frames, base.frames)
+
+
+def test_seed_and_guidance_change_the_video(pipe, clip49, reference_image, base):
+    other_seed = pipe(reference_image, clip49, **{**RUN, "seed": 1}).frames
+    assert other_seed.shape == base.frames.shape and not np.array_equal(other_seed, base.frames)
+    no_cfg = pipe(reference_image, clip49, guidance_scale=1.0, **RUN).frames
+    assert no_cfg.shape == base.frames.shape and not np.array_equal(no_cfg, base.frames)
+
+
+# -- output types ------------------------------------------------------------------------------------------------------
+
+
+def test_output_types(pipe, clip49, reference_image, base):
+    pil = pipe(reference_image, clip49, output_type="pil", **RUN).frames
+    assert isinstance(pil, list) and len(pil) == 49
+    assert all(im.size == (64, 64) and im.mode == "RGB" for im in pil)
+    np.testing.assert_array_equal(np.asarray(pil[10]), base.frames[10])
+
+    pt = pipe(reference_image, clip49, output_type="pt", **RUN).frames
+    assert isinstance(pt, torch.Tensor) and pt.dtype == torch.float32 and tuple(pt.shape) == (49, 3, 64, 64)
+    assert pt.min() >= 0 and pt.max() <= 1
+    as_uint8 = (pt.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(as_uint8, base.frames)
+
+    with pytest.raises(DiTError, match="output_type"):
+        pipe(reference_image, clip49, output_type="gif", **RUN)
+
+
+def test_latent_output(pipe, sample_motions, base_latents, reference_image):
+    assert isinstance(base_latents, torch.Tensor) and tuple(base_latents.shape) == (1, 13, 4, 8, 8)
+    long = pipe(reference_image, sample_motions[0].slice(0, 120), output_type="latent", height=64, width=96,
+                num_inference_steps=2)  # fmt: skip
+    assert tuple(long.frames.shape) == (1, long.plan.latent_frames, 4, 8, 12) and long.plan.latent_frames == 31
+
+
+# -- cancel and callbacks ----------------------------------------------------------------------------------------------
+
+
+def test_cancel_from_the_step_callback(pipe, sample_motions, reference_image):
+    motion = sample_motions[0].slice(0, 120)
+    seen = []
+
+    def stop_at_step_1(pipeline, step, timestep, tensors):
+        seen.append((step, pipeline.total_steps))
+        if step == 1:
+            pipeline.request_interrupt()
+        return tensors
+
+    out = pipe(reference_image, motion, **{**RUN, "num_inference_steps": 3}, callback_on_step_end=stop_at_step_1)
+    assert seen == [(0, 9), (1, 9)]
+    assert out.interrupted is True and out.frames is None
+    assert pipe.total_steps == 9 and out.plan.num_windows == 3
+    # the next call starts afresh
+    again = pipe(reference_image, motion.slice(0, 20), output_type="latent", **RUN)
+    assert not again.interrupted and again.frames is not None
+
+
+def test_cancel_from_another_thread(pipe, sample_motions, reference_image):
+    steps: list[int] = []
+    second_step = threading.Event()
+    result = {}
+
+    def slow(pipeline, step, timestep, tensors):
+        steps.append(step)
+        if len(steps) == 2:
+            second_step.set()
+        time.sleep(0.2)
+        return tensors
+
+    def render():
+        result["out"] = pipe(reference_image, sample_motions[0].slice(0, 120), output_type="latent",
+                             **{**RUN, "num_inference_steps": 3}, callback_on_step_end=slow)  # fmt: skip
+
+    worker = threading.Thread(target=render)
+    worker.start()
+    assert second_step.wait(60), "the call never reached its second step"
+    pipe.request_interrupt()
+    at_request = len(steps)
+    worker.join(60)
+    assert not worker.is_alive()
+    out = result["out"]
+    assert out.interrupted and out.frames is None
+    assert len(steps) <= at_request + 1 < 9
+    assert steps == list(range(len(steps)))
+
+
+def test_the_callback_can_replace_the_latents(pipe, clip49, reference_image, base_latents):
+    calls = []
+
+    def zero(pipeline, step, timestep, tensors):
+        calls.append(step)
+        return {"latents": torch.zeros_like(tensors["latents"])}
+
+    out = pipe(reference_image, clip49, output_type="latent", callback_on_step_end=zero, **RUN)
+    assert calls == [0, 1]
+    assert torch.count_nonzero(base_latents) > 0
+    assert torch.count_nonzero(out.frames) == 0  # the replacement is what the video is made of
+
+
+# -- the reference image -----------------------------------------------------------------------------------------------
+
+
+def test_one_frame_encoding_has_the_distribution_of_the_49_frame_one(pipe, reference_image):
+    x = prepare_reference(reference_image, 64, 64)
+    assert tuple(x.shape) == (1, 3, 64, 64) and x.min() >= -1 and x.max() <= 1
+    with torch.no_grad():
+        one = pipe.vae.encode(x[:, :, None]).latent_dist
+        still = pipe.vae.encode(x[:, :, None].expand(-1, -1, 49, -1, -1)).latent_dist
+    assert tuple(one.mean.shape) == (1, 4, 1, 8, 8) and tuple(still.mean.shape) == (1, 4, 13, 8, 8)
+    for frame in range(13):
+        torch.testing.assert_close(still.mean[:, :, frame], one.mean[:, :, 0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(still.std[:, :, frame], one.std[:, :, 0], atol=1e-5, rtol=0)
+
+
+def test_reference_encoding_modes(pipe, clip49, reference_image, base_latents):
+    video = pipe(reference_image, clip49, reference_encoding="video", output_type="latent", **RUN).frames
+    image = pipe(reference_image, clip49, reference_encoding="image", output_type="latent", **RUN).frames
+    assert video.shape == image.shape == base_latents.shape
+    assert torch.isfinite(video).all()
+    torch.testing.assert_close(image, base_latents, atol=0, rtol=0)  # "image" is the default
+    with pytest.raises(DiTError, match="reference_encoding"):
+        pipe(reference_image, clip49, reference_encoding="film", **RUN)
+
+
+# -- motion tokens -----------------------------------------------------------------------------------------------------
+
+
+def test_motion_tokens_give_the_same_video_as_the_motion(pipe, clip49, reference_image, base):
+    codes = pipe.motion_tokenizer.encode(clip49.joints)
+    assert codes.shape == (13, 24)
+    tokens = pipe.motion_tokenizer.tokens(codes)
+    assert tuple(tokens.shape) == (312, 32)
+    out = pipe(reference_image, motion_tokens=tokens, **RUN)
+    assert out.frames.shape == (49, 64, 64, 3)
+    np.testing.assert_array_equal(out.frames, base.frames)
+
+
+def test_wrong_motion_tokens_are_refused(pipe, clip49, reference_image):
+    tokens = pipe.motion_tokenizer.tokens(pipe.motion_tokenizer.encode(clip49.joints))
+    with pytest.raises(DiTError, match="312"):
+        pipe(reference_image, motion_tokens=tokens[:300], **RUN)
+    with pytest.raises(DiTError, match="312"):
+        pipe(reference_image, motion_tokens=tokens[:, :16], **RUN)
+    with pytest.raises(DiTError, match="windows"):
+        pipe(reference_image, motion_tokens=tokens, num_frames=120, **RUN)
+    with pytest.raises(DiTError, match="motion"):
+        pipe(reference_image, **RUN)
+
+
+# -- the official folder layout ----------------------------------------------------------------------------------------
+
+
+def test_a_saved_model_folder_loads_to_the_same_pipeline(model_dir, clip49, reference_image, base):
+    loaded = quiet(load_pipeline(model_dir))
+    out = loaded(reference_image, clip49, **RUN)
+    np.testing.assert_array_equal(out.frames, base.frames)
+
+
+def test_missing_files_are_named(model_dir, tmp_path):
+    folder = copy_model_dir(model_dir, tmp_path)
+    shutil.rmtree(folder / "CogVideoX-5b" / "vae")
+    with pytest.raises(ModelFileError) as error:
+        load_pipeline(folder)
+    assert "CogVideoX-5b" in str(error.value) and "vae" in str(error.value)
+
+    folder = copy_model_dir(model_dir, tmp_path / "second")
+    weights = [p for p in (folder / "MV-DiT" / "CogVideoX").iterdir() if p.suffix in (".safetensors", ".bin")]
+    assert weights
+    for path in weights:
+        path.unlink()
+    with pytest.raises(ModelFileError) as error:
+        load_pipeline(folder)
+    assert str(folder / "MV-DiT" / "CogVideoX") in str(error.value)
+    assert "yanboding/MTVCrafter" in str(error.value)
+
+
+def test_base_model_folder_elsewhere(model_dir, tmp_path, clip49, reference_image, base_latents):
+    folder = copy_model_dir(model_dir, tmp_path / "models")
+    base_dir = shutil.move(folder / "CogVideoX-5b", tmp_path / "elsewhere" / "CogVideoX-5b")
+    with pytest.raises(ModelFileError, match="CogVideoX-5b"):
+        load_pipeline(folder)
+    loaded = quiet(load_pipeline(folder, base_model_dir=base_dir))
+    latents = loaded(reference_image, clip49, output_type="latent", **RUN).frames
+    torch.testing.assert_close(latents, base_latents, atol=0, rtol=0)
+    with pytest.raises(ModelFileError, match="vae"):
+        load_pipeline(folder, base_model_dir=tmp_path)
+
+
+def test_schedulers_by_name(model_dir, clip49, reference_image, base):
+    ddim = quiet(load_pipeline(model_dir, scheduler="ddim"))
+    assert type(ddim.scheduler).__name__ == "CogVideoXDDIMScheduler"
+    frames = ddim(reference_image, clip49, **RUN).frames
+    assert frames.shape == base.frames.shape and not np.array_equal(frames, base.frames)
+    with pytest.raises(ModelFileError, match="NoSuchScheduler"):
+        load_pipeline(model_dir, scheduler="NoSuchScheduler")
+
+
+# -- the command line --------------------------------------------------------------------------------------------------
+
+
+def test_cli_animate_tiny_backend(tmp_path, sample_motions, reference_image, capsys):
+    motion_path = tmp_path / "walk.npz"
+    save_motion(replace(sample_motions[1].slice(0, 60), fps=25.0), motion_path)
+    out = tmp_path / "tiny.mp4"
+    code = main(["animate", "--backend", "tiny", "--size", "64x64", "--steps", "2", "--ref", str(reference_image),
+                 "--motion", str(motion_path), "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.strip() == str(out.resolve())
+    assert read_mp4_info(out) == {"frames": 60, "fps": 25.0, "size": (64, 64)}
+    assert "60 frames" in captured.err
+
+
+def mvdit_args(tmp_path, sample_motions, reference_image, size):
+    motion_path = tmp_path / "short.npz"
+    save_motion(sample_motions[0].slice(0, 30), motion_path)
+    return ["animate", "--backend", "mvdit-7b", "--ref", str(reference_image), "--motion", str(motion_path),
+            "--out", str(tmp_path / "big.mp4"), "--size", size, "--steps", "2", "--device", "cpu"]  # fmt: skip
+
+
+def test_cli_mvdit_needs_a_model_folder(tmp_path, sample_motions, reference_image, capsys):
+    code = main(mvdit_args(tmp_path, sample_motions, reference_image, "64x64"))
+    captured = capsys.readouterr()
+    assert code != 0 and "--model-dir" in captured.err
+    assert not (tmp_path / "big.mp4").exists()
+
+
+def test_cli_mvdit_with_a_model_folder(tmp_path, model_dir, sample_motions, reference_image, capsys):
+    code = main([*mvdit_args(tmp_path, sample_motions, reference_image, "32x32"), "--model-dir", str(model_dir)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = tmp_path / "big.mp4"
+    assert captured.out.strip() == str(out.resolve())
+    assert read_mp4_info(out) == {"frames": 30, "fps": 30.0, "size": (32, 32)}
+
+
+def test_cli_mvdit_with_the_tiny_model_folder_at_64x64(tmp_path, model_dir, sample_motions, reference_image):
+    args = [*mvdit_args(tmp_path, sample_motions, reference_image, "64x64"), "--model-dir", str(model_dir)]
+    assert main(args) == 0
+    assert read_mp4_info(tmp_path / "big.mp4") == {"frames": 30, "fps": 30.0, "size": (64, 64)}
