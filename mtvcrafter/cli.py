@@ -55,6 +55,26 @@ class Progress:
 MAX_OUTPUT_SIDE = 8192
 
 
+def _guidance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0 (1 turns guidance off), got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**63-2, got {text!r}")
+    return value
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -198,6 +218,8 @@ def _animate_with_model(args: argparse.Namespace, motion) -> Path:
     import torch
 
     from .dit import load_pipeline, tiny_pipeline
+    from .dit.layout import make_scheduler
+    from .dit.tiny import COGVIDEOX_5B_SCHEDULER
     from .render import write_mp4
 
     if args.backend == "mvdit-7b" and not args.model_dir:
@@ -209,11 +231,23 @@ def _animate_with_model(args: argparse.Namespace, motion) -> Path:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
     if args.backend == "tiny":
         pipe = tiny_pipeline()
+        pipe.register_modules(scheduler=make_scheduler(args.scheduler, config=dict(COGVIDEOX_5B_SCHEDULER)))
         if dtype != torch.float32:
             pipe.to(dtype=dtype)
     else:
+        if device == "cpu":
+            print(
+                "warning: no GPU: MV-DiT-7B on the CPU needs about 30 GB of memory (fp32) and hours per clip",
+                file=sys.stderr,
+            )
         print(f"loading the model from {args.model_dir} ({dtype_name})", file=sys.stderr)
-        pipe = load_pipeline(args.model_dir, args.base_model_dir, torch_dtype=dtype, scheduler=args.scheduler)
+        pipe = load_pipeline(
+            args.model_dir,
+            args.base_model_dir,
+            torch_dtype=dtype,
+            scheduler=args.scheduler,
+            trust_checkpoint=args.trust_checkpoint,
+        )
     if args.cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -404,8 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--model-dir", help="mvdit-7b: folder with MV-DiT/CogVideoX, 4DMoT and CogVideoX-5b (README)")
     animate.add_argument("--base-model-dir", help="mvdit-7b: the CogVideoX-5b folder, if not inside --model-dir")
     animate.add_argument("--steps", type=int, help="denoising steps (default 50; tiny: 4)")
-    animate.add_argument("--guidance", type=float, default=3.0, help="motion guidance scale (default 3.0)")
-    animate.add_argument("--seed", type=int, default=6666, help="random seed (default 6666)")
+    animate.add_argument("--guidance", type=_guidance, default=3.0, help="motion guidance scale (default 3.0)")
+    animate.add_argument("--seed", type=_seed, default=6666, help="random seed, 0 to 2**63-2 (default 6666)")
+    animate.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling of .pt/.bin weights that safe loading refuses (runs their code)",
+    )
     animate.add_argument("--scheduler", default="dpm", help="dpm (default), ddim, or a diffusers scheduler class name")
     animate.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when there is one)")
     animate.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="default bf16 on a GPU, fp32 on the CPU")
@@ -516,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not isinstance(exc, _user_errors()):
             raise
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, _UsageError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

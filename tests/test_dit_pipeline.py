@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,15 +20,18 @@ from conftest import report
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+import mtvcrafter.motion  # noqa: E402
 from mtvcrafter.cli import main  # noqa: E402
 from mtvcrafter.dit import (  # noqa: E402
     DiTError,
     ModelFileError,
     load_pipeline,
+    motion_rotary,
     plan_windows,
     prepare_reference,
     save_tiny_model_dir,
     tiny_pipeline,
+    video_rotary,
 )
 from mtvcrafter.motion import save_motion  # noqa: E402
 from mtvcrafter.render import read_mp4_info  # noqa: E402
@@ -408,3 +412,184 @@ def test_cli_mvdit_with_the_tiny_model_folder_at_64x64(tmp_path, model_dir, samp
     args = [*mvdit_args(tmp_path, sample_motions, reference_image, "64x64"), "--model-dir", str(model_dir)]
     assert main(args) == 0
     assert read_mp4_info(tmp_path / "big.mp4") == {"frames": 30, "fps": 30.0, "size": (64, 64)}
+
+
+def test_bench_dit_prints_step_and_clip_rows_against_the_plain_baseline(capsys):
+    assert main(["bench", "dit", "--size", "tiny", "--quick", "--no-compile"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("  ")[0].strip(): line for line in out.splitlines() if line.startswith(("step", "whole"))}
+    assert set(rows) == {
+        "step with CFG, plain baseline",
+        "step with CFG, ours",
+        "whole clip (49 frames, 4 steps, VAE), plain baseline",
+        "whole clip (49 frames, 4 steps, VAE), ours",
+    }
+    agreement = float(out.split("ours vs plain: ")[1].split()[0])
+    assert agreement < 1e-5  # the baseline computes the same function
+    assert "2 layers × 32 wide" in out and "64×64×49" in out
+
+
+def _official_style_band(dim, pos):
+    """One rotary band as the authors' pipeline computes it: float32 positions, frequencies and products."""
+    freqs = 1.0 / (10000.0 ** (torch.arange(0, dim, 2, dtype=torch.float32)[: dim // 2] / dim))
+    angles = torch.outer(pos, freqs)
+    return angles.cos().repeat_interleave(2, dim=1), angles.sin().repeat_interleave(2, dim=1)
+
+
+def test_rotary_tables_are_bit_identical_to_the_official_float32_formula():
+    mean = np.load(Path(mtvcrafter.motion.__file__).parent / "data" / "mean.npy")  # the official file, float32
+    frames, rows, cols = 13, 32, 32
+    t = _official_style_band(16, torch.arange(frames))
+    centred = [torch.from_numpy(mean[:, a] - mean[:, a].mean()) for a in range(3)]
+    xyz = [_official_style_band(16, c) for c in centred]
+    for k, table in enumerate(motion_rotary(frames, mean)):
+        spatial = torch.cat([xyz[a][k] for a in range(3)], dim=-1)
+        expected = torch.cat([t[k][:, None].expand(-1, 24, -1), spatial[None].expand(frames, -1, -1)], dim=-1)
+        assert table.dtype == torch.float32 and torch.equal(table, expected.reshape(frames * 24, 64))
+    h = _official_style_band(24, torch.from_numpy(np.linspace(0, rows, rows, endpoint=False, dtype=np.float32)))
+    w = _official_style_band(24, torch.from_numpy(np.linspace(0, cols, cols, endpoint=False, dtype=np.float32)))
+    for k, table in enumerate(video_rotary(frames, rows, cols)):
+        expected = torch.cat(
+            [
+                t[k][:, None, None].expand(-1, rows, cols, -1),
+                h[k][None, :, None].expand(frames, -1, cols, -1),
+                w[k][None, None].expand(frames, rows, -1, -1),
+            ],
+            dim=-1,
+        )
+        assert torch.equal(table, expected.reshape(-1, 64))
+
+
+def _oracle_run(scheduler, frames, offset_per_window=0.0, steps=8):
+    """The pipeline with a stand-in transformer that always predicts (as v) the clean latents of a known
+    target video, shifted by ``offset_per_window × window``: what the windowing does with the predictions."""
+    from mtvcrafter.dit.layout import make_scheduler
+    from mtvcrafter.dit.tiny import COGVIDEOX_5B_SCHEDULER
+
+    pipe = tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    pipe.register_modules(scheduler=make_scheduler(scheduler, config=dict(COGVIDEOX_5B_SCHEDULER)))
+    plan = plan_windows(frames)
+    target = torch.randn(1, plan.latent_frames, 4, 8, 8, generator=torch.Generator().manual_seed(3)) * 0.5
+    alphas = pipe.scheduler.alphas_cumprod
+
+    def predict_target(hidden_states, timestep, motion_tokens, joint_mean, return_dict=True):
+        window = pipe.current_window
+        start = plan.starts[window]
+        x0 = target[:, start : start + 13] + offset_per_window * window
+        a = alphas[int(timestep[0])]
+        xt = hidden_states[:, :, :4].float()
+        eps = (xt - a.sqrt() * x0) / (1 - a).sqrt()
+        return (a.sqrt() * eps - (1 - a).sqrt() * x0,)
+
+    pipe.transformer.forward = predict_target
+    joints = np.zeros((frames, 24, 3), np.float32)
+    out = pipe(np.zeros((64, 64, 3), np.uint8), joints, **SIZE, num_inference_steps=steps, output_type="latent")
+    return plan, out.frames, target
+
+
+@pytest.mark.parametrize("scheduler", ["dpm", "ddim"])
+def test_windows_put_every_prediction_where_it_belongs(scheduler):
+    plan, latents, target = _oracle_run(scheduler, 300)
+    assert plan.num_windows == 8
+    error = (latents - target).abs().amax(dim=(0, 2, 3, 4))
+    assert float(error.max()) < 1e-3, error
+
+
+def test_overlaps_blend_from_the_previous_window_to_the_next():
+    plan, latents, target = _oracle_run("dpm", 130, offset_per_window=1.0)
+    offset = (latents - target).mean(dim=(0, 2, 3, 4))
+    for w in range(1, plan.num_windows):
+        s, overlap = plan.starts[w], plan.overlap(w)
+        ramp = [float(offset[s + j]) for j in range(overlap + 1)]
+        assert abs(ramp[0] - (w - 1)) < 1e-3  # the new window's own first latent is never used
+        if w + 1 == plan.num_windows or plan.starts[w + 1] > s + overlap:
+            assert abs(ramp[-1] - w) < 1e-3  # past the overlap: the new window alone
+        assert all(a < b for a, b in zip(ramp, ramp[1:], strict=False)), ramp  # a monotonic cross-fade
+
+
+def test_fused_projections_compute_the_same_and_save_the_official_names(tmp_path):
+    model = tiny_pipeline().transformer
+    x = torch.randn(2, 2, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    tokens = torch.randn(2, 48, 32, generator=torch.Generator().manual_seed(1))
+    mean = mtvcrafter.motion.NormStats.official().mean
+    with torch.no_grad():
+        before = model(x, torch.tensor([999, 10]), tokens, mean).sample
+        params = sum(p.numel() for p in model.parameters())
+        model.fuse_qkv_projections()
+        assert model.fused_projections
+        assert sum(p.numel() for p in model.parameters()) == params  # replaced, not duplicated
+        fused = model(x, torch.tensor([999, 10]), tokens, mean).sample
+        model.save_pretrained(tmp_path)
+        assert model.fused_projections  # saving does not undo the fusion
+        reloaded = type(model).from_pretrained(tmp_path)(x, torch.tensor([999, 10]), tokens, mean).sample
+        model.unfuse_qkv_projections()
+        unfused = model(x, torch.tensor([999, 10]), tokens, mean).sample
+    torch.testing.assert_close(fused, before, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reloaded, before, rtol=1e-5, atol=1e-6)
+    assert torch.equal(unfused, before)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("FlowMatchEulerDiscreteScheduler", "not a DDPM-family"), ("HeunDiscreteScheduler", "noise schedule differs")],
+)
+def test_schedulers_that_cannot_drive_the_model_are_refused(name, why):
+    from mtvcrafter.dit.layout import make_scheduler
+    from mtvcrafter.dit.tiny import COGVIDEOX_5B_SCHEDULER
+
+    with pytest.raises(ModelFileError, match=why):
+        make_scheduler(name, config=dict(COGVIDEOX_5B_SCHEDULER))
+
+
+def test_tiny_backend_honours_the_scheduler_option(tmp_path, sample_motions, reference_image, capsys):
+    motion_path = tmp_path / "m.npz"
+    save_motion(sample_motions[0].slice(0, 20), motion_path)
+    args = ["animate", "--backend", "tiny", "--ref", str(reference_image), "--motion", str(motion_path),
+            "--out", str(tmp_path / "o.mp4"), "--size", "64x64", "--steps", "2"]  # fmt: skip
+    assert main([*args, "--scheduler", "NoSuchScheduler"]) == 1
+    assert "unknown scheduler" in capsys.readouterr().err
+    assert main([*args, "--scheduler", "ddim"]) == 0
+
+
+def test_bad_numbers_on_the_command_line_are_refused_before_any_work(capsys):
+    for option, value in (("--seed", "99999999999999999999"), ("--guidance", "nan"), ("--guidance", "-1")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(
+                ["animate", "--backend", "tiny", "--ref", "a.png", "--motion", "m.npz", "--out", "o.mp4", option, value]
+            )
+        assert exit_info.value.code == 2
+        assert option in capsys.readouterr().err
+
+
+def test_a_damaged_config_is_named_with_its_file(model_dir, tmp_path):
+    import json
+
+    folder = tmp_path / "t"
+    shutil.copytree(model_dir / "MV-DiT" / "CogVideoX", folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "activation_fn": "nope"}))
+    with pytest.raises(ModelFileError, match=r"config\.json.*not a usable MV-DiT-7B configuration"):
+        type(tiny_pipeline().transformer).from_pretrained(folder)
+
+
+def test_bin_weights_legacy_format_load_and_foreign_pickles_need_trust(tmp_path):
+    model = tiny_pipeline().transformer
+    cls = type(model)
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    model.save_config(legacy)
+    torch.save(model.state_dict(), legacy / "diffusion_pytorch_model.bin", _use_new_zipfile_serialization=False)
+    loaded = cls.from_pretrained(legacy)
+    assert all(
+        torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True)
+    )
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    model.save_config(foreign)
+    torch.save({**model.state_dict(), "extra": replace}, foreign / "diffusion_pytorch_model.bin")
+    with pytest.raises(ModelFileError, match="weights_only"):
+        cls.from_pretrained(foreign)
+    with pytest.raises(ModelFileError, match="'extra' is not a tensor"):
+        cls.from_pretrained(foreign, trust_checkpoint=True)

@@ -64,9 +64,9 @@ def run_benchmarks(suite: str, quick: bool = False, size: str | None = None, com
     elif suite == "dit":
         from .dit import dit_benchmarks, print_dit_table
 
-        dit_rows, title = dit_benchmarks(size=size, quick=quick, compile_blocks=compile_blocks)
+        dit_rows, title, missed = dit_benchmarks(size=size, quick=quick, compile_blocks=compile_blocks)
         print_dit_table(title, dit_rows)
-        return 0
+        return 1 if missed else 0
     else:
         raise ValueError(f"unknown benchmark suite {suite!r}")
     return 1 if any(r.met is False for r in rows) else 0

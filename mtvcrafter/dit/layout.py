@@ -16,10 +16,12 @@ The layout mirrors the two Hugging Face repositories the weights come from::
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler
+from diffusers.utils import logging as diffusers_logging
 
 from ..motion import NormStats
 from ..tokenizer import MotionTokenizer, TokenizerError
@@ -54,10 +56,50 @@ def find_base_dir(model_dir: Path, base_model_dir: str | Path | None = None) -> 
     )
 
 
+@contextmanager
+def _quiet():
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
+def check_scheduler(scheduler) -> None:
+    """Refuse a scheduler that cannot drive MV-DiT: the model predicts v on CogVideoX's DDPM schedule
+    with zero terminal SNR, and the pipeline needs the scheduler's noise scale, input scaling and
+    ``add_noise`` (to guide overlapping windows)."""
+    name = type(scheduler).__name__
+    missing = [a for a in ("set_timesteps", "step", "scale_model_input", "init_noise_sigma", "add_noise")
+               if not hasattr(scheduler, a)]  # fmt: skip
+    config = getattr(scheduler, "config", {})
+    problems = []
+    if missing:
+        problems.append(f"it has no {', '.join(missing)} (it is not a DDPM-family scheduler)")
+    if config.get("prediction_type", "v_prediction") != "v_prediction" and "prediction_type" in config:
+        problems.append(f"its prediction_type is {config['prediction_type']!r}, the model predicts 'v_prediction'")
+    if "prediction_type" not in config:
+        problems.append("it has no prediction_type setting (the model predicts v)")
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if isinstance(alphas, torch.Tensor) and "beta_schedule" in config:
+        with _quiet():
+            expected = CogVideoXDDIMScheduler.from_config(dict(config)).alphas_cumprod
+        if alphas.shape != expected.shape or not torch.allclose(alphas.cpu().double(), expected.double(), atol=1e-5):
+            problems.append("its noise schedule differs from what its configuration describes (it ignores "
+                            "rescale_betas_zero_snr, say), so it would not run CogVideoX's schedule")  # fmt: skip
+    if problems:
+        raise ModelFileError(
+            f"scheduler {name} cannot drive MV-DiT: " + "; ".join(problems) + ". Use dpm (the official), ddim, or "
+            "another DDPM-family diffusers scheduler (DDIMScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler)"
+        )
+
+
 def make_scheduler(scheduler, base: Path | None = None, config: dict | None = None):
     """A scheduler instance from a name (``dpm``, ``ddim``, or a diffusers class name) or an instance,
     configured from ``base/scheduler/scheduler_config.json`` (or ``config``)."""
     if scheduler is not None and not isinstance(scheduler, str):
+        check_scheduler(scheduler)
         return scheduler
     name = scheduler or "dpm"
     cls = SCHEDULERS.get(name.lower())
@@ -74,8 +116,14 @@ def make_scheduler(scheduler, base: Path | None = None, config: dict | None = No
         path = base / "scheduler" / "scheduler_config.json"
         if not path.is_file():
             raise ModelFileError(f"{path}: missing; copy scheduler/scheduler_config.json from {BASE_REPO}")
-        config = cls.load_config(str(path.parent))
-    return cls.from_config(config)
+        try:
+            config = cls.load_config(str(path.parent))
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{path}: not a readable scheduler configuration ({exc})") from None
+    with _quiet():  # CogVideoX's configuration has keys other schedulers do not take
+        instance = cls.from_config(config)
+    check_scheduler(instance)
+    return instance
 
 
 def load_vae(base: Path, torch_dtype: torch.dtype) -> AutoencoderKLCogVideoX:
@@ -109,6 +157,7 @@ def load_pipeline(
     if not transformer_dir.is_dir():
         raise ModelFileError(f"{transformer_dir}: missing; download {TRANSFORMER_DIR}/ from {MTVCRAFTER_REPO}")
     base = find_base_dir(model_dir, base_model_dir)
+    scheduler = make_scheduler(scheduler, base)  # before the weights: a bad name fails in a second
     stats = None
     if (model_dir / STATS_DIR / "mean.npy").is_file():
         stats = NormStats.load(model_dir / STATS_DIR)
@@ -126,6 +175,8 @@ def load_pipeline(
         )
     except TokenizerError as exc:
         raise ModelFileError(f"{tokenizer_path}: {exc}") from None
-    transformer = MVDiT7BTransformer.from_pretrained(transformer_dir, torch_dtype=torch_dtype)
+    transformer = MVDiT7BTransformer.from_pretrained(
+        transformer_dir, torch_dtype=torch_dtype, trust_checkpoint=trust_checkpoint
+    )
     vae = load_vae(base, torch_dtype)
-    return MTVCrafterPipeline(transformer, vae, make_scheduler(scheduler, base), tokenizer, tokenizer.stats)
+    return MTVCrafterPipeline(transformer, vae, scheduler, tokenizer, tokenizer.stats)

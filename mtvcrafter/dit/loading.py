@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -66,15 +67,43 @@ def weight_files(folder: Path, origin: str) -> list[Path]:
     )
 
 
-def _read_file(path: Path, device) -> dict[str, torch.Tensor]:
+def _tensors(path: Path, device, dtype: torch.dtype | None, trust: bool):
+    """``(name, tensor)`` pairs of one weights file, converted one tensor at a time (safetensors are
+    read lazily, so the peak is the converted model plus one tensor in its stored dtype)."""
+
+    def convert(tensor):
+        return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors import safe_open
 
-            return load_file(str(path), device=str(device))
-        return torch.load(path, map_location=device, weights_only=True, mmap=True)
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                for name in f.keys():
+                    yield name, convert(f.get_tensor(name))
+            return
+        try:
+            state = torch.load(path, map_location=device, weights_only=not trust, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            state = torch.load(path, map_location=device, weights_only=not trust)  # a legacy (non-zip) file
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(
+            f"{path}: refused by safe loading (weights_only=True): {str(exc).splitlines()[0]}. Use a .safetensors "
+            f"copy, or pass trust_checkpoint=True (--trust-checkpoint) if you trust this file: loading it runs its code"
+        ) from None
+    except ModelFileError:
+        raise
     except Exception as exc:  # safetensors and torch raise a variety of types for damaged files
         raise ModelFileError(f"{path}: cannot read the weights ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    for name in list(state):
+        tensor = state.pop(name)
+        if not isinstance(tensor, torch.Tensor):
+            raise ModelFileError(f"{path}: {name!r} is not a tensor")
+        yield name, convert(tensor)
 
 
 def _listing(names: list[str], limit: int = 6) -> str:
@@ -87,20 +116,15 @@ def load_weights(
     dtype: torch.dtype | None,
     device,
     origin: str,
+    trust: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Every tensor of ``folder``'s weights, checked against ``expected`` names and shapes."""
+    """Every tensor of ``folder``'s weights, checked against ``expected`` names and shapes.
+
+    ``.bin`` files are read with ``weights_only=True`` unless ``trust`` (which runs their pickle code)."""
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(folder, origin):
-        part = _read_file(path, device)
-        if not isinstance(part, dict):
-            raise ModelFileError(f"{path}: expected a dict of tensors, got {type(part).__name__}")
-        for name, tensor in part.items():
-            if not isinstance(tensor, torch.Tensor):
-                raise ModelFileError(f"{path}: {name!r} is not a tensor")
-            if dtype is not None and tensor.is_floating_point():
-                tensor = tensor.to(dtype)
+        for name, tensor in _tensors(path, device, dtype, trust):
             state[name] = tensor
-        del part
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:

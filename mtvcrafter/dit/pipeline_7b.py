@@ -30,6 +30,7 @@ from PIL import Image
 from ..motion import NUM_JOINTS, Motion, NormStats
 from ..tokenizer import VQ_LOSS_WARNING, MotionTokenizer
 from .errors import DiTError
+from .layout import check_scheduler
 from .transformer_7b import MVDiT7BTransformer
 from .windows import TEMPORAL_COMPRESSION, WINDOW_LATENTS, WindowPlan, plan_windows
 
@@ -180,6 +181,13 @@ class MTVCrafterPipeline(DiffusionPipeline):
     def current_window(self) -> int:
         return self._current_window
 
+    def _offload_vae(self) -> None:
+        """Under model CPU offload, move the VAE off the GPU once the reference is encoded (its hook
+        would otherwise keep it there through denoising, the transformer being first in the chain)."""
+        for hook in getattr(self, "_all_hooks", None) or []:
+            if getattr(hook, "model", None) is self.vae:
+                hook.offload()
+
     def enable_vae_tiling(self) -> None:
         self.vae.enable_tiling()
 
@@ -287,6 +295,7 @@ class MTVCrafterPipeline(DiffusionPipeline):
         guidance_scale: float = DEFAULT_GUIDANCE,
         generator: torch.Generator | None = None,
         seed: int | None = DEFAULT_SEED,
+        reference_generator: torch.Generator | None = None,
         reference_encoding: str = "image",
         window_stride: int = 10,
         output_type: str = "np",
@@ -297,9 +306,15 @@ class MTVCrafterPipeline(DiffusionPipeline):
         """Render ``motion`` (a :class:`Motion`, or joints ``(T, 24, 3)`` mm) performed by ``image``.
 
         Or give ``motion_tokens`` (``(312, D)`` for one window, or one per window of the plan) instead.
-        ``num_frames``: frames to render (default: the motion's; at most the motion's). ``seed``
-        makes a generator on the execution device when ``generator`` is None (CUDA and CPU random
-        streams differ). ``callback_on_step_end(pipe, step, timestep, {"latents": …})`` is called
+        ``num_frames``: frames to render (default: the motion's; at most the motion's).
+
+        Randomness: ``generator`` (or, when None, one on the execution device seeded with ``seed``)
+        draws the initial noise and every scheduler noise, in the official order, so a seed gives the
+        official script's noise on the same kind of device (CUDA and CPU streams differ). The
+        reference latents' sample is drawn from ``reference_generator`` (default: seeded with
+        ``seed + 1``; torch's global generator, as the official script uses, when neither is given).
+
+        ``callback_on_step_end(pipe, step, timestep, {"latents": …})`` is called
         after every step, ``step`` counting over all windows (out of ``pipe.total_steps``); it may
         return replacement latents, or call ``pipe.request_interrupt()`` to stop: the call then
         returns at once with ``frames=None`` and ``interrupted=True``.
@@ -312,6 +327,11 @@ class MTVCrafterPipeline(DiffusionPipeline):
             raise DiTError(f"output_type must be np, pil, pt or latent, got {output_type!r}")
         if num_inference_steps < 1:
             raise DiTError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+        if not np.isfinite(guidance_scale) or guidance_scale < 0:
+            raise DiTError(f"guidance_scale must be a finite number ≥ 0, got {guidance_scale}")
+        if seed is not None and not 0 <= int(seed) < 2**63 - 1:
+            raise DiTError(f"seed must be between 0 and 2**63 - 2, got {seed}")
+        check_scheduler(self.scheduler)
         self._check_size(height, width)
         self._interrupt = False
         device = self._execution_device
@@ -342,18 +362,21 @@ class MTVCrafterPipeline(DiffusionPipeline):
             windows = self.motion_windows(joints[:frames], plan)
         else:
             windows = self._windows_from_tokens(motion_tokens, plan)
-        mean = np.asarray(joint_mean if joint_mean is not None else self.stats.mean, np.float64)
+        mean = np.asarray(joint_mean if joint_mean is not None else self.stats.mean, np.float32)
 
         # 2. Noise for the whole video, then the reference latents
         if generator is None and seed is not None:
             generator = torch.Generator(device=device).manual_seed(int(seed))
+            if reference_generator is None:
+                reference_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
         dtype = self.transformer.dtype
         channels = self.vae.config.latent_channels
         h, w = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
         noise = randn_tensor((1, plan.latent_frames, channels, h, w), generator=generator, device=device, dtype=dtype)
         reference = self.encode_reference(
-            prepare_reference(image, height, width), WINDOW_LATENTS, generator, reference_encoding
+            prepare_reference(image, height, width), WINDOW_LATENTS, reference_generator, reference_encoding
         ).to(dtype)
+        self._offload_vae()
 
         if reference.shape[-2:] != noise.shape[-2:]:
             raise DiTError(
@@ -372,8 +395,13 @@ class MTVCrafterPipeline(DiffusionPipeline):
                 self._current_window = index
                 s = window.latent_start
                 overlap = plan.overlap(index)
-                known = final[:, s : s + overlap]
-                ramp = torch.arange(1, overlap + 1, device=device, dtype=torch.float32) / (overlap + 1)
+                # Shared latent frames [1, overlap) of this window are exactly the previous window's frames
+                # s+1 … s+overlap-1 (4 video frames each). Latent 0 is not: the causal VAE gives the first
+                # frame its own latent, where the whole video's latent s stands for 4 frames. So latent 0
+                # is left free and dropped, and [1, overlap) is guided and blended.
+                shared = slice(1, overlap) if overlap else slice(0, 0)
+                known = final[:, s + 1 : s + overlap].float()
+                ramp = torch.arange(1, max(overlap, 1), device=device, dtype=torch.float32) / max(overlap, 1)
                 ramp = ramp.view(1, -1, 1, 1, 1)
                 cond = window.tokens.to(device=device, dtype=dtype)[None]
                 tokens = (
@@ -401,11 +429,12 @@ class MTVCrafterPipeline(DiffusionPipeline):
                     prev_t = timesteps[i - 1] if i > 0 else None
                     latents, state = self._step(pred, t, prev_t, latents, state, generator)
                     latents = latents.to(dtype)
-                    if overlap and i + 1 < len(timesteps) and hasattr(self.scheduler, "add_noise"):
-                        # the previous window's clean latents, noised to the next level, guide the overlap
-                        target = self.scheduler.add_noise(known, noise[:, s : s + overlap], timesteps[i + 1 : i + 2])
-                        head = latents[:, :overlap].float()
-                        latents[:, :overlap] = (head + (1 - ramp) * (target.float() - head)).to(dtype)
+                    if overlap and i + 1 < len(timesteps):
+                        # the previous window's finished latents, noised to the next level, guide the overlap
+                        level = timesteps[i + 1 : i + 2]
+                        target = self.scheduler.add_noise(known, noise[:, s + 1 : s + overlap].float(), level)
+                        head = latents[:, shared].float()
+                        latents[:, shared] = (head + (1 - ramp) * (target.float() - head)).to(dtype)
                     if callback_on_step_end is not None:
                         outputs = callback_on_step_end(self, done, t, {k: latents for k in tensor_inputs}) or {}
                         latents = outputs.pop("latents", latents)
@@ -413,9 +442,9 @@ class MTVCrafterPipeline(DiffusionPipeline):
                     bar.update()
                 if self._interrupt:
                     break
-                head = latents[:, :overlap].float()
-                final[:, s : s + overlap] = (known.float() + ramp * (head - known.float())).to(dtype)
-                final[:, s + overlap : s + WINDOW_LATENTS] = latents[:, overlap:]
+                final[:, s + 1 : s + overlap] = (known + ramp * (latents[:, shared].float() - known)).to(dtype)
+                first = 0 if index == 0 else overlap
+                final[:, s + first : s + WINDOW_LATENTS] = latents[:, first:]
 
         if self._interrupt:
             self.maybe_free_model_hooks()

@@ -7,8 +7,10 @@ Head width 64, interleaved pairs (each frequency drives two adjacent channels), 
   joint's mean position (millimetres, from the normalisation statistics) minus the mean over the 24
   joints of that axis. The spatial part depends only on the joint, the temporal part only on the frame.
 
-Tables are ``(cos, sin)`` pairs of shape ``(tokens, head_dim)``, computed in float64 and returned in
-float32 (the transformer casts them to its compute dtype).
+Tables are ``(cos, sin)`` pairs of shape ``(tokens, head_dim)`` in float32, computed exactly as the
+official pipeline computes them (float32 positions, frequencies and products; the joint positions
+centred in float32), so that after the cast to a bf16 compute dtype every entry is the same bf16
+number the model was trained with.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ THETA = 10000.0
 def _band(dim: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     cos, sin = get_1d_rotary_pos_embed(
         dim,
-        positions.to(torch.float64),
+        positions.to(torch.float32),
         theta=THETA,
         use_real=True,
         repeat_interleave_real=True,
-        freqs_dtype=torch.float64,
+        freqs_dtype=torch.float32,
     )
-    return cos.to(torch.float64), sin.to(torch.float64)
+    return cos.float(), sin.float()
 
 
 def _check_head_dim(head_dim: int) -> None:
@@ -57,22 +59,22 @@ def video_rotary(frames: int, rows: int, cols: int, head_dim: int = 64) -> tuple
             ],
             dim=-1,
         )
-        out.append(grid.reshape(frames * rows * cols, head_dim).float())
+        out.append(grid.reshape(frames * rows * cols, head_dim))
     return out[0], out[1]
 
 
 def joint_positions(joint_mean_mm: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """The 4D-RoPE spatial positions: each joint's mean position minus the mean over the joints, ``(24, 3)``."""
-    mean = torch.as_tensor(
-        np.asarray(joint_mean_mm, dtype=np.float64)
-        if not isinstance(joint_mean_mm, torch.Tensor)
-        else joint_mean_mm.detach().cpu().to(torch.float64)
-    )
+    """The 4D-RoPE spatial positions: each joint's mean position minus the mean over the joints,
+    ``(24, 3)`` float32 (centred per axis in float32 with numpy, as the official pipeline does)."""
+    if isinstance(joint_mean_mm, torch.Tensor):
+        joint_mean_mm = joint_mean_mm.detach().cpu().numpy()
+    mean = np.asarray(joint_mean_mm, dtype=np.float32)
     if mean.shape != (NUM_JOINTS, 3):
         raise DiTError(f"joint_mean must be the (24, 3) mean joint position in mm, got shape {tuple(mean.shape)}")
-    if not torch.isfinite(mean).all():
+    if not np.isfinite(mean).all():
         raise DiTError("joint_mean holds NaN or infinite values")
-    return mean - mean.mean(dim=0, keepdim=True)
+    centred = [mean[:, a] - mean[:, a].mean() for a in range(3)]
+    return torch.from_numpy(np.stack(centred, axis=1))
 
 
 def motion_rotary(

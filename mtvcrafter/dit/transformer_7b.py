@@ -24,7 +24,7 @@ from diffusers.models.normalization import AdaLayerNorm
 from torch import nn
 
 from ..motion import NUM_JOINTS
-from .errors import DiTError
+from .errors import DiTError, ModelFileError
 from .rotary import apply_rotary, motion_rotary, video_rotary
 
 #: Latent frames of one MV-DiT window (49 video frames); the learned unconditional tokens cover them.
@@ -255,7 +255,7 @@ class MVDiT7BTransformer(ModelMixin, ConfigMixin):
         self, frames: int, rows: int, cols: int, joint_mean: np.ndarray | torch.Tensor, device, dtype
     ) -> tuple[Rotary, Rotary]:
         """Video and motion tables for a latent grid, cached (a few shapes) per device and dtype."""
-        mean = np.asarray(joint_mean.detach().cpu() if isinstance(joint_mean, torch.Tensor) else joint_mean, np.float64)
+        mean = np.asarray(joint_mean.detach().cpu() if isinstance(joint_mean, torch.Tensor) else joint_mean, np.float32)
         key = (frames, rows, cols, mean.tobytes(), str(device), dtype)
         hit = self._rotary_cache.get(key)
         if hit is not None:
@@ -280,12 +280,63 @@ class MVDiT7BTransformer(ModelMixin, ConfigMixin):
 
     # -- speed --------------------------------------------------------------------------------------
 
+    @property
+    def fused_projections(self) -> bool:
+        return any(getattr(b.attn1, "fused_projections", False) for b in self.transformer_blocks)
+
+    @torch.no_grad()
     def fuse_qkv_projections(self) -> None:
-        """One matrix multiply for q, k and v of self-attention (and k, v of motion attention).
-        Same numbers up to float rounding; the separate weights stay, so saving is unaffected."""
+        """One matrix multiply for q, k and v of self-attention, and one for k and v of motion
+        attention. The separate projections are replaced (no extra memory); :meth:`save_pretrained`
+        still writes the official names, and :meth:`unfuse_qkv_projections` restores them."""
         for block in self.transformer_blocks:
-            block.attn1.fuse_projections()
-            block.attn0.fuse_projections()
+            for attn, names, fused in (
+                (block.attn1, ("to_q", "to_k", "to_v"), "to_qkv"),
+                (block.attn0, ("to_k", "to_v"), "to_kv"),
+            ):
+                if getattr(attn, "fused_projections", False):
+                    continue
+                parts = [getattr(attn, n) for n in names]
+                linear = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), bias=True,
+                                   device=parts[0].weight.device, dtype=parts[0].weight.dtype)  # fmt: skip
+                linear.weight.copy_(torch.cat([p.weight for p in parts]))
+                linear.bias.copy_(torch.cat([p.bias for p in parts]))
+                for n in names:
+                    delattr(attn, n)
+                setattr(attn, fused, linear)
+                attn.fused_projections = True
+
+    @torch.no_grad()
+    def unfuse_qkv_projections(self) -> None:
+        """Back to separate q, k, v projections (the official parameter names)."""
+        for block in self.transformer_blocks:
+            for attn, names, fused in (
+                (block.attn1, ("to_q", "to_k", "to_v"), "to_qkv"),
+                (block.attn0, ("to_k", "to_v"), "to_kv"),
+            ):
+                if not getattr(attn, "fused_projections", False):
+                    continue
+                linear = getattr(attn, fused)
+                width = linear.out_features // len(names)
+                for k, n in enumerate(names):
+                    part = nn.Linear(linear.in_features, width, bias=True, device=linear.weight.device,
+                                     dtype=linear.weight.dtype)  # fmt: skip
+                    part.weight.copy_(linear.weight[k * width : (k + 1) * width])
+                    part.bias.copy_(linear.bias[k * width : (k + 1) * width])
+                    setattr(attn, n, part)
+                delattr(attn, fused)
+                attn.fused_projections = False
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """diffusers' ``save_pretrained``, always with the official parameter names."""
+        fused = self.fused_projections
+        if fused:
+            self.unfuse_qkv_projections()
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if fused:
+                self.fuse_qkv_projections()
 
     def compile_blocks(self, **options) -> None:
         """``torch.compile`` each block (regional compilation: the blocks share one compiled graph)."""
@@ -349,23 +400,34 @@ class MVDiT7BTransformer(ModelMixin, ConfigMixin):
         folder: str | Path,
         torch_dtype: torch.dtype | None = None,
         device: str | torch.device = "cpu",
+        subfolder: str | None = None,
+        trust_checkpoint: bool = False,
         **_ignored,
     ) -> MVDiT7BTransformer:
         """Load an ``MV-DiT/CogVideoX`` folder as the authors published it (or as :meth:`save_pretrained` writes).
 
         Reads ``config.json`` and the weights: ``diffusion_pytorch_model.safetensors`` or ``.bin``,
         sharded (with its ``.index.json``) or not, or any single ``*.safetensors``/``*.bin`` file.
-        Names and shapes are checked strictly; ``torch_dtype`` converts tensor by tensor (peak
-        memory stays near the model's size). Nothing is downloaded.
+        Names and shapes are checked strictly; ``torch_dtype`` converts tensor by tensor.
+        ``.bin`` files load with ``weights_only=True`` unless ``trust_checkpoint`` (runs their
+        pickle code). Nothing is downloaded.
         """
         from .loading import load_weights, read_config
 
-        folder = Path(folder)
+        folder = Path(folder) / subfolder if subfolder else Path(folder)
         config = read_config(folder, "MV-DiT/CogVideoX in the Hugging Face repo yanboding/MTVCrafter")
-        with torch.device("meta"):
-            model = cls.from_config(config)
+        try:
+            with torch.device("meta"):
+                model = cls.from_config(config)
+        except Exception as exc:  # a damaged or foreign config.json: wrong types, unknown activation, …
+            raise ModelFileError(
+                f"{folder / 'config.json'}: not a usable MV-DiT-7B configuration ({type(exc).__name__}: {exc}); "
+                "copy config.json again from MV-DiT/CogVideoX of yanboding/MTVCrafter"
+            ) from None
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        state = load_weights(folder, expected, torch_dtype, device, origin="yanboding/MTVCrafter, MV-DiT/CogVideoX")
+        state = load_weights(
+            folder, expected, torch_dtype, device, "yanboding/MTVCrafter, MV-DiT/CogVideoX", trust_checkpoint
+        )
         model.load_state_dict(state, strict=True, assign=True)
         model._rotary_cache = OrderedDict()
         return model.eval()

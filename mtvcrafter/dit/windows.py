@@ -2,9 +2,10 @@
 
 One window is 49 video frames = 13 latent frames (the video VAE keeps the first frame and then
 compresses 4 frames into one latent frame). A motion of N frames is padded (its last pose held) to
-``N4 = 4k + 1 ≥ max(N, 49)`` frames, i.e. ``L = (N4 − 1)/4 + 1`` latent frames. Windows start every
-10 latent frames (40 video frames), so neighbours share at least 3 latent frames (9 video frames);
-the last window is moved back to end on the last latent frame and may share more.
+``N4 = 4k + 1 ≥ max(N, 49)`` frames, i.e. ``L = (N4 − 1)/4 + 1`` latent frames. The fewest windows
+whose starts are at most 10 latent frames (40 video frames) apart cover them, spread evenly from the
+first latent frame to the last, so neighbours share at least 3 latent frames (9 video frames) and
+the overlaps are as equal as the grid allows.
 """
 
 from __future__ import annotations
@@ -52,5 +53,6 @@ def plan_windows(num_frames: int, stride: int = WINDOW_STRIDE_LATENTS) -> Window
     padded = max(WINDOW_FRAMES, TEMPORAL_COMPRESSION * -(-(num_frames - 1) // TEMPORAL_COMPRESSION) + 1)
     latents = (padded - 1) // TEMPORAL_COMPRESSION + 1
     last = latents - WINDOW_LATENTS
-    starts = list(range(0, last, stride)) + [last]
+    count = -(-last // stride) + 1
+    starts = [0] if count == 1 else [round(k * last / (count - 1)) for k in range(count)]
     return WindowPlan(num_frames, padded, latents, tuple(starts))
