@@ -10,11 +10,11 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,server,dev]'
 	touch $@
 
 demo: setup
-	$(BIN)/mtvcrafter animate --backend preview \
+	$(BIN)/python -m mtvcrafter_server.demo --backend preview \
 		--ref examples/human.png --motion examples/sampled_data.pkl --out $(DEMO_OUT)
 
 lint: setup

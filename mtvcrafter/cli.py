@@ -279,6 +279,57 @@ def _animate_with_model(args: argparse.Namespace, motion) -> Path:
     return write_mp4(result.frames, args.out, fps=motion.fps, total=len(result.frames))
 
 
+def _animate_on_server(args: argparse.Namespace, motion) -> int:
+    import os
+
+    from mtvcrafter_server.client import Client, ServerError
+
+    if args.model_dir:
+        raise _UsageError("--model-dir is the server's setting (mtvcrafter serve --model-dir); not with --server")
+    width, height = args.size
+    params = {
+        "width": width,
+        "height": height,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        "scheduler": args.scheduler,
+        "reference_encoding": args.reference_encoding,
+        "placement": args.placement,
+    }
+    if args.backend:
+        params["backend"] = args.backend
+    if args.steps is not None:
+        params["steps"] = args.steps
+    progress = Progress("server")
+
+    def on_event(event: dict) -> None:
+        progress(int(round(1000 * event.get("progress", 0.0))), 1000)
+
+    token = args.token or os.environ.get("MTVCRAFTER_TOKEN") or None
+    start = time.perf_counter()
+    try:
+        with Client(args.server, token=token) as client:
+            out, job = client.render(motion, args.ref, args.out, params, on_event)
+    except ServerError:
+        progress.close()
+        raise
+    except KeyboardInterrupt:
+        progress.close()
+        print("cancelled the job on the server", file=sys.stderr)
+        return 130
+    progress.close()
+    for warning in job.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    cached = " (cached result)" if job.get("cached") else ""
+    print(
+        f"rendered {job['frames']} frames with the server's {job['backend']} backend in "
+        f"{time.perf_counter() - start:.1f} s{cached}",
+        file=sys.stderr,
+    )
+    print(Path(out).resolve())
+    return 0
+
+
 def cmd_animate(args: argparse.Namespace) -> int:
     from .motion import load_motion
     from .render import render_preview
@@ -286,6 +337,10 @@ def cmd_animate(args: argparse.Namespace) -> int:
     motion = load_motion(args.motion, clip=args.clip, **_load_options(args))
     for warning in motion.warnings():
         print(f"warning: {warning}", file=sys.stderr)
+    if args.server:
+        return _animate_on_server(args, motion)
+    if args.backend is None:
+        args.backend = "preview"
     if args.backend != "preview":
         start = time.perf_counter()
         out = _animate_with_model(args, motion)
@@ -304,6 +359,35 @@ def cmd_animate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(Path(out).resolve())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from mtvcrafter_server import ServerConfig, serve
+
+    token = args.token or os.environ.get("MTVCRAFTER_TOKEN") or None
+    try:
+        config = ServerConfig(
+            host=args.host,
+            port=args.port,
+            data_dir=Path(args.data_dir),
+            backend=args.backend,
+            model_dir=Path(args.model_dir) if args.model_dir else None,
+            base_model_dir=Path(args.base_model_dir) if args.base_model_dir else None,
+            tokenizer=Path(args.tokenizer) if args.tokenizer else None,
+            token=token,
+            allowed_origins=args.allow_origin or [],
+            device=args.device,
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    print(
+        f"mtvcrafter server on http://{args.host}:{args.port} (data in {Path(args.data_dir).resolve()})",
+        file=sys.stderr,
+    )
+    serve(config)
     return 0
 
 
@@ -431,10 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument(
         "--backend",
         choices=("preview", "mvdit-7b", "tiny"),
-        default="preview",
+        default=None,
         help="preview: the skeleton drawn over the reference image, on the CPU; mvdit-7b: MTVCrafter's 7B "
         "video model (needs --model-dir and a GPU); tiny: the same pipeline with tiny random weights (a smoke test)",
     )
+    animate.add_argument("--server", help="render on a running server (URL, e.g. http://127.0.0.1:8765) instead")
+    animate.add_argument("--token", help="the server's access token (or MTVCRAFTER_TOKEN)")
     animate.add_argument("--model-dir", help="mvdit-7b: folder with MV-DiT/CogVideoX, 4DMoT and CogVideoX-5b (README)")
     animate.add_argument("--base-model-dir", help="mvdit-7b: the CogVideoX-5b folder, if not inside --model-dir")
     animate.add_argument("--steps", type=int, help="denoising steps (default 50; tiny: 4)")
@@ -465,6 +551,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _motion_options(animate)
     animate.set_defaults(run=cmd_animate)
+
+    serve = commands.add_parser("serve", help="the local server (HTTP API) for the Blender add-on and scripts")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others need --token)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--data-dir", default="mtvcrafter-data", help="jobs database, inputs and results")
+    serve.add_argument(
+        "--backend", choices=("preview", "tiny", "mvdit-7b"), help="default backend (default: the best available)"
+    )
+    serve.add_argument("--model-dir", help="a download of yanboding/MTVCrafter (+ CogVideoX-5b), for mvdit-7b")
+    serve.add_argument("--base-model-dir", help="the CogVideoX-5b folder, if not inside --model-dir")
+    serve.add_argument("--tokenizer", help="4DMoT checkpoint for /v1/tokenize and the preview's reconstruction")
+    serve.add_argument("--token", help="access token clients must send (or MTVCRAFTER_TOKEN); required off loopback")
+    serve.add_argument("--allow-origin", action="append", help="a browser origin allowed to call the API (repeatable)")
+    serve.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when there is one)")
+    serve.set_defaults(run=cmd_serve)
 
     tokenize = commands.add_parser("tokenize", help="4DMoT codes and reconstruction of a motion (what the model sees)")
     tokenize.add_argument("motion")
@@ -507,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train_tokenizer)
 
     bench = commands.add_parser("bench", help="benchmarks against baselines measured in the same run")
-    bench.add_argument("suite", choices=("motion", "tokenizer", "dit"), help="what to measure")
+    bench.add_argument("suite", choices=("motion", "tokenizer", "dit", "server"), help="what to measure")
     bench.add_argument(
         "--size",
         choices=("full", "small", "tiny"),
@@ -537,6 +638,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     dit = sys.modules.get("mtvcrafter.dit")
     if dit is not None:
         errors.append(dit.DiTError)
+    client = sys.modules.get("mtvcrafter_server.client")
+    if client is not None:
+        errors.append(client.ServerError)
     return tuple(errors)
 
 

@@ -61,6 +61,12 @@ def run_benchmarks(suite: str, quick: bool = False, size: str | None = None, com
 
         rows = tokenizer_benchmarks(quick=quick)
         print_table("mtvcrafter bench tokenizer (full size, random weights, fp32)", rows)
+    elif suite == "server":
+        from .server import print_server_table, server_benchmark
+
+        server_rows, met = server_benchmark(quick=quick)
+        print_server_table(server_rows, met)
+        return 0 if met else 1
     elif suite == "dit":
         from .dit import dit_benchmarks, print_dit_table
 

@@ -1,0 +1,153 @@
+"""A small client of the HTTP API (httpx): submit, follow events, cancel, download.
+
+Used by ``mtvcrafter animate --server URL``. Motion is always uploaded as our ``.npz``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+from mtvcrafter.motion import Motion, save_motion
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class ServerError(Exception):
+    """The server refused a request or could not be reached; the message says why."""
+
+
+class Client:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServerError(
+                f"cannot reach the server at {self.url} ({exc}); is `mtvcrafter serve` running?"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                message = f"{error['message']} ({error['code']}, HTTP {response.status_code})"
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {response.status_code}: {response.text[:200]}"
+            raise ServerError(f"the server refused the request: {message}")
+        return response
+
+    def health(self) -> dict:
+        return self._request("GET", "/v1/health").json()
+
+    def backends(self) -> list[dict]:
+        return self._request("GET", "/v1/backends").json()
+
+    def submit(self, motion: Motion, reference: str | Path, params: dict) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "motion.npz"
+            save_motion(motion, path)
+            with open(path, "rb") as m, open(reference, "rb") as r:
+                files = {"motion": ("motion.npz", m, "application/octet-stream"),
+                         "reference": (Path(reference).name, r, "application/octet-stream")}  # fmt: skip
+                return self._request("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)}).json()
+
+    def job(self, job_id: str) -> dict:
+        return self._request("GET", f"/v1/jobs/{job_id}").json()
+
+    def cancel(self, job_id: str) -> dict:
+        return self._request("DELETE", f"/v1/jobs/{job_id}").json()
+
+    def events(self, job_id: str, last_event_id: int = 0, retries: int = 5) -> Iterator[dict]:
+        """The job's events until it ends; reconnects (resuming from the last event) if the stream drops."""
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
+            try:
+                with self.http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=None) as response:
+                    if response.status_code >= 400:
+                        self._request("GET", f"/v1/jobs/{job_id}")  # raises with the server's message
+                    seq, data = None, None
+                    for line in response.iter_lines():
+                        if line.startswith("id:"):
+                            seq = int(line[3:].strip())
+                        elif line.startswith("data:"):
+                            data = json.loads(line[5:].strip())
+                        elif line == "" and data is not None:
+                            last_event_id = seq or last_event_id
+                            yield data
+                            if data.get("status") in TERMINAL:
+                                return
+                            seq, data = None, None
+            except httpx.HTTPError:
+                failures += 1
+                if failures > retries:
+                    raise ServerError(f"lost the event stream of job {job_id} ({retries} retries)") from None
+                time.sleep(min(2.0 * failures, 10))
+                continue
+            status = self.job(job_id)
+            if status["status"] in TERMINAL:
+                yield status
+                return
+
+    def download(self, job_id: str, out: str | Path) -> Path:
+        """The result mp4, written atomically to ``out``."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.part")
+        try:
+            with self.http.stream("GET", f"/v1/jobs/{job_id}/result") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._request("GET", f"/v1/jobs/{job_id}/result")
+                with open(partial, "wb") as f:
+                    for chunk in response.iter_bytes():
+                        f.write(chunk)
+            os.replace(partial, out)
+        except httpx.HTTPError as exc:
+            raise ServerError(f"download of job {job_id} failed ({exc})") from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return out
+
+    def render(
+        self,
+        motion: Motion,
+        reference: str | Path,
+        out: str | Path,
+        params: dict,
+        on_event: Callable[[dict], None] | None = None,
+    ) -> tuple[Path, dict]:
+        """Submit, follow to the end, download. Ctrl-C cancels the job on the server."""
+        job = self.submit(motion, reference, params)
+        try:
+            final = job
+            if job["status"] not in TERMINAL:
+                for event in self.events(job["id"]):
+                    if on_event is not None:
+                        on_event(event)
+                    final = event
+        except KeyboardInterrupt:
+            self.cancel(job["id"])
+            raise
+        final = self.job(job["id"])
+        if final["status"] != "succeeded":
+            raise ServerError(f"job {job['id']} {final['status']}: {final['message']}")
+        return self.download(job["id"], out), final

@@ -1,0 +1,201 @@
+"""Reading what clients upload, within bounds: motion (our .npz or JSON, never a pickle), the reference
+image (header checked before any pixel is decoded), and the job parameters."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mtvcrafter.motion import Motion, MotionError, save_motion
+from mtvcrafter.motion.npz import read_npz
+
+from .errors import ApiError
+
+IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}
+
+
+class JobParams(BaseModel):
+    """Settings of a job (the ``params`` JSON part of ``POST /v1/jobs``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str | None = Field(None, description="preview, tiny or mvdit-7b (default: the server's)")
+    width: int = Field(512, ge=16, le=8192, description="output width, pixels (multiple of 16 for the models)")
+    height: int = Field(512, ge=16, le=8192)
+    steps: int | None = Field(None, ge=1, le=1000, description="denoising steps (default 50; tiny 4)")
+    guidance: float = Field(3.0, ge=0, le=50, allow_inf_nan=False, description="motion guidance scale")
+    seed: int = Field(6666, ge=0, le=2**63 - 2)
+    scheduler: str = Field("dpm", max_length=64, pattern=r"^[A-Za-z0-9_]+$")
+    reference_encoding: Literal["image", "video"] = "image"
+    placement: Literal["fit", "camera"] = Field("fit", description="preview: where the skeleton is drawn")
+    num_frames: int | None = Field(None, ge=1, description="render only the first N frames")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("preview", "tiny", "mvdit-7b"):
+            raise ValueError("unknown backend; use preview, tiny or mvdit-7b")
+        return value
+
+
+def parse_params(text: str | None) -> JobParams:
+    if not text:
+        return JobParams()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "invalid_params", f"params is not JSON: {exc}", field="params") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_params", "params must be a JSON object", field="params")
+    try:
+        return JobParams(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, "invalid_params", f"params.{where}: {first['msg']}", field=f"params.{where}") from None
+
+
+def read_motion(data: bytes, filename: str, workdir: Path, max_frames: int) -> Motion:
+    """A motion from our ``.npz`` (``allow_pickle=False``) or JSON ``{"joints": [[[x, y, z] × 24] × T], "fps": …}``."""
+    name = (filename or "").lower()
+    if not data:
+        raise ApiError(422, "invalid_motion", "the motion file is empty", field="motion")
+    if data[:1] == b"\x80" or name.endswith((".pkl", ".pickle", ".pt")):
+        raise ApiError(
+            415,
+            "unsupported_motion",
+            "pickled motion files are not accepted by the server (unpickling runs code); convert it first: "
+            "mtvcrafter motion convert IN.pkl OUT.npz",
+            field="motion",
+        )
+    if data[:2] == b"PK":
+        path = workdir / "upload.npz"
+        path.write_bytes(data)
+        try:
+            motion = read_npz(path)
+        except MotionError as exc:
+            raise ApiError(422, "invalid_motion", f"motion: {exc}", field=f"motion.{exc.field or 'file'}") from None
+        finally:
+            path.unlink(missing_ok=True)
+    elif data.lstrip()[:1] == b"{":
+        motion = _motion_from_json(data)
+    else:
+        raise ApiError(
+            415,
+            "unsupported_motion",
+            "the motion must be our .npz or JSON (pickles are not accepted; convert "
+            "with: mtvcrafter motion convert IN OUT.npz)",
+            field="motion",
+        )
+    if motion.num_frames > max_frames:
+        raise ApiError(
+            413,
+            "motion_too_long",
+            f"the motion has {motion.num_frames} frames; this server takes at most {max_frames}",
+            field="motion.joints",
+        )
+    return motion
+
+
+def _motion_from_json(data: bytes) -> Motion:
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(422, "invalid_motion", f"motion JSON: {exc}", field="motion") from None
+    if not isinstance(obj, dict) or "joints" not in obj:
+        raise ApiError(
+            422, "invalid_motion", 'motion JSON needs "joints": [[[x, y, z] × 24] × T] (mm)', field="motion.joints"
+        )
+    try:
+        joints = np.asarray(obj["joints"], dtype=np.float32)
+        fps = float(obj.get("fps", 30.0))
+        frame_start = obj.get("frame_start")
+        return Motion(
+            joints=joints,
+            fps=fps,
+            frame_start=None if frame_start is None else int(frame_start),
+            name=str(obj.get("name", "motion")),
+            source="upload",
+            source_format="array",
+        )
+    except MotionError as exc:
+        raise ApiError(422, "invalid_motion", f"motion: {exc}", field=f"motion.{exc.field or 'joints'}") from None
+    except (TypeError, ValueError) as exc:
+        raise ApiError(422, "invalid_motion", f"motion.joints: {exc}", field="motion.joints") from None
+
+
+def read_image(data: bytes, max_pixels: int) -> Image.Image:
+    """The reference image as RGB, its size checked from the header before any decoding."""
+    if not data:
+        raise ApiError(422, "invalid_image", "the reference image is empty", field="reference")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(
+            415, "unsupported_image", f"the reference is not a readable image ({exc})", field="reference"
+        ) from None
+    if image.format not in IMAGE_FORMATS:
+        raise ApiError(
+            415,
+            "unsupported_image",
+            f"reference images must be PNG, JPEG, WebP or BMP, got {image.format}",
+            field="reference",
+        )
+    width, height = image.size
+    if width * height > max_pixels or max(width, height) > 16384:
+        raise ApiError(
+            413,
+            "image_too_large",
+            f"the reference image is {width}×{height}; this server takes at most "
+            f"{max_pixels:,} pixels and 16384 per side",
+            field="reference",
+        )
+    try:
+        image.load()
+        return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ApiError(422, "invalid_image", f"the reference image is damaged ({exc})", field="reference") from None
+
+
+def content_key(motion: Motion, image: Image.Image, params: dict) -> str:
+    """Same motion + image + settings + seed → same key (and the same result)."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(motion.joints, dtype=np.float32).tobytes())
+    digest.update(json.dumps({"fps": motion.fps, "frames": motion.num_frames}).encode())
+    digest.update(f"{image.size}".encode())
+    digest.update(image.tobytes())
+    digest.update(json.dumps(params, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def store_inputs(folder: Path, motion: Motion, image: Image.Image) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_motion(motion, folder / "motion.npz")
+    image.save(folder / "reference.png")
+
+
+def check_output_size(params: JobParams, backend: str, max_side: int) -> None:
+    if max(params.width, params.height) > max_side:
+        raise ApiError(
+            422,
+            "invalid_params",
+            f"params.width/height: at most {max_side} pixels on this server",
+            field="params.width",
+        )
+    if backend != "preview" and (params.width % 16 or params.height % 16):
+        raise ApiError(
+            422,
+            "invalid_params",
+            f"params.width/height must be multiples of 16 for {backend}, got {params.width}×{params.height}",
+            field="params.width",
+        )
+    if not math.isfinite(params.guidance):
+        raise ApiError(422, "invalid_params", "params.guidance must be finite", field="params.guidance")

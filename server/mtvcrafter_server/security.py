@@ -1,0 +1,111 @@
+"""Request checks made before any route runs (plain ASGI middleware).
+
+- Host: on a loopback bind, only ``localhost``/``127.0.0.1``/``[::1]`` are accepted, so a web page
+  cannot reach the server through a DNS name rebound to 127.0.0.1.
+- Origin: browsers mark cross-site requests (``Origin``, ``Sec-Fetch-Site``); they are refused unless
+  the origin was allowed explicitly. Clients such as Blender or httpx send neither.
+- Token: when the server has one, every request needs ``Authorization: Bearer <token>``.
+- Size: a body larger than the limit is refused from its ``Content-Length``, or cut off while streaming.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from .config import ServerConfig, is_loopback
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _host_name(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class SecurityMiddleware:
+    def __init__(self, app, config: ServerConfig):
+        self.app = app
+        self.config = config
+        self.loopback = is_loopback(config.host)
+
+    async def _refuse(self, send, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = _header(scope, b"host")
+        if self.loopback and (host is None or not is_loopback(_host_name(host))):
+            return await self._refuse(
+                send,
+                421,
+                "bad_host",
+                f"this server answers only to localhost (Host {host!r} refused: DNS rebinding guard)",
+            )
+        origin = _header(scope, b"origin")
+        site = _header(scope, b"sec-fetch-site")
+        if (origin is not None and origin not in self.config.allowed_origins) or (
+            site in ("cross-site", "same-site") and origin not in self.config.allowed_origins
+        ):
+            return await self._refuse(send, 403, "cross_origin", f"requests from web pages ({origin}) are refused")
+        if self.config.token:
+            auth = _header(scope, b"authorization") or ""
+            given = auth[7:] if auth.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(given.encode(), self.config.token.encode()):
+                return await self._refuse(
+                    send, 401, "unauthorized", "missing or wrong access token (Authorization: Bearer …)"
+                )
+        limit = self.config.max_upload_bytes
+        length = _header(scope, b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                return await self._refuse(send, 400, "bad_request", "invalid Content-Length")
+            if declared > limit:
+                return await self._refuse(
+                    send, 413, "upload_too_large", f"the request declares {declared:,} bytes; the limit is {limit:,}"
+                )
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send, 413, "upload_too_large", f"the request is larger than {limit:,} bytes")
