@@ -62,10 +62,9 @@ def _summary(latencies: list[float], seconds: float) -> dict:
 
 
 def server_benchmark(seconds: float = 10.0, quick: bool = False) -> tuple[list[tuple[str, dict, int]], bool]:
+    from mtvcrafter.motion import load_motions
     from mtvcrafter_server.client import Client
     from mtvcrafter_server.local import local_server
-
-    from mtvcrafter.motion import load_motions
 
     if quick:
         seconds = 4.0

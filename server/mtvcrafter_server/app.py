@@ -186,7 +186,10 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post("/v1/tokenize", response_model=TokenizeResult, tags=["motion"])
     def tokenize(motion: Annotated[UploadFile, File(description="our .npz or JSON motion")]):
-        tokenizer = backends["preview"].tokenizer()
+        try:
+            tokenizer = backends["preview"].tokenizer()
+        except Exception as exc:  # a missing or unreadable checkpoint: the server's setting, not the request
+            raise ApiError(503, "no_tokenizer", f"the configured 4DMoT checkpoint cannot be loaded: {exc}") from None
         if tokenizer is None:
             raise ApiError(
                 503, "no_tokenizer", "no 4DMoT checkpoint configured: start the server with --tokenizer or --model-dir"
@@ -270,6 +273,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     def cancel_job(job_id: str):
         job = job_or_404(job_id)
         if job.status == QUEUED:
+            executor.cancel(job.id)  # in case the worker is taking it up right now
             job = store.finish(job.id, CANCELLED, "cancelled before it started")
         elif job.status == RUNNING:
             executor.cancel(job.id)

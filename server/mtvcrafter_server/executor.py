@@ -107,6 +107,8 @@ class InProcessExecutor(Executor):
                 return
             job = self.store.get(job_id)
             if job is None or job.status != QUEUED:
+                with self._cancel_lock:
+                    self._cancel.discard(job_id)
                 continue  # cancelled while queued, or already handled
             self.current = job_id
             try:
