@@ -277,7 +277,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             job = store.finish(job.id, CANCELLED, "cancelled before it started")
         elif job.status == RUNNING:
             executor.cancel(job.id)
-            job = store.update(job.id, message="cancelling at the next step")
+            job = store.update(job.id, only_if_status=RUNNING, message="cancelling at the next step") or store.get(
+                job.id
+            )
         return job_info(job)
 
     @app.get("/v1/jobs/{job_id}/result", tags=["jobs"], response_class=FileResponse)

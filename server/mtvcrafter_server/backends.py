@@ -73,6 +73,8 @@ class PreviewBackend(Backend):
     def run(self, motion, image, params, out, report, cancelled):
         from mtvcrafter.render import render_preview
 
+        if params.num_frames is not None and params.num_frames < motion.num_frames:
+            motion = motion.slice(0, params.num_frames)
         overlay = None
         warnings: list[str] = []
         tokenizer = self.tokenizer()

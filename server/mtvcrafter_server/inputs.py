@@ -138,7 +138,9 @@ def read_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ApiError(422, "invalid_image", "the reference image is empty", field="reference")
     try:
         image = Image.open(io.BytesIO(data))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fires on the header for huge sizes
+        raise ApiError(413, "image_too_large", f"the reference image is too large ({exc})", field="reference") from None
+    except (OSError, ValueError) as exc:
         raise ApiError(
             415, "unsupported_image", f"the reference is not a readable image ({exc})", field="reference"
         ) from None
@@ -190,6 +192,9 @@ def check_output_size(params: JobParams, backend: str, max_side: int) -> None:
             f"params.width/height: at most {max_side} pixels on this server",
             field="params.width",
         )
+    if backend == "preview" and (params.width % 2 or params.height % 2):
+        raise ApiError(422, "invalid_params", f"params.width/height must be even (H.264), got {params.width}×"
+                       f"{params.height}", field="params.width")  # fmt: skip
     if backend != "preview" and (params.width % 16 or params.height % 16):
         raise ApiError(
             422,

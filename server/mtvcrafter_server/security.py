@@ -30,10 +30,6 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class SecurityMiddleware:
     def __init__(self, app, config: ServerConfig):
         self.app = app
@@ -88,24 +84,34 @@ class SecurityMiddleware:
                 )
         received = 0
         started = False
+        refused = False
 
         async def limited_receive():
-            nonlocal received
+            # Past the limit: answer 413 ourselves, then tell the app the client went away (an exception
+            # here would be turned into a 400 by the form parser) and drop whatever it answers.
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge()
+                    refused = True
+                    if not started:
+                        await self._refuse(send, 413, "upload_too_large", f"the request is larger than {limit:,} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message):
+        async def guarded_send(message):
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send, 413, "upload_too_large", f"the request is larger than {limit:,} bytes")
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise

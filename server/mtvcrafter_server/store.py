@@ -183,15 +183,24 @@ class JobStore:
             ).fetchone()
         return _row_to_job(row) if row else None
 
-    def update(self, job_id: str, event: bool = True, **fields) -> Job:
-        """Change fields of a job and (by default) append an event with its new state."""
+    def update(self, job_id: str, event: bool = True, only_if_status: str | None = None, **fields) -> Job | None:
+        """Change fields of a job and (by default) append an event with its new state.
+
+        ``only_if_status``: change nothing (and return None) unless the job is in that status."""
         if "warnings" in fields:
             fields["warnings"] = json.dumps(fields["warnings"])
         if "cached" in fields:
             fields["cached"] = int(fields["cached"])
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
+            if only_if_status is None:
+                self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
+            else:
+                cursor = self._db.execute(
+                    f"UPDATE jobs SET {sets} WHERE id = ? AND status = ?", (*fields.values(), job_id, only_if_status)
+                )
+                if cursor.rowcount == 0:
+                    return None
             job = self.get(job_id)
             if event and job is not None:
                 self.add_event(job_id, self._event(job))
