@@ -333,7 +333,12 @@ def create_app(config: ServerConfig) -> FastAPI:
 def serve(config: ServerConfig, log_level: str = "info") -> None:
     import uvicorn
 
+    import sys
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The worker thread runs Python between GPU/CPU kernels; hand the interpreter over more often so
+    # that requests are not kept waiting behind it (5 ms by default).
+    sys.setswitchinterval(0.001)
     app = create_app(config)
     uvicorn.run(
         app, host=config.host, port=config.port, log_level=log_level, proxy_headers=False, timeout_graceful_shutdown=3
