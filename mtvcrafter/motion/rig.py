@@ -1,0 +1,135 @@
+"""An SMPL-24 motion as an armature in a Z-up world (Blender's), and back — numpy only.
+
+The Blender add-on builds bones from :func:`rest_bones`, reads back each bone's rest rotation
+(``bone.matrix_local``), and keys what :func:`pose_channels` returns; exporting reads the posed bone
+heads and maps them through the camera with :func:`world_to_camera_mm`.
+
+Frames and conventions:
+
+- Motion joints are in an OpenCV camera frame (x right, y down, z forward), millimetres.
+- The world is Z-up in metres. The camera placed by :func:`camera_for_motion` is level and looks
+  along +Y: camera ``x → X``, ``y (down) → −Z``, ``z (forward) → +Y``; it sits at the height that puts
+  the lowest joint of the clip on the floor (Z = 0).
+- The armature object sits at the world origin unrotated (armature space = world). Its rest pose is
+  the fitted SMPL rest skeleton turned from the SMPL body frame (Y up, facing +Z, left +X) to
+  Blender's (Z up, facing −Y, left +X).
+- Blender poses a bone ``i`` with parent ``p`` as ``P_i = P_p · R_p⁻¹ · R_i · M_i`` (rest rotations
+  ``R``, basis ``M``); so for a joint whose global rotation in armature terms is ``G'_i`` the basis
+  rotation is ``M_i = R_iᵀ · G'_pᵀ · G'_i · R_i``, and the root's location ``R_0ᵀ (t − h_0)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kinematics import SkeletonFit, forward_kinematics
+from .rotations import matrix_to_quaternion
+from .skeleton import CHILDREN, JOINT_NAMES, NUM_JOINTS, PARENTS
+
+#: SMPL body frame (Y up, facing +Z, left +X) → Blender's (Z up, facing −Y, left +X), as columns.
+BODY_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+#: OpenCV camera axes → world, for the level camera looking along +Y.
+CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+#: The Blender camera object's own axes (x right, y up, looking down −z) relative to OpenCV's.
+BLENDER_CAMERA_AXES = np.diag([1.0, -1.0, -1.0])
+#: Length of bones that end the chain (head, hands, feet, …), metres.
+LEAF_LENGTH_M = 0.08
+#: The child whose joint a bone points at, where a joint has several (pelvis → spine, spine3 → neck).
+MAIN_CHILD = {0: 3, 9: 12}
+
+
+@dataclass(frozen=True)
+class CameraPlacement:
+    """``rotation`` maps OpenCV camera axes to the world; ``position`` in metres."""
+
+    rotation: np.ndarray
+    position: np.ndarray
+
+    @property
+    def blender_rotation(self) -> np.ndarray:
+        """The Blender camera object's rotation matrix (its local −Z looks where OpenCV's +z does)."""
+        return self.rotation @ BLENDER_CAMERA_AXES
+
+
+def camera_for_motion(joints_mm: np.ndarray) -> CameraPlacement:
+    """A level camera looking along +Y, raised so that the clip's lowest joint touches the floor."""
+    joints = np.asarray(joints_mm, dtype=np.float64) / 1000.0
+    world = joints.reshape(-1, 3) @ CAMERA_TO_WORLD.T
+    height = -float(world[:, 2].min())
+    return CameraPlacement(CAMERA_TO_WORLD.copy(), np.array([0.0, 0.0, height]))
+
+
+def camera_to_world_m(points_mm: np.ndarray, camera: CameraPlacement) -> np.ndarray:
+    return np.asarray(points_mm, dtype=np.float64) / 1000.0 @ camera.rotation.T + camera.position
+
+
+def world_to_camera_mm(points_m: np.ndarray, camera: CameraPlacement) -> np.ndarray:
+    """World points (metres) → OpenCV camera space in millimetres (the export direction)."""
+    return (np.asarray(points_m, dtype=np.float64) - camera.position) @ camera.rotation * 1000.0
+
+
+def rest_joints_m(rest_offsets_mm: np.ndarray) -> np.ndarray:
+    """Rest joint positions in armature space (metres), pelvis at the origin."""
+    offsets = np.asarray(rest_offsets_mm, dtype=np.float64) / 1000.0 @ BODY_TO_BLENDER.T
+    joints = np.zeros((NUM_JOINTS, 3))
+    for j in range(1, NUM_JOINTS):
+        joints[j] = joints[PARENTS[j]] + offsets[j]
+    return joints
+
+
+def rest_bones(rest_offsets_mm: np.ndarray) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """``(name, parent index, head, tail)`` of the 24 bones, armature space, metres.
+
+    A bone's head is its joint; its tail is its (main) child's joint, or for a chain's last joint a
+    short extension of its parent bone's direction.
+    """
+    joints = rest_joints_m(rest_offsets_mm)
+    bones = []
+    for j in range(NUM_JOINTS):
+        head = joints[j]
+        children = CHILDREN[j]
+        if children:
+            child = MAIN_CHILD.get(j, children[0])
+            tail = joints[child]
+            if np.linalg.norm(tail - head) < 1e-4:
+                tail = head + np.array([0.0, 0.0, LEAF_LENGTH_M])
+        else:
+            direction = head - joints[PARENTS[j]]
+            direction /= max(np.linalg.norm(direction), 1e-9)
+            tail = head + direction * LEAF_LENGTH_M
+        bones.append((JOINT_NAMES[j], int(PARENTS[j]), head, tail))
+    return bones
+
+
+def armature_global_rotations(fit: SkeletonFit, camera: CameraPlacement) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame global rotations of every joint in armature terms (identity = rest pose), and the
+    root position in the world: ``(T, 24, 3, 3)``, ``(T, 3)`` metres."""
+    _, global_rot = forward_kinematics(fit.rest_offsets, fit.local_rotations, fit.root_translation)
+    rotations = camera.rotation @ global_rot @ BODY_TO_BLENDER.T
+    root = camera_to_world_m(fit.root_translation, camera)
+    return rotations, root
+
+
+def pose_channels(
+    fit: SkeletonFit, rest_rotations: np.ndarray, rest_heads: np.ndarray, camera: CameraPlacement
+) -> tuple[np.ndarray, np.ndarray]:
+    """Basis quaternions ``(T, 24, 4)`` (w, x, y, z; sign-continuous over time) and the root bone's
+    location ``(T, 3)`` that pose the armature as the fitted motion.
+
+    ``rest_rotations``: ``(24, 3, 3)`` each bone's rest rotation in armature space (Blender's
+    ``bone.matrix_local``); ``rest_heads``: ``(24, 3)`` rest head positions.
+    """
+    rest = np.asarray(rest_rotations, dtype=np.float64)
+    global_rot, root = armature_global_rotations(fit, camera)
+    parent_rot = global_rot[:, [max(PARENTS[j], 0) for j in range(NUM_JOINTS)]]
+    parent_rot[:, 0] = np.eye(3)
+    relative = np.swapaxes(parent_rot, -1, -2) @ global_rot
+    basis = np.swapaxes(rest, -1, -2)[None] @ relative @ rest[None]
+    quats = matrix_to_quaternion(basis)
+    flips = np.sum(quats[1:] * quats[:-1], axis=-1) < 0
+    signs = np.cumprod(np.where(np.concatenate([np.zeros((1, NUM_JOINTS), bool), flips]), -1.0, 1.0), axis=0)
+    quats = quats * signs[..., None]
+    location = (root - np.asarray(rest_heads, dtype=np.float64)[0]) @ rest[0]
+    return quats, location
