@@ -1,32 +1,44 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first (make test also
+# .venv-blender, for the add-on tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+BLENDER_VENV ?= .venv-blender
+BLENDER_BIN := $(BLENDER_VENV)/bin
 DEMO_OUT ?= demo-output/demo.mp4
 
 .PHONY: setup demo test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(BLENDER_VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,server,dev]'
 	touch $@
 
-demo: setup
+# Blender's Python for the add-on tests: the real bpy wheel (it needs numpy < 2, so its own venv), and
+# the motion core the add-on bundles (installed without the model stack, as inside Blender).
+$(BLENDER_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BLENDER_VENV)
+	$(BLENDER_BIN)/python -m pip install --quiet --disable-pip-version-check "bpy==5.0.1" pytest
+	$(BLENDER_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+demo: $(VENV)/.installed
 	$(BIN)/python -m mtvcrafter_server.demo --backend preview \
 		--ref examples/human.png --motion examples/sampled_data.pkl --out $(DEMO_OUT)
 
-lint: setup
-	$(BIN)/ruff check mtvcrafter server tests
-	$(BIN)/ruff format --check mtvcrafter server tests
+lint: $(VENV)/.installed
+	$(BIN)/ruff check mtvcrafter server blender_addon tests
+	$(BIN)/ruff format --check mtvcrafter server blender_addon tests
 	$(BIN)/lint-imports
 
-test: lint
+test: lint $(BLENDER_VENV)/.installed
 	$(BIN)/python -m pytest -q
+	$(BLENDER_BIN)/python -m pytest -q -p no:cacheprovider tests/blender
 
 bench: setup
 	$(BIN)/mtvcrafter bench motion
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(BLENDER_VENV) demo-output .pytest_cache

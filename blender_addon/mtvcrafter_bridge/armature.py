@@ -1,0 +1,173 @@
+"""Building the SMPL armature, keying it fast, reading it back (bpy side of :mod:`mtvcrafter.motion.rig`)."""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from mtvcrafter.motion import Motion, inverse_kinematics
+from mtvcrafter.motion.rig import (
+    CameraPlacement,
+    camera_for_motion,
+    pose_channels,
+    rest_bones,
+    world_to_camera_mm,
+)
+from mtvcrafter.motion.skeleton import JOINT_NAMES, NUM_JOINTS
+
+#: Custom properties marking our objects (and the camera an armature belongs to).
+SMPL_TAG = "mtvcrafter_smpl"
+CAMERA_TAG = "mtvcrafter_camera"
+DEFAULT_FOV_DEG = 55.0
+
+
+def _ensure_fcurves(obj, paths: list[tuple[str, int, str]]):
+    """F-curves for ``(data_path, index, group)`` on the object's action: layered actions (4.4+) or
+    ``Action.fcurves`` (4.2)."""
+    anim = obj.animation_data or obj.animation_data_create()
+    action = anim.action
+    if action is None:
+        action = bpy.data.actions.new(f"{obj.name}Action")
+        anim.action = action
+    if hasattr(action, "slots"):
+        from bpy_extras import anim_utils
+
+        slot = anim.action_slot
+        if slot is None:
+            slot = action.slots.new(id_type="OBJECT", name=obj.name)
+            anim.action_slot = slot
+        bag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
+        curves = bag.fcurves
+
+        def new(path, index, group):
+            return curves.find(path, index=index) or curves.new(path, index=index, group_name=group)
+    else:  # Blender 4.2 / 4.3
+
+        def new(path, index, group):
+            return action.fcurves.find(path, index=index) or action.fcurves.new(path, index=index, action_group=group)
+
+    return [new(p, i, g) for p, i, g in paths]
+
+
+def write_keys(obj, frames: np.ndarray, channels: list[tuple[str, int, str, np.ndarray]]) -> None:
+    """Key every channel at ``frames`` in one bulk write per curve (``keyframe_points.add`` + ``foreach_set``)."""
+    curves = _ensure_fcurves(obj, [(p, i, g) for p, i, g, _ in channels])
+    count = len(frames)
+    co = np.empty(2 * count, dtype=np.float32)
+    co[0::2] = frames
+    linear = np.full(count, 1, dtype=np.int32)  # 'LINEAR': one key per frame, exact on every frame
+    for curve, (_, _, _, values) in zip(curves, channels, strict=True):
+        curve.keyframe_points.clear()
+        curve.keyframe_points.add(count)
+        co[1::2] = values
+        curve.keyframe_points.foreach_set("co", co)
+        curve.keyframe_points.foreach_set("interpolation", linear)
+        curve.update()
+
+
+def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
+    """A camera matching the motion's: field of view on the larger side, render size = source video size."""
+    data = bpy.data.cameras.new(name)
+    data.sensor_fit = "AUTO"
+    data.angle = math.radians(motion.fov_deg or DEFAULT_FOV_DEG)
+    camera = bpy.data.objects.new(name, data)
+    scene.collection.objects.link(camera)
+    rotation = Matrix(placement.blender_rotation.tolist()).to_4x4()
+    camera.matrix_world = Matrix.Translation(Vector(placement.position.tolist())) @ rotation
+    camera[CAMERA_TAG] = True
+    if scene.camera is None:
+        scene.camera = camera
+    if motion.image_size is not None:
+        height, width = motion.image_size
+        scene.render.resolution_x, scene.render.resolution_y = int(width), int(height)
+        scene.render.resolution_percentage = 100
+    return camera
+
+
+def build_armature(context, motion: Motion, name: str | None = None, frame_start: int | None = None):
+    """An editable SMPL-24 armature keyed with the motion (IK fit), and its camera. Returns (armature, camera, fit)."""
+    scene = context.scene
+    fit = inverse_kinematics(motion.joints, mode="fit")
+    placement = camera_for_motion(motion.joints)
+    name = name or (motion.name or "SMPL")
+    data = bpy.data.armatures.new(name)
+    obj = bpy.data.objects.new(name, data)
+    scene.collection.objects.link(obj)
+    obj[SMPL_TAG] = True
+    view_layer = context.view_layer
+    previous_active = view_layer.objects.active
+    view_layer.objects.active = obj
+    previous_mode = obj.mode
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit_bones = data.edit_bones
+    for bone_name, parent, head, tail in rest_bones(fit.rest_offsets):
+        bone = edit_bones.new(bone_name)
+        bone.head, bone.tail = Vector(head.tolist()), Vector(tail.tolist())
+        direction = tail - head
+        # rolls: bone Z towards the character's front (−Y), or up for bones lying along Y (feet)
+        axis = Vector((0.0, 0.0, 1.0)) if abs(direction[1]) > 0.7 * np.linalg.norm(direction) else Vector((0, -1, 0))
+        bone.align_roll(axis)
+        if parent >= 0:
+            bone.parent = edit_bones[JOINT_NAMES[parent]]
+            bone.use_connect = False
+    bpy.ops.object.mode_set(mode=previous_mode if previous_mode != "EDIT" else "OBJECT")
+    view_layer.objects.active = previous_active or obj
+
+    rest_rot = np.array([[list(r) for r in data.bones[n].matrix_local.to_3x3()] for n in JOINT_NAMES])
+    rest_heads = np.array([list(data.bones[n].head_local) for n in JOINT_NAMES])
+    quats, location = pose_channels(fit, rest_rot, rest_heads, placement)
+    for pose_bone in obj.pose.bones:
+        pose_bone.rotation_mode = "QUATERNION"
+
+    start = frame_start if frame_start is not None else (motion.frame_start if motion.frame_start is not None else 1)
+    frames = np.arange(motion.num_frames, dtype=np.float64) + start
+    channels = []
+    for j, bone_name in enumerate(JOINT_NAMES):
+        path = f'pose.bones["{bone_name}"].rotation_quaternion'
+        channels += [(path, k, bone_name, quats[:, j, k]) for k in range(4)]
+    root_path = f'pose.bones["{JOINT_NAMES[0]}"].location'
+    channels += [(root_path, k, JOINT_NAMES[0], location[:, k]) for k in range(3)]
+    write_keys(obj, frames, channels)
+
+    camera = ensure_camera(scene, motion, placement, f"{name}Camera")
+    obj["mtvcrafter_camera_name"] = camera.name
+    obj["mtvcrafter_fps"] = float(motion.fps)
+    scene.render.fps, scene.render.fps_base = _fps_fraction(motion.fps)
+    scene.frame_start, scene.frame_end = int(start), int(start + motion.num_frames - 1)
+    return obj, camera, fit
+
+
+def _fps_fraction(fps: float) -> tuple[int, float]:
+    whole = round(fps)
+    if abs(whole - fps) < 1e-6:
+        return int(whole), 1.0
+    return int(math.ceil(fps)), math.ceil(fps) / fps
+
+
+def camera_placement(camera) -> CameraPlacement:
+    """The OpenCV-axes placement of a Blender camera object (as :func:`world_to_camera_mm` takes it)."""
+    world = np.array(camera.matrix_world.normalized())
+    rotation = world[:3, :3] @ np.diag([1.0, -1.0, -1.0])
+    return CameraPlacement(rotation, world[:3, 3].copy())
+
+
+def export_joints(context, obj, camera, frame_start: int, frame_end: int) -> np.ndarray:
+    """Evaluated bone heads (constraints, drivers, NLA included) through ``camera``: ``(T, 24, 3)`` mm."""
+    scene = context.scene
+    placement = camera_placement(camera)
+    current = scene.frame_current
+    out = np.empty((frame_end - frame_start + 1, NUM_JOINTS, 3))
+    try:
+        for t, frame in enumerate(range(frame_start, frame_end + 1)):
+            scene.frame_set(frame)
+            evaluated = obj.evaluated_get(context.evaluated_depsgraph_get())
+            world = np.array(evaluated.matrix_world)
+            heads = np.array([list(evaluated.pose.bones[n].head) for n in JOINT_NAMES])
+            heads = heads @ world[:3, :3].T + world[:3, 3]
+            out[t] = world_to_camera_mm(heads, placement)
+    finally:
+        scene.frame_set(current)
+    return out

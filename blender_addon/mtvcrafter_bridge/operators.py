@@ -1,0 +1,123 @@
+"""Import and export operators (File › Import/Export › MTVCrafter motion)."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from bpy.props import IntProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+
+from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
+
+from .armature import SMPL_TAG, build_armature, export_joints
+
+
+class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
+    """Import an MTVCrafter motion (official .pkl, AMASS .npz or our .npz) as an editable SMPL armature"""
+
+    bl_idname = "import_anim.mtvcrafter_motion"
+    bl_label = "Import MTVCrafter Motion"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filename_ext = ".pkl"
+    filter_glob: StringProperty(default="*.pkl;*.npz", options={"HIDDEN"})
+    clip_index: IntProperty(name="Clip", description="Clip of a multi-clip file", default=0, min=0)
+
+    def execute(self, context):
+        try:
+            motions = load_motions(self.filepath)
+        except MotionError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if self.clip_index >= len(motions):
+            self.report({"ERROR"}, f"{self.filepath}: clip {self.clip_index} requested, the file holds {len(motions)}")
+            return {"CANCELLED"}
+        motion = motions[self.clip_index]
+        if context.object is not None and context.object.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        obj, camera, fit = build_armature(context, motion)
+        for other in context.selected_objects:
+            other.select_set(False)
+        obj.select_set(True)
+        context.view_layer.objects.active = obj
+        self.report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, fit error {fit.mean_error:.1f} mm per joint")
+        return {"FINISHED"}
+
+
+def smpl_armature(context):
+    obj = context.active_object
+    if obj is not None and obj.type == "ARMATURE" and obj.get(SMPL_TAG):
+        return obj
+    return None
+
+
+def motion_from_scene(context, obj) -> Motion:
+    """The active SMPL armature over the scene's frame range, through the scene camera."""
+    scene = context.scene
+    if scene.camera is None:
+        raise MotionError("the scene has no camera: the motion is exported through the scene camera")
+    joints = export_joints(context, obj, scene.camera, scene.frame_start, scene.frame_end)
+    fps = scene.render.fps / scene.render.fps_base
+    data = scene.camera.data
+    size = (scene.render.resolution_y, scene.render.resolution_x)
+    fov = float(np.degrees(data.angle))
+    return Motion(
+        joints=joints.astype(np.float32),
+        fps=fps,
+        image_size=size,
+        fov_deg=fov,
+        frame_start=scene.frame_start,
+        name=obj.name,
+        source=bpy.data.filepath or "blender",
+        source_format="array",
+    )
+
+
+class EXPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ExportHelper):
+    """Export the active SMPL armature over the scene frame range through the scene camera"""
+
+    bl_idname = "export_anim.mtvcrafter_motion"
+    bl_label = "Export MTVCrafter Motion"
+    bl_options = {"REGISTER"}
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz;*.pkl", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        return smpl_armature(context) is not None
+
+    def execute(self, context):
+        try:
+            motion = motion_from_scene(context, smpl_armature(context))
+            save_motion(motion, self.filepath)
+        except (MotionError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"wrote {self.filepath}: {motion.num_frames} frames at {motion.fps:g} fps")
+        return {"FINISHED"}
+
+
+def menu_import(self, context):
+    self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.pkl, .npz)")
+
+
+def menu_export(self, context):
+    self.layout.operator(EXPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.npz, .pkl)")
+
+
+CLASSES = (IMPORT_ANIM_OT_mtvcrafter_motion, EXPORT_ANIM_OT_mtvcrafter_motion)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    bpy.types.TOPBAR_MT_file_export.append(menu_export)
+
+
+def unregister():
+    bpy.types.TOPBAR_MT_file_export.remove(menu_export)
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
