@@ -331,9 +331,9 @@ def create_app(config: ServerConfig) -> FastAPI:
 
 
 def serve(config: ServerConfig, log_level: str = "info") -> None:
-    import uvicorn
-
     import sys
+
+    import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The worker thread runs Python between GPU/CPU kernels; hand the interpreter over more often so
