@@ -387,7 +387,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"mtvcrafter server on http://{args.host}:{args.port} (data in {Path(args.data_dir).resolve()})",
         file=sys.stderr,
     )
-    serve(config)
+    try:
+        serve(config)
+    except RuntimeError as exc:  # the data folder is held by another server
+        raise _UsageError(str(exc)) from None
     return 0
 
 

@@ -82,3 +82,73 @@ def test_refusals_and_an_absent_server_are_one_line_errors(server, tmp_path, sam
     assert main([*base, "--server", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "cannot reach the server" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def _submit(url, motion_bytes, reference_image, params=None, name="m.npz"):
+    import json
+
+    import httpx
+
+    with open(reference_image, "rb") as ref:
+        files = {"motion": (name, motion_bytes), "reference": ("r.png", ref.read())}
+        return httpx.post(f"{url}/v1/jobs", files=files, data={"params": json.dumps(params or {})}, timeout=60)
+
+
+def test_an_npz_that_would_expand_to_gigabytes_is_refused_from_its_directory(server, reference_image):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("format.npy", b"\0" * (200 * 2**20))  # 200 MB of zeros, ~200 KB compressed
+    response = _submit(server, buffer.getvalue(), reference_image)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "motion_too_large"
+
+
+def test_deeply_nested_json_and_huge_numbers_are_422(server, reference_image):
+    deep = b'{"joints": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert _submit(server, deep, reference_image, name="m.json").status_code == 422
+    frame = [[0.0, 0.0, 3000.0]] * 24
+    import json
+
+    huge = json.dumps({"joints": [frame] * 3, "fps": 30, "frame_start": 1e400}).encode().replace(b"Infinity", b"1e400")
+    response = _submit(server, huge, reference_image, name="m.json")
+    assert response.status_code == 422, response.text
+
+
+def test_the_cache_tells_apart_motions_that_differ_only_in_their_camera(
+    server, sample_motions, reference_image, tmp_path
+):
+    from dataclasses import replace
+
+    from mtvcrafter.motion import save_motion
+
+    motion = sample_motions[0].slice(0, 8)
+    bodies = []
+    for fov in (55.0, 20.0):
+        path = tmp_path / f"m{fov}.npz"
+        save_motion(replace(motion, fov_deg=fov), path)
+        bodies.append(path.read_bytes())
+    params = {"placement": "camera", "width": 64, "height": 64}
+    first = _submit(server, bodies[0], reference_image, params).json()
+    second = _submit(server, bodies[1], reference_image, params).json()
+    assert first["id"] != second["id"] and second["cached"] is False
+
+
+def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    with local_server(data) as url:
+        port = free_port()
+        result = subprocess.run(
+            [sys.executable, "-m", "mtvcrafter", "serve", "--port", str(port), "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2 and "another server is using the data folder" in result.stderr
+        import httpx
+
+        assert httpx.get(f"{url}/v1/health").status_code == 200

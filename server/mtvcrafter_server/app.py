@@ -91,6 +91,7 @@ class TokenizeResult(BaseModel):
 
 def create_app(config: ServerConfig) -> FastAPI:
     files = DataFolder(config.data_dir)
+    files.lock()  # one server per data folder: a second one would fail the first one's running job
     store = JobStore(files.root / "jobs.sqlite3")
     backends = {name: cls(config) for name, cls in BACKENDS.items()}
     executor = InProcessExecutor(config, store, files, backends)
@@ -137,6 +138,13 @@ def create_app(config: ServerConfig) -> FastAPI:
             {"error": {"code": "invalid_request", "message": f"{where}: {first['msg']}", "field": where}},
             status_code=422,
         )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        if isinstance(exc, PermissionError):  # a path that resolves outside the data folder
+            return JSONResponse({"error": {"code": "forbidden", "message": "refused: outside the data folder"}}, 403)
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": {"code": "internal", "message": "internal error; see the server log"}}, 500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
@@ -229,20 +237,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         image = read_image(reference.file.read(), config.max_image_pixels)
         settings = settings.model_copy(update={"backend": backend})
         params_dict = settings.model_dump()
-        key = content_key(parsed, image, params_dict)
+        key = content_key(parsed, image, params_dict, backends[backend].identity())
+        # inputs first, then the job row: a job the store lists always has its files
+        job_id = store.new_id()
+        store_inputs(files.job_dir(job_id), parsed, image)
         cached = store.find_cached(key)
         if cached is not None and files.result(key).is_file():
             job = store.create(
                 backend,
                 params_dict,
                 key,
+                job_id=job_id,
                 frames=cached.frames,
                 fps=cached.fps,
                 width=cached.width,
                 height=cached.height,
                 warnings=cached.warnings,
             )
-            store_inputs(files.job_dir(job.id), parsed, image)
             job = store.finish(
                 job.id, SUCCEEDED, "done (same inputs as an earlier job: its result)", result=f"{key}.mp4", cached=True
             )
@@ -251,12 +262,12 @@ def create_app(config: ServerConfig) -> FastAPI:
             backend,
             params_dict,
             key,
+            job_id=job_id,
             frames=parsed.num_frames,
             fps=parsed.fps,
             width=settings.width,
             height=settings.height,
         )
-        store_inputs(files.job_dir(job.id), parsed, image)
         executor.submit(job.id)
         return job_info(store.get(job.id))
 
@@ -274,8 +285,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         job = job_or_404(job_id)
         if job.status == QUEUED:
             executor.cancel(job.id)  # in case the worker is taking it up right now
-            job = store.finish(job.id, CANCELLED, "cancelled before it started")
-        elif job.status == RUNNING:
+            ended = store.finish(job.id, CANCELLED, "cancelled before it started", only_if_status=QUEUED)
+            job = ended or store.get(job.id)
+        if job.status == RUNNING:
             executor.cancel(job.id)
             job = store.update(job.id, only_if_status=RUNNING, message="cancelling at the next step") or store.get(
                 job.id
@@ -299,6 +311,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             after = int(request.headers.get("last-event-id", "0") or 0)
         except ValueError:
             after = 0
+        if not 0 <= after < 2**62:
+            after = 0
 
         async def stream():
             nonlocal after
@@ -316,8 +330,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                         return
                 if not batch:
                     current = await asyncio.to_thread(store.get, job.id)
-                    if current is not None and current.status in TERMINAL and not store.events_after(job.id, after):
-                        return
+                    if current is not None and current.status in TERMINAL:
+                        if not await asyncio.to_thread(store.events_after, job.id, after):
+                            return
                 if time.monotonic() - last_sent > KEEPALIVE_S:
                     yield ": keep-alive\n\n"
                     last_sent = time.monotonic()
@@ -326,6 +341,15 @@ def create_app(config: ServerConfig) -> FastAPI:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
+    if config.allowed_origins:  # explicitly allowed browser origins get CORS headers (none by default)
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Last-Event-ID", "Content-Type"],
+        )
     app.add_middleware(SecurityMiddleware, config=config)
     return app
 

@@ -39,8 +39,25 @@ class Backend:
         """(available, why not)."""
         return True, ""
 
+    def identity(self) -> str:
+        """What besides a job's inputs decides its video (weights, device, version): part of the cache key."""
+        from mtvcrafter import __version__
+
+        return f"{self.name} {__version__}"
+
     def run(self, motion: Motion, image, params, out: Path, report: Report, cancelled: Callable[[], bool]) -> RunResult:
         raise NotImplementedError
+
+
+def _file_stamp(path) -> str:
+    if path is None:
+        return "none"
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path} (missing)"
+    return f"{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _tokenizer_path(config: ServerConfig) -> Path | None:
@@ -69,6 +86,10 @@ class PreviewBackend(Backend):
 
                 self._tokenizer = MotionTokenizer.from_pretrained(path)
         return self._tokenizer
+
+    def identity(self) -> str:
+        path = _tokenizer_path(self.config)
+        return f"{super().identity()} tokenizer={_file_stamp(path)}"
 
     def run(self, motion, image, params, out, report, cancelled):
         from mtvcrafter.render import render_preview
@@ -223,6 +244,14 @@ class MVDiT7BBackend(PipelineBackend):
         except Exception as exc:  # noqa: BLE001 - any reason is shown to the user as the reason
             return False, str(exc)
         return True, ""
+
+    def identity(self) -> str:
+        model_dir = Path(self.config.model_dir) if self.config.model_dir else None
+        config = model_dir / "MV-DiT" / "CogVideoX" / "config.json" if model_dir else None
+        return (
+            f"{super().identity()} model={_file_stamp(model_dir)} config={_file_stamp(config)} "
+            f"base={_file_stamp(self.config.base_model_dir)} device={self.config.device}"
+        )
 
     def load(self):
         import torch

@@ -65,8 +65,10 @@ class Client:
             path = Path(tmp) / "motion.npz"
             save_motion(motion, path)
             with open(path, "rb") as m, open(reference, "rb") as r:
-                files = {"motion": ("motion.npz", m, "application/octet-stream"),
-                         "reference": (Path(reference).name, r, "application/octet-stream")}  # fmt: skip
+                files = {
+                    "motion": ("motion.npz", m, "application/octet-stream"),
+                    "reference": (Path(reference).name, r, "application/octet-stream"),
+                }
                 return self._request("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)}).json()
 
     def job(self, job_id: str) -> dict:
@@ -92,6 +94,7 @@ class Client:
                             data = json.loads(line[5:].strip())
                         elif line == "" and data is not None:
                             last_event_id = seq or last_event_id
+                            failures = 0
                             yield data
                             if data.get("status") in TERMINAL:
                                 return
@@ -106,6 +109,7 @@ class Client:
             if status["status"] in TERMINAL:
                 yield status
                 return
+            time.sleep(0.5)  # the stream closed early: reconnect without spinning
 
     def download(self, job_id: str, out: str | Path) -> Path:
         """The result mp4, written atomically to ``out``."""

@@ -49,6 +49,18 @@ class DataFolder:
         for sub in ("jobs", "results", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
+    def lock(self) -> None:
+        """Hold an exclusive lock on the folder for the life of the process."""
+        import fcntl
+
+        self._lock_file = open(self.root / ".lock", "w")  # noqa: SIM115 - held open on purpose
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RuntimeError(
+                f"another server is using the data folder {self.root}; stop it, or use another --data-dir"
+            ) from None
+
     def inside(self, path: Path) -> Path:
         resolved = path.resolve()
         if not resolved.is_relative_to(self.root):
@@ -124,13 +136,19 @@ class InProcessExecutor(Executor):
     def _run(self, job) -> None:
         backend = self.backends[job.backend]
         params = backend_params(job.params)
-        self.store.update(job.id, status=RUNNING, phase="starting", started=time.time(), progress=0.0)
+        started = self.store.update(
+            job.id, status=RUNNING, phase="starting", started=time.time(), progress=0.0, only_if_status=QUEUED
+        )
+        if started is None:
+            return  # cancelled between the queue and here
         last = [0.0]
+        last_phase = [""]
 
         def report(phase: str, progress: float, message: str = "", eta_s: float | None = None) -> None:
             now = time.monotonic()
-            if now - last[0] < 0.1 and progress < 1.0 and phase == "denoising":
-                return  # at most 10 events a second
+            if now - last[0] < 0.1 and progress < 1.0 and phase == last_phase[0]:
+                return  # at most 10 events a second within a phase
+            last_phase[0] = phase
             last[0] = now
             self.store.update(job.id, phase=phase, progress=max(0.0, min(progress, 1.0)), message=message, eta_s=eta_s)
 

@@ -77,12 +77,14 @@ def read_motion(data: bytes, filename: str, workdir: Path, max_frames: int) -> M
             field="motion",
         )
     if data[:2] == b"PK":
+        _check_zip(data, max_frames)
         path = workdir / "upload.npz"
         path.write_bytes(data)
         try:
             motion = read_npz(path)
         except MotionError as exc:
-            raise ApiError(422, "invalid_motion", f"motion: {exc}", field=f"motion.{exc.field or 'file'}") from None
+            message = str(exc).replace(str(path), "motion.npz")
+            raise ApiError(422, "invalid_motion", message, field=f"motion.{exc.field or 'file'}") from None
         finally:
             path.unlink(missing_ok=True)
     elif data.lstrip()[:1] == b"{":
@@ -105,9 +107,36 @@ def read_motion(data: bytes, filename: str, workdir: Path, max_frames: int) -> M
     return motion
 
 
+def _check_zip(data: bytes, max_frames: int) -> None:
+    """Refuse an .npz whose members would expand beyond what ``max_frames`` of motion can need
+    (a compressed file can declare gigabytes of zeros), from the zip directory alone."""
+    import zipfile
+
+    # joints float32, rotations up to float64 (T, 24, 4), root translation, small fields: generous bound
+    budget = max_frames * 24 * 4 * 8 * 2 + (1 << 20)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise ApiError(
+            422, "invalid_motion", f"the motion .npz is not a valid zip file ({exc})", field="motion"
+        ) from None
+    total = sum(m.file_size for m in members)
+    if len(members) > 64 or total > budget:
+        raise ApiError(
+            413,
+            "motion_too_large",
+            f"the motion .npz expands to {total:,} bytes in {len(members)} "
+            f"member(s); this server reads at most {budget:,}",
+            field="motion",
+        )
+
+
 def _motion_from_json(data: bytes) -> Motion:
     try:
         obj = json.loads(data)
+    except RecursionError:
+        raise ApiError(422, "invalid_motion", "motion JSON is nested too deeply", field="motion") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(422, "invalid_motion", f"motion JSON: {exc}", field="motion") from None
     if not isinstance(obj, dict) or "joints" not in obj:
@@ -117,6 +146,8 @@ def _motion_from_json(data: bytes) -> Motion:
     try:
         joints = np.asarray(obj["joints"], dtype=np.float32)
         fps = float(obj.get("fps", 30.0))
+        if not isinstance(obj["joints"], list) or len(obj["joints"]) > 1_000_000:
+            raise ApiError(422, "invalid_motion", "motion.joints must be a list of frames", field="motion.joints")
         frame_start = obj.get("frame_start")
         return Motion(
             joints=joints,
@@ -128,8 +159,10 @@ def _motion_from_json(data: bytes) -> Motion:
         )
     except MotionError as exc:
         raise ApiError(422, "invalid_motion", f"motion: {exc}", field=f"motion.{exc.field or 'joints'}") from None
-    except (TypeError, ValueError) as exc:
-        raise ApiError(422, "invalid_motion", f"motion.joints: {exc}", field="motion.joints") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise ApiError(
+            422, "invalid_motion", f"motion.joints: {type(exc).__name__}: {exc}"[:300], field="motion.joints"
+        ) from None
 
 
 def read_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -167,14 +200,27 @@ def read_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ApiError(422, "invalid_image", f"the reference image is damaged ({exc})", field="reference") from None
 
 
-def content_key(motion: Motion, image: Image.Image, params: dict) -> str:
-    """Same motion + image + settings + seed → same key (and the same result)."""
+def content_key(motion: Motion, image: Image.Image, params: dict, identity: str) -> str:
+    """Same motion + image + settings + seed on the same backend setup → same key (and the same result).
+
+    ``identity`` names what else decides the output (backend weights, device, version)."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(motion.joints, dtype=np.float32).tobytes())
-    digest.update(json.dumps({"fps": motion.fps, "frames": motion.num_frames}).encode())
-    digest.update(f"{image.size}".encode())
-    digest.update(image.tobytes())
-    digest.update(json.dumps(params, sort_keys=True).encode())
+    facts = {
+        "fps": motion.fps,
+        "frames": motion.num_frames,
+        "fov": motion.fov_deg,
+        "image_size": motion.image_size,
+        "ref_size": image.size,
+        "params": params,
+        "identity": identity,
+    }
+    for part in (
+        np.ascontiguousarray(motion.joints, dtype=np.float32).tobytes(),
+        image.tobytes(),
+        json.dumps(facts, sort_keys=True, default=str).encode(),
+    ):
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
     return digest.hexdigest()
 
 
@@ -193,8 +239,12 @@ def check_output_size(params: JobParams, backend: str, max_side: int) -> None:
             field="params.width",
         )
     if backend == "preview" and (params.width % 2 or params.height % 2):
-        raise ApiError(422, "invalid_params", f"params.width/height must be even (H.264), got {params.width}×"
-                       f"{params.height}", field="params.width")  # fmt: skip
+        raise ApiError(
+            422,
+            "invalid_params",
+            f"params.width/height must be even (H.264), got {params.width}×{params.height}",
+            field="params.width",
+        )
     if backend != "preview" and (params.width % 16 or params.height % 16):
         raise ApiError(
             422,

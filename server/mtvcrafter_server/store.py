@@ -127,9 +127,13 @@ class JobStore:
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    def create(self, backend: str, params: dict, cache_key: str, **fields) -> Job:
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def create(self, backend: str, params: dict, cache_key: str, job_id: str | None = None, **fields) -> Job:
         job = Job(
-            id=uuid.uuid4().hex,
+            id=job_id or self.new_id(),
             status=QUEUED,
             backend=backend,
             params=params,
@@ -192,25 +196,35 @@ class JobStore:
         if "cached" in fields:
             fields["cached"] = int(fields["cached"])
         sets = ", ".join(f"{k} = ?" for k in fields)
+        # A finished job is final: nothing (a late worker write, a racing cancel) changes it again.
+        final = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
+        where, args = f"id = ? AND status NOT IN ({final})", [job_id]
+        if only_if_status is not None:
+            where += " AND status = ?"
+            args.append(only_if_status)
         with self._lock:
-            if only_if_status is None:
-                self._db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*fields.values(), job_id))
-            else:
-                cursor = self._db.execute(
-                    f"UPDATE jobs SET {sets} WHERE id = ? AND status = ?", (*fields.values(), job_id, only_if_status)
-                )
-                if cursor.rowcount == 0:
-                    return None
+            cursor = self._db.execute(f"UPDATE jobs SET {sets} WHERE {where}", (*fields.values(), *args))
+            if cursor.rowcount == 0:
+                return None
             job = self.get(job_id)
             if event and job is not None:
                 self.add_event(job_id, self._event(job))
         return job
 
-    def finish(self, job_id: str, status: str, message: str = "", **fields) -> Job:
+    def finish(self, job_id: str, status: str, message: str = "", only_if_status: str | None = None, **fields):
+        """End a job (returns None if it had already ended, or was not in ``only_if_status``)."""
         now = time.time()
         extra = {"progress": 1.0} if status == SUCCEEDED else {}
         return self.update(
-            job_id, status=status, phase=status, message=message, finished=now, eta_s=None, **extra, **fields
+            job_id,
+            status=status,
+            phase=status,
+            message=message,
+            finished=now,
+            eta_s=None,
+            only_if_status=only_if_status,
+            **extra,
+            **fields,
         )
 
     def recover(self) -> tuple[list[str], list[str]]:
