@@ -394,6 +394,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blender_build(args: argparse.Namespace) -> int:
+    from .blender_build import BuildError, build_extension
+
+    try:
+        path = build_extension(args.out, args.wheels_from)
+    except BuildError as exc:
+        raise _UsageError(str(exc)) from None
+    print(
+        "built the Blender extension; install it with Preferences › Get Extensions › Install from Disk",
+        file=sys.stderr,
+    )
+    print(Path(path).resolve())
+    return 0
+
+
 def cmd_tokenize(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -570,6 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when there is one)")
     serve.set_defaults(run=cmd_serve)
 
+    blender = commands.add_parser("blender", help="the Blender add-on")
+    blender_commands = blender.add_subparsers(dest="blender_command", required=True, metavar="ACTION")
+    build = blender_commands.add_parser("build", help="the installable extension zip (add-on + wheels)")
+    build.add_argument("--out", required=True, help="folder for mtvcrafter_bridge-<version>.zip")
+    build.add_argument("--wheels-from", help="take httpx & co. wheels from this folder instead of the package index")
+    build.set_defaults(run=cmd_blender_build)
+
     tokenize = commands.add_parser("tokenize", help="4DMoT codes and reconstruction of a motion (what the model sees)")
     tokenize.add_argument("motion")
     tokenize.add_argument(
@@ -632,9 +654,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the input's fault, shown as one line. The tokenizer's only where it was
     imported: torch loads only for the commands that need it."""
     from .motion import MotionError
-    from .render import RenderError
 
-    errors: list[type[Exception]] = [MotionError, RenderError, _UsageError]
+    errors: list[type[Exception]] = [MotionError, _UsageError]
+    render = sys.modules.get("mtvcrafter.render")
+    if render is not None:
+        errors.append(render.RenderError)
     tokenizer = sys.modules.get("mtvcrafter.tokenizer")
     if tokenizer is not None:
         errors.append(tokenizer.TokenizerError)
