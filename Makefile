@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 # the motion core the add-on bundles (installed without the model stack, as inside Blender).
 $(BLENDER_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(BLENDER_VENV)
-	$(BLENDER_BIN)/python -m pip install --quiet --disable-pip-version-check "bpy==5.0.1" pytest
+	$(BLENDER_BIN)/python -m pip install --quiet --disable-pip-version-check "bpy==5.0.1" pytest "httpx>=0.27"
 	$(BLENDER_BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 

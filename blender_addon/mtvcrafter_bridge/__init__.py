@@ -1,11 +1,13 @@
-"""MTVCrafter bridge: SMPL motion in and out of Blender (import, edit, export)."""
+"""MTVCrafter bridge: SMPL motion in and out of Blender, and one-click video generation on an MTVCrafter server."""
 
-from . import operators
+from . import animate, operators
 
 
 def register():
     operators.register()
+    animate.register()
 
 
 def unregister():
+    animate.unregister()
     operators.unregister()

@@ -1,0 +1,318 @@
+"""Animate: send the edited motion and a reference image to the server, follow the job, and place the video
+in the sequencer. The network work is plain Python on a background thread; ``bpy.app.timers`` only moves
+its state into the UI and places the strip. ``wait=True`` runs the same job synchronously (scripts, tests)."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+
+from mtvcrafter.motion import MotionError
+
+from .operators import motion_from_scene, smpl_armature
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+BACKENDS = [
+    ("DEFAULT", "Server default", "The best backend the server has"),
+    ("preview", "Preview", "The skeleton over the reference image (fast, CPU)"),
+    ("tiny", "Tiny", "The video pipeline with tiny random weights (a smoke test)"),
+    ("mvdit-7b", "MV-DiT-7B", "MTVCrafter's 7B video model (GPU)"),
+]
+
+
+@dataclass
+class JobState:
+    """What the panel shows; written by the worker thread, read by the UI."""
+
+    job_id: str = ""
+    status: str = ""
+    phase: str = ""
+    progress: float = 0.0
+    message: str = ""
+    eta_s: float | None = None
+    error: str = ""
+    result: str = ""
+    frame_start: int = 1
+    frames: int = 0
+    armature: str = ""
+    cancel_requested: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+STATE = JobState()
+
+
+def preferences(context):
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None
+
+
+def server_settings(context) -> tuple[str, str | None, float]:
+    prefs = preferences(context)
+    if prefs is None:  # registered without the extension system (scripts, tests)
+        return "http://127.0.0.1:8765", None, 30.0
+    return prefs.server_url, prefs.token or None, prefs.timeout
+
+
+def check_network(url: str) -> str | None:
+    """A reason not to contact ``url``, or None: non-loopback servers need Blender's online access."""
+    host = (urlparse(url).hostname or "").lower()
+    if host not in LOOPBACK and not bpy.app.online_access:
+        return (
+            f"{url} is not on this machine and Blender's online access is off "
+            "(Preferences › System › Network › Allow Online Access)"
+        )
+    return None
+
+
+def output_folder(context) -> Path:
+    prefs = preferences(context)
+    if prefs is not None and prefs.output_dir:
+        return Path(bpy.path.abspath(prefs.output_dir))
+    if bpy.data.filepath:
+        return Path(bpy.data.filepath).parent / "mtvcrafter"
+    return Path(tempfile.gettempdir()) / "mtvcrafter"
+
+
+def reference_path(context, tmp: Path) -> Path:
+    """The reference image as a file: the panel's path, or its image datablock saved as PNG."""
+    scene = context.scene
+    image = scene.mtvcrafter_reference_image
+    if image is not None:
+        path = tmp / "reference.png"
+        copy = image.copy()
+        try:
+            copy.filepath_raw = str(path)
+            copy.file_format = "PNG"
+            copy.save()
+        finally:
+            bpy.data.images.remove(copy)
+        return path
+    if not scene.mtvcrafter_reference:
+        raise MotionError("choose a reference image (a file or an image in the blend file)")
+    path = Path(bpy.path.abspath(scene.mtvcrafter_reference))
+    if not path.is_file():
+        raise MotionError(f"{path}: the reference image does not exist")
+    return path
+
+
+def run_job(url, token, timeout, motion, reference, out, params, state: JobState) -> None:
+    """Submit, follow and download (plain Python: runs on a thread, or inline with wait=True)."""
+    from mtvcrafter_server.client import Client, ServerError
+
+    def on_event(event: dict) -> None:
+        with state.lock:
+            state.status, state.phase = event.get("status", ""), event.get("phase", "")
+            state.progress, state.message = float(event.get("progress", 0.0)), event.get("message", "")
+            state.eta_s = event.get("eta_s")
+            if state.cancel_requested and state.job_id:
+                client.cancel(state.job_id)
+                state.cancel_requested = False
+
+    try:
+        with Client(url, token=token, timeout=timeout) as client:
+            job = client.submit(motion, reference, params)
+            with state.lock:
+                state.job_id, state.status = job["id"], job["status"]
+            final = job
+            if job["status"] not in ("succeeded", "failed", "cancelled"):
+                for event in client.events(job["id"]):
+                    on_event(event)
+                final = client.job(job["id"])
+            if final["status"] != "succeeded":
+                raise ServerError(f"the job {final['status']}: {final['message']}")
+            client.download(job["id"], out)
+        with state.lock:
+            state.result, state.status = str(out), "succeeded"
+    except ServerError as exc:
+        with state.lock:
+            state.error, state.status = str(exc), state.status if state.status == "cancelled" else "failed"
+
+
+def free_channel(strips, frame_start: int, frame_end: int) -> int:
+    busy = {s.channel for s in strips if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
+    channel = 1
+    while channel in busy:
+        channel += 1
+    return channel
+
+
+def place_strip(context, state: JobState):
+    """The result as a movie strip at the motion's first frame, on a free channel, at the scene's fps."""
+    scene = getattr(context, "sequencer_scene", None) or context.scene
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
+    end = state.frame_start + state.frames
+    channel = free_channel(list(strips), state.frame_start, end)
+    name = f"{state.armature} {state.job_id[:8]}"
+    prefetch = scene.render.use_sequencer_prefetch if hasattr(scene.render, "use_sequencer_prefetch") else None
+    if prefetch:
+        scene.render.use_sequencer_prefetch = False
+    try:
+        strip = strips.new_movie(name=name, filepath=state.result, channel=channel, frame_start=state.frame_start)
+    finally:
+        if prefetch:
+            scene.render.use_sequencer_prefetch = True
+    return strip
+
+
+class MTVCRAFTER_OT_animate(bpy.types.Operator):
+    """Send the active SMPL armature's motion and the reference image to the MTVCrafter server, and put the
+    video in the sequencer at the motion's first frame"""
+
+    bl_idname = "mtvcrafter.animate"
+    bl_label = "Animate"
+    bl_options = {"REGISTER"}
+
+    wait: BoolProperty(name="Wait", description="Block until the strip is placed (scripts and tests)", default=False)
+
+    @classmethod
+    def poll(cls, context):
+        return smpl_armature(context) is not None and STATE.status not in ("queued", "running", "submitting")
+
+    def execute(self, context):
+        url, token, timeout = server_settings(context)
+        reason = check_network(url)
+        if reason:
+            self.report({"ERROR"}, reason)
+            return {"CANCELLED"}
+        scene = context.scene
+        armature = smpl_armature(context)
+        tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))
+        try:
+            motion = motion_from_scene(context, armature)
+            reference = reference_path(context, tmp)
+        except MotionError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        params = {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
+        if scene.mtvcrafter_backend != "DEFAULT":
+            params["backend"] = scene.mtvcrafter_backend
+        folder = output_folder(context)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
+        global STATE
+        STATE = JobState(
+            status="submitting", frame_start=scene.frame_start, frames=motion.num_frames, armature=armature.name
+        )
+        args = (url, token, timeout, motion, reference, out, params, STATE)
+        if self.wait:
+            run_job(*args)
+            return self._finish(context)
+        threading.Thread(target=run_job, args=args, daemon=True).start()
+        bpy.app.timers.register(_poll_job, first_interval=0.5)
+        self.report({"INFO"}, "sent to the MTVCrafter server")
+        return {"FINISHED"}
+
+    def _finish(self, context):
+        if STATE.error or not STATE.result:
+            self.report({"ERROR"}, STATE.error or "the job ended without a result")
+            return {"CANCELLED"}
+        strip = place_strip(context, STATE)
+        self.report({"INFO"}, f"{strip.name}: {STATE.frames} frames from frame {STATE.frame_start}")
+        return {"FINISHED"}
+
+
+def _poll_job():
+    """Timer: refresh the UI while the job runs; place the strip when it is done."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
+                area.tag_redraw()
+    with STATE.lock:
+        done = bool(STATE.result or STATE.error) or STATE.status == "cancelled"
+    if not done:
+        return 0.5
+    if STATE.result and not STATE.error:
+        place_strip(bpy.context, STATE)
+    return None
+
+
+class MTVCRAFTER_OT_cancel(bpy.types.Operator):
+    """Cancel the running MTVCrafter job on the server"""
+
+    bl_idname = "mtvcrafter.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return STATE.status in ("submitting", "queued", "running")
+
+    def execute(self, context):
+        with STATE.lock:
+            STATE.cancel_requested = True
+        return {"FINISHED"}
+
+
+class MTVCRAFTER_PT_panel(bpy.types.Panel):
+    bl_label = "MTVCrafter"
+    bl_idname = "MTVCRAFTER_PT_panel"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "MTVCrafter"
+
+    def draw(self, context):
+        scene, layout = context.scene, self.layout
+        layout.prop(scene, "mtvcrafter_reference")
+        layout.prop(scene, "mtvcrafter_reference_image")
+        layout.prop(scene, "mtvcrafter_backend")
+        row = layout.row(align=True)
+        row.prop(scene, "mtvcrafter_width")
+        row.prop(scene, "mtvcrafter_height")
+        row = layout.row(align=True)
+        row.operator(MTVCRAFTER_OT_animate.bl_idname, icon="RENDER_ANIMATION")
+        row.operator(MTVCRAFTER_OT_cancel.bl_idname, icon="CANCEL")
+        if STATE.status:
+            eta = f", {STATE.eta_s:.0f} s left" if STATE.eta_s else ""
+            layout.label(text=f"{STATE.status} · {STATE.phase} {STATE.progress * 100:.0f}%{eta}")
+            if STATE.error:
+                layout.label(text=STATE.error[:120], icon="ERROR")
+
+
+class MTVCrafterPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    server_url: StringProperty(name="Server", default="http://127.0.0.1:8765")
+    token: StringProperty(name="Access token", subtype="PASSWORD", default="")
+    timeout: bpy.props.FloatProperty(name="Timeout (s)", default=30.0, min=1.0, max=600.0)
+    output_dir: StringProperty(
+        name="Output folder",
+        subtype="DIR_PATH",
+        default="",
+        description="Where videos are saved (default: a folder beside the .blend file)",
+    )
+
+    def draw(self, context):
+        for name in ("server_url", "token", "timeout", "output_dir"):
+            self.layout.prop(self, name)
+
+
+CLASSES = (MTVCrafterPreferences, MTVCRAFTER_OT_animate, MTVCRAFTER_OT_cancel, MTVCRAFTER_PT_panel)
+SCENE_PROPS = {
+    "mtvcrafter_reference": StringProperty(name="Reference", subtype="FILE_PATH", description="Reference image file"),
+    "mtvcrafter_reference_image": bpy.props.PointerProperty(name="Image", type=bpy.types.Image),
+    "mtvcrafter_backend": EnumProperty(name="Backend", items=BACKENDS, default="DEFAULT"),
+    "mtvcrafter_width": bpy.props.IntProperty(name="Width", default=512, min=16, max=2048, step=16),
+    "mtvcrafter_height": bpy.props.IntProperty(name="Height", default=512, min=16, max=2048, step=16),
+}
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    for name, prop in SCENE_PROPS.items():
+        setattr(bpy.types.Scene, name, prop)
+
+
+def unregister():
+    for name in SCENE_PROPS:
+        delattr(bpy.types.Scene, name)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

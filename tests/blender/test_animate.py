@@ -1,0 +1,107 @@
+"""Animate in blocking mode against a real server on loopback (the preview backend): one movie strip at the
+motion's first frame with the motion's length; with the server stopped, a clear error and no strip."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import bpy
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_PYTHON = ROOT / ".venv" / "bin" / "python"  # the server runs in the main environment, as it would
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not SERVER_PYTHON.exists():
+        pytest.skip("the main environment (.venv) is needed to run the server")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("server")
+    log = open(folder / "log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [str(SERVER_PYTHON), "-m", "mtvcrafter", "serve", "--port", str(port), "--data-dir", str(folder / "data")],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(autouse=True)
+def addon():
+    import mtvcrafter_bridge
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    mtvcrafter_bridge.register()
+    yield
+    mtvcrafter_bridge.unregister()
+
+
+def strips(scene):
+    editor = scene.sequence_editor
+    return list(editor.strips) if editor is not None else []
+
+
+def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40):
+    import mtvcrafter_bridge.animate as animate
+
+    animate.server_settings = lambda context: (url, None, 30.0)  # no preferences outside the extension system
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=0) == {"FINISHED"}
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = start, start + frames - 1
+    scene.mtvcrafter_reference = str(reference_image)
+    scene.mtvcrafter_backend = "preview"
+    scene.mtvcrafter_width, scene.mtvcrafter_height = 128, 96
+    return scene
+
+
+def test_blocking_animate_adds_one_strip_at_the_first_frame(server, sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=10, frames=40)
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    placed = strips(scene)
+    assert len(placed) == 1
+    strip = placed[0]
+    assert strip.type == "MOVIE" and strip.frame_final_start == 10
+    assert strip.frame_final_duration == 40  # one video frame per scene frame: the scene's fps
+    assert Path(strip.filepath).is_file()
+    # a second run goes on a free channel, never over the first strip
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    channels = sorted(s.channel for s in strips(scene))
+    assert len(channels) == 2 and channels[0] != channels[1]
+
+
+def test_with_the_server_stopped_there_is_an_error_and_no_strip(sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{free_port()}", tmp_path)
+    with pytest.raises(RuntimeError, match="cannot reach the server"):
+        bpy.ops.mtvcrafter.animate(wait=True)
+    assert strips(scene) == []
+
+
+def test_a_remote_server_needs_online_access(sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, "http://192.0.2.10:8765", tmp_path)
+    assert not bpy.app.online_access
+    with pytest.raises(RuntimeError, match="online access"):
+        bpy.ops.mtvcrafter.animate(wait=True)
+    assert strips(scene) == []
