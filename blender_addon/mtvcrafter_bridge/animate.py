@@ -200,7 +200,7 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
         out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
         global STATE
         STATE = JobState(
-            status="submitting", frame_start=scene.frame_start, frames=motion.num_frames, armature=armature.name
+            status="submitting", frame_start=motion.frame_start, frames=motion.num_frames, armature=armature.name
         )
         args = (url, token, timeout, motion, reference, out, params, STATE)
         if self.wait:
@@ -269,11 +269,19 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator(MTVCRAFTER_OT_animate.bl_idname, icon="RENDER_ANIMATION")
         row.operator(MTVCRAFTER_OT_cancel.bl_idname, icon="CANCEL")
+        layout.operator("mtvcrafter.check_motion", icon="VIEWZOOM")
+        if "mtvcrafter_check" in scene:
+            layout.label(text=str(scene["mtvcrafter_check"])[:120])
         if STATE.status:
             eta = f", {STATE.eta_s:.0f} s left" if STATE.eta_s else ""
             layout.label(text=f"{STATE.status} · {STATE.phase} {STATE.progress * 100:.0f}%{eta}")
             if STATE.error:
                 layout.label(text=STATE.error[:120], icon="ERROR")
+
+
+class MTVCRAFTER_PT_sequencer_panel(MTVCRAFTER_PT_panel):
+    bl_idname = "MTVCRAFTER_PT_sequencer_panel"
+    bl_space_type = "SEQUENCE_EDITOR"
 
 
 class MTVCrafterPreferences(bpy.types.AddonPreferences):
@@ -294,7 +302,86 @@ class MTVCrafterPreferences(bpy.types.AddonPreferences):
             self.layout.prop(self, name)
 
 
-CLASSES = (MTVCrafterPreferences, MTVCRAFTER_OT_animate, MTVCRAFTER_OT_cancel, MTVCRAFTER_PT_panel)
+def worst_joints(errors: list[float], count: int = 3) -> str:
+    from mtvcrafter.motion import JOINT_NAMES
+
+    order = sorted(range(len(errors)), key=lambda j: -errors[j])[:count]
+    return ", ".join(f"{JOINT_NAMES[j]} {errors[j]:.0f} mm" for j in order)
+
+
+class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
+    """Show what the video model will see: the motion tokenizer's vq loss and worst joints, and optionally its
+    reconstruction as a ghost armature"""
+
+    bl_idname = "mtvcrafter.check_motion"
+    bl_label = "Check Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    ghost: BoolProperty(name="Ghost armature", description="Add the reconstruction as a second armature", default=True)
+
+    @classmethod
+    def poll(cls, context):
+        return smpl_armature(context) is not None
+
+    def execute(self, context):
+        from mtvcrafter.motion import Motion
+        from mtvcrafter_server.client import Client, ServerError
+
+        from .armature import build_armature
+
+        url, token, timeout = server_settings(context)
+        reason = check_network(url)
+        if reason:
+            self.report({"ERROR"}, reason)
+            return {"CANCELLED"}
+        armature = smpl_armature(context)
+        try:
+            motion = motion_from_scene(context, armature)
+            with Client(url, token=token, timeout=max(timeout, 120.0)) as client:
+                result = client.tokenize(motion, reconstruction=self.ghost)
+        except (MotionError, ServerError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        scene = context.scene
+        scene["mtvcrafter_vq_loss"] = result["vq_loss"]
+        scene["mtvcrafter_mpjpe_mm"] = result["mpjpe_mm"]
+        summary = (
+            f"vq loss {result['vq_loss']:.3f}, reconstruction error {result['mpjpe_mm']:.1f} mm; worst: "
+            f"{worst_joints(result['joint_error_mm'])}"
+        )
+        scene["mtvcrafter_check"] = summary
+        if self.ghost and result.get("reconstruction_mm"):
+            import numpy as np
+
+            joints = np.asarray(result["reconstruction_mm"], dtype=np.float32)
+            ghost_motion = Motion(
+                joints=joints,
+                fps=motion.fps,
+                image_size=motion.image_size,
+                fov_deg=motion.fov_deg,
+                frame_start=motion.frame_start,
+                name=f"{armature.name} ghost",
+            )
+            ghost, _, _ = build_armature(
+                context, ghost_motion, name=f"{armature.name}Ghost", frame_start=motion.frame_start, camera=scene.camera
+            )
+            ghost.show_in_front = True
+            ghost.data.display_type = "STICK"
+            ghost["mtvcrafter_ghost_of"] = armature.name
+            context.view_layer.objects.active = armature
+        level = "WARNING" if result.get("warning") else "INFO"
+        self.report({level}, summary)
+        return {"FINISHED"}
+
+
+CLASSES = (
+    MTVCrafterPreferences,
+    MTVCRAFTER_OT_animate,
+    MTVCRAFTER_OT_cancel,
+    MTVCRAFTER_OT_check_motion,
+    MTVCRAFTER_PT_panel,
+    MTVCRAFTER_PT_sequencer_panel,
+)
 SCENE_PROPS = {
     "mtvcrafter_reference": StringProperty(name="Reference", subtype="FILE_PATH", description="Reference image file"),
     "mtvcrafter_reference_image": bpy.props.PointerProperty(name="Image", type=bpy.types.Image),

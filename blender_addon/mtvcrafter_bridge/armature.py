@@ -87,11 +87,13 @@ def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
     return camera
 
 
-def build_armature(context, motion: Motion, name: str | None = None, frame_start: int | None = None):
-    """An editable SMPL-24 armature keyed with the motion (IK fit), and its camera. Returns (armature, camera, fit)."""
+def build_armature(context, motion: Motion, name: str | None = None, frame_start: int | None = None, camera=None):
+    """An editable SMPL-24 armature keyed with the motion (IK fit), and its camera. Returns (armature, camera, fit).
+
+    ``camera``: place the motion as seen by this existing camera (no new camera, scene settings kept)."""
     scene = context.scene
     fit = inverse_kinematics(motion.joints, mode="fit")
-    placement = camera_for_motion(motion.joints)
+    placement = camera_placement(camera) if camera is not None else camera_for_motion(motion.joints)
     name = name or (motion.name or "SMPL")
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)
@@ -132,6 +134,8 @@ def build_armature(context, motion: Motion, name: str | None = None, frame_start
     channels += [(root_path, k, JOINT_NAMES[0], location[:, k]) for k in range(3)]
     write_keys(obj, frames, channels)
 
+    if camera is not None:
+        return obj, camera, fit
     camera = ensure_camera(scene, motion, placement, f"{name}Camera")
     obj["mtvcrafter_camera_name"] = camera.name
     obj["mtvcrafter_fps"] = float(motion.fps)

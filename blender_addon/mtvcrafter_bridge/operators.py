@@ -51,12 +51,20 @@ def smpl_armature(context):
     return None
 
 
+def frame_range(scene) -> tuple[int, int]:
+    """The preview range when it is on, else the scene's."""
+    if scene.use_preview_range:
+        return scene.frame_preview_start, scene.frame_preview_end
+    return scene.frame_start, scene.frame_end
+
+
 def motion_from_scene(context, obj) -> Motion:
-    """The active SMPL armature over the scene's frame range, through the scene camera."""
+    """The SMPL armature over the scene's (or preview) frame range, through the scene camera."""
     scene = context.scene
     if scene.camera is None:
         raise MotionError("the scene has no camera: the motion is exported through the scene camera")
-    joints = export_joints(context, obj, scene.camera, scene.frame_start, scene.frame_end)
+    start, end = frame_range(scene)
+    joints = export_joints(context, obj, scene.camera, start, end)
     fps = scene.render.fps / scene.render.fps_base
     data = scene.camera.data
     size = (scene.render.resolution_y, scene.render.resolution_x)
@@ -66,7 +74,7 @@ def motion_from_scene(context, obj) -> Motion:
         fps=fps,
         image_size=size,
         fov_deg=fov,
-        frame_start=scene.frame_start,
+        frame_start=start,
         name=obj.name,
         source=bpy.data.filepath or "blender",
         source_format="array",

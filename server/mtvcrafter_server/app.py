@@ -87,6 +87,7 @@ class TokenizeResult(BaseModel):
     mpjpe_mm: float
     joint_error_mm: list[float]
     warning: str | None
+    reconstruction_mm: list[list[list[float]]] | None = None
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -193,7 +194,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         return out
 
     @app.post("/v1/tokenize", response_model=TokenizeResult, tags=["motion"])
-    def tokenize(motion: Annotated[UploadFile, File(description="our .npz or JSON motion")]):
+    def tokenize(
+        motion: Annotated[UploadFile, File(description="our .npz or JSON motion")],
+        reconstruction: bool = False,
+    ):
         try:
             tokenizer = backends["preview"].tokenizer()
         except Exception as exc:  # a missing or unreadable checkpoint: the server's setting, not the request
@@ -216,6 +220,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "mpjpe_mm": result.mpjpe_mm,
             "joint_error_mm": [float(v) for v in result.joint_error_mm],
             "warning": warning,
+            "reconstruction_mm": result.reconstruction_mm.round(2).tolist() if reconstruction else None,
         }
 
     @app.post("/v1/jobs", status_code=202, response_model=JobInfo, tags=["jobs"])

@@ -71,6 +71,16 @@ class Client:
                 }
                 return self._request("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)}).json()
 
+    def tokenize(self, motion: Motion, reconstruction: bool = False) -> dict:
+        """4DMoT codes, vq loss and per-joint error of a motion (and its reconstruction, if asked)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "motion.npz"
+            save_motion(motion, path)
+            with open(path, "rb") as m:
+                files = {"motion": ("motion.npz", m, "application/octet-stream")}
+                params = {"reconstruction": "true"} if reconstruction else {}
+                return self._request("POST", "/v1/tokenize", files=files, params=params).json()
+
     def job(self, job_id: str) -> dict:
         return self._request("GET", f"/v1/jobs/{job_id}").json()
 

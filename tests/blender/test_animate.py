@@ -29,9 +29,30 @@ def server(tmp_path_factory):
         pytest.skip("the main environment (.venv) is needed to run the server")
     port = free_port()
     folder = tmp_path_factory.mktemp("server")
+    tokenizer = folder / "tokenizer"  # a tiny random 4DMoT, for /v1/tokenize
+    subprocess.run(
+        [
+            str(SERVER_PYTHON),
+            "-c",
+            "import sys; from mtvcrafter.dit.tiny import tiny_tokenizer; tiny_tokenizer().save_pretrained(sys.argv[1])",
+            str(tokenizer),
+        ],
+        check=True,
+    )
     log = open(folder / "log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [str(SERVER_PYTHON), "-m", "mtvcrafter", "serve", "--port", str(port), "--data-dir", str(folder / "data")],
+        [
+            str(SERVER_PYTHON),
+            "-m",
+            "mtvcrafter",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(folder / "data"),
+            "--tokenizer",
+            str(tokenizer),
+        ],
         stdout=log,
         stderr=log,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
@@ -105,3 +126,30 @@ def test_a_remote_server_needs_online_access(sample_pkl, reference_image, tmp_pa
     with pytest.raises(RuntimeError, match="online access"):
         bpy.ops.mtvcrafter.animate(wait=True)
     assert strips(scene) == []
+
+
+def test_check_motion_reports_the_tokenizer_view_and_adds_a_ghost(server, sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=49)
+    original = bpy.context.active_object
+    assert bpy.ops.mtvcrafter.check_motion(ghost=True) == {"FINISHED"}
+    assert isinstance(scene["mtvcrafter_vq_loss"], float) and scene["mtvcrafter_mpjpe_mm"] > 0
+    assert "worst:" in scene["mtvcrafter_check"]
+    ghosts = [o for o in bpy.data.objects if o.get("mtvcrafter_ghost_of") == original.name]
+    assert len(ghosts) == 1
+    ghost = ghosts[0]
+    assert len(ghost.data.bones) == 24 and ghost.show_in_front
+    action = ghost.animation_data.action
+    from bpy_extras import anim_utils
+
+    curves = anim_utils.action_get_channelbag_for_slot(action, ghost.animation_data.action_slot).fcurves
+    assert len(curves[0].keyframe_points) == 49
+    assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1  # placed through the scene camera
+
+
+def test_the_preview_range_is_what_gets_animated(server, sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=120)
+    scene.use_preview_range = True
+    scene.frame_preview_start, scene.frame_preview_end = 30, 59
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    (strip,) = strips(scene)
+    assert (strip.frame_final_start, strip.frame_final_duration) == (30, 30)
