@@ -633,7 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train_tokenizer)
 
     bench = commands.add_parser("bench", help="benchmarks against baselines measured in the same run")
-    bench.add_argument("suite", choices=("motion", "tokenizer", "dit", "server"), help="what to measure")
+    bench.add_argument(
+        "suite",
+        choices=("motion", "tokenizer", "dit", "server", "blender"),
+        help="what to measure (blender: run "
+        "with Blender's Python, .venv-blender/bin/python -m mtvcrafter bench blender)",
+    )
     bench.add_argument(
         "--size",
         choices=("full", "small", "tiny"),

@@ -79,3 +79,20 @@ def test_camera_puts_the_lowest_joint_on_the_floor(sample_motions):
     assert abs(world[..., 2].min()) < 1e-6
     assert np.all(world[..., 1] > 0)  # in front of the camera (it looks along +Y)
     np.testing.assert_allclose(world_to_camera_mm(world, camera), motion.joints, atol=1e-3)
+
+
+def test_bvh_euler_angles_rebuild_the_rotations():
+    from mtvcrafter.motion.bvh import matrix_to_euler_zxy
+
+    rotations = random_rotations(200, seed=5)
+    z, x, y = np.radians(matrix_to_euler_zxy(rotations)).T
+
+    def axis(angle, i):
+        c, s = np.cos(angle), np.sin(angle)
+        m = np.zeros((len(angle), 3, 3))
+        j, k = [(1, 2), (2, 0), (0, 1)][i]
+        m[:, i, i] = 1
+        m[:, j, j], m[:, j, k], m[:, k, j], m[:, k, k] = c, -s, s, c
+        return m
+
+    np.testing.assert_allclose(axis(z, 2) @ axis(x, 0) @ axis(y, 1), rotations, atol=1e-9)

@@ -8,12 +8,13 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from mtvcrafter.motion import Motion, inverse_kinematics
+from mtvcrafter.motion import Motion
 from mtvcrafter.motion.rig import (
     CameraPlacement,
     camera_for_motion,
     pose_channels,
     rest_bones,
+    skeleton_of,
     world_to_camera_mm,
 )
 from mtvcrafter.motion.skeleton import JOINT_NAMES, NUM_JOINTS
@@ -58,14 +59,15 @@ def write_keys(obj, frames: np.ndarray, channels: list[tuple[str, int, str, np.n
     count = len(frames)
     co = np.empty(2 * count, dtype=np.float32)
     co[0::2] = frames
-    linear = np.full(count, 1, dtype=np.int32)  # 'LINEAR': one key per frame, exact on every frame
+    # Blender's default interpolation: with a key on every frame it passes through every key exactly,
+    # and stays smooth between frames (motion blur, retiming)
     for curve, (_, _, _, values) in zip(curves, channels, strict=True):
-        curve.keyframe_points.clear()
+        if len(curve.keyframe_points):
+            curve.keyframe_points.clear()
         curve.keyframe_points.add(count)
         co[1::2] = values
         curve.keyframe_points.foreach_set("co", co)
-        curve.keyframe_points.foreach_set("interpolation", linear)
-        curve.update()
+        curve.update()  # sorted keys and computed handles, as if keyed by hand
 
 
 def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
@@ -92,7 +94,7 @@ def build_armature(context, motion: Motion, name: str | None = None, frame_start
 
     ``camera``: place the motion as seen by this existing camera (no new camera, scene settings kept)."""
     scene = context.scene
-    fit = inverse_kinematics(motion.joints, mode="fit")
+    fit = skeleton_of(motion)
     placement = camera_placement(camera) if camera is not None else camera_for_motion(motion.joints)
     name = name or (motion.name or "SMPL")
     data = bpy.data.armatures.new(name)
@@ -120,7 +122,8 @@ def build_armature(context, motion: Motion, name: str | None = None, frame_start
 
     rest_rot = np.array([[list(r) for r in data.bones[n].matrix_local.to_3x3()] for n in JOINT_NAMES])
     rest_heads = np.array([list(data.bones[n].head_local) for n in JOINT_NAMES])
-    quats, location = pose_channels(fit, rest_rot, rest_heads, placement)
+    own = motion.rotations if motion.rotations is not None and motion.rest_offsets is not None else None
+    quats, location = pose_channels(fit, rest_rot, rest_heads, placement, local_quaternions=own)
     for pose_bone in obj.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
 

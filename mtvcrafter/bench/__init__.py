@@ -61,6 +61,12 @@ def run_benchmarks(suite: str, quick: bool = False, size: str | None = None, com
 
         rows = tokenizer_benchmarks(quick=quick)
         print_table("mtvcrafter bench tokenizer (full size, random weights, fp32)", rows)
+    elif suite == "blender":
+        from .blender import blender_benchmarks, print_blender_table
+
+        blender_rows, ratio, met = blender_benchmarks(quick=quick)
+        print_blender_table(blender_rows, ratio, met)
+        return 0 if met else 1
     elif suite == "server":
         from .server import print_server_table, server_benchmark
 

@@ -103,6 +103,27 @@ def rest_bones(rest_offsets_mm: np.ndarray) -> list[tuple[str, int, np.ndarray, 
     return bones
 
 
+def skeleton_of(motion) -> SkeletonFit:
+    """The rotations that pose a motion: its own (``rotations``, ``rest_offsets``, ``root_translation``,
+    e.g. from AMASS, BVH or a saved fit) when it carries them, else an inverse-kinematics fit."""
+    from .kinematics import inverse_kinematics
+    from .rotations import quaternion_to_matrix
+
+    if motion.rotations is not None and motion.rest_offsets is not None and motion.root_translation is not None:
+        local = quaternion_to_matrix(motion.rotations)
+        fit = SkeletonFit(
+            "fit",
+            np.asarray(motion.rest_offsets, np.float64),
+            local,
+            np.asarray(motion.root_translation, np.float64),
+            None,
+            np.zeros(motion.joints.shape[:2]),
+        )
+        fit.error[:] = np.linalg.norm(fit.joints() - motion.joints, axis=-1)
+        return fit
+    return inverse_kinematics(motion.joints, mode="fit")
+
+
 def armature_global_rotations(fit: SkeletonFit, camera: CameraPlacement) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame global rotations of every joint in armature terms (identity = rest pose), and the
     root position in the world: ``(T, 24, 3, 3)``, ``(T, 3)`` metres."""
@@ -112,22 +133,47 @@ def armature_global_rotations(fit: SkeletonFit, camera: CameraPlacement) -> tupl
     return rotations, root
 
 
+def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (w, x, y, z) quaternions, broadcast."""
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
+
+
 def pose_channels(
-    fit: SkeletonFit, rest_rotations: np.ndarray, rest_heads: np.ndarray, camera: CameraPlacement
+    fit: SkeletonFit,
+    rest_rotations: np.ndarray,
+    rest_heads: np.ndarray,
+    camera: CameraPlacement,
+    local_quaternions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Basis quaternions ``(T, 24, 4)`` (w, x, y, z; sign-continuous over time) and the root bone's
     location ``(T, 3)`` that pose the armature as the fitted motion.
 
     ``rest_rotations``: ``(24, 3, 3)`` each bone's rest rotation in armature space (Blender's
-    ``bone.matrix_local``); ``rest_heads``: ``(24, 3)`` rest head positions.
+    ``bone.matrix_local``); ``rest_heads``: ``(24, 3)`` rest head positions; ``local_quaternions``:
+    the fit's local rotations as quaternions, if already at hand.
+
+    A joint's basis depends only on its own local rotation ``L``: ``M_i = C_i L_i C_iᵀ`` with the
+    constant ``C_i = R_iᵀ B`` (``B``: body frame → Blender), and for the root ``M_0 = R_0ᵀ A L_0 Bᵀ R_0``
+    (``A``: camera → world); so no forward kinematics is needed, only quaternion products.
     """
     rest = np.asarray(rest_rotations, dtype=np.float64)
-    global_rot, root = armature_global_rotations(fit, camera)
-    parent_rot = global_rot[:, [max(PARENTS[j], 0) for j in range(NUM_JOINTS)]]
-    parent_rot[:, 0] = np.eye(3)
-    relative = np.swapaxes(parent_rot, -1, -2) @ global_rot
-    basis = np.swapaxes(rest, -1, -2)[None] @ relative @ rest[None]
-    quats = matrix_to_quaternion(basis)
+    local = local_quaternions if local_quaternions is not None else matrix_to_quaternion(fit.local_rotations)
+    local = np.asarray(local, dtype=np.float64)
+    left = matrix_to_quaternion(np.swapaxes(rest, -1, -2) @ BODY_TO_BLENDER)  # C_i, (24, 4)
+    right = left * np.array([1.0, -1.0, -1.0, -1.0])  # C_iᵀ
+    left[0] = matrix_to_quaternion(rest[0].T @ camera.rotation)
+    quats = _qmul(_qmul(left[None], local), right[None])
+    root = camera_to_world_m(fit.root_translation, camera)
     flips = np.sum(quats[1:] * quats[:-1], axis=-1) < 0
     signs = np.cumprod(np.where(np.concatenate([np.zeros((1, NUM_JOINTS), bool), flips]), -1.0, 1.0), axis=0)
     quats = quats * signs[..., None]

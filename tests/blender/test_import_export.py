@@ -113,3 +113,25 @@ def test_import_of_a_10000_frame_motion(clean_scene, sample_pkl, tmp_path):
     elapsed = time.perf_counter() - start
     report(HEADING, f"10,000-frame import: {elapsed:.2f} s")
     assert len(fcurves_of(bpy.context.active_object)[0].keyframe_points) == 10_000
+
+
+def test_blenders_bvh_importer_reads_our_bvh_of_the_same_skeleton(clean_scene, sample_motions, tmp_path):
+    from dataclasses import replace
+
+    from mtvcrafter.motion import inverse_kinematics
+    from mtvcrafter.motion.bvh import write_bvh
+    from mtvcrafter.motion.rotations import matrix_to_quaternion
+
+    motion = sample_motions[4]
+    fit = inverse_kinematics(motion.joints)
+    rotated = replace(
+        motion,
+        rotations=matrix_to_quaternion(fit.local_rotations),
+        root_translation=fit.root_translation,
+        rest_offsets=fit.rest_offsets,
+    )
+    path = write_bvh(rotated, tmp_path / "m.bvh")
+    assert bpy.ops.import_anim.bvh(filepath=str(path)) == {"FINISHED"}
+    armature = bpy.context.active_object
+    assert sorted(b.name for b in armature.data.bones) == sorted(JOINT_NAMES)
+    assert len(fcurves_of(armature)[0].keyframe_points) == motion.num_frames
