@@ -50,9 +50,11 @@ class DataFolder:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def lock(self) -> None:
-        """Hold an exclusive lock on the folder for the life of the process."""
-        import fcntl
-
+        """Hold an exclusive lock on the folder for the life of the process (where the OS has flock)."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; one server per folder is then up to the user
+            return
         self._lock_file = open(self.root / ".lock", "w")  # noqa: SIM115 - held open on purpose
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
