@@ -70,23 +70,49 @@ def write_keys(obj, frames: np.ndarray, channels: list[tuple[str, int, str, np.n
         curve.update()  # sorted keys and computed handles, as if keyed by hand
 
 
+def _matching_camera(scene, angle: float, matrix: Matrix):
+    """One of our cameras in the scene with this field of view and placement, if any."""
+    for obj in scene.objects:
+        if obj.type == "CAMERA" and obj.get(CAMERA_TAG) and abs(obj.data.angle - angle) < 1e-6:
+            if all(
+                abs(a - b) < 1e-5
+                for row_a, row_b in zip(obj.matrix_world, matrix, strict=True)
+                for a, b in zip(row_a, row_b, strict=True)
+            ):
+                return obj
+    return None
+
+
 def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
-    """A camera matching the motion's: field of view on the larger side, render size = source video size."""
+    """A camera matching the motion's (field of view on the larger side, render size = source video size):
+    an existing one of ours with the same view, else a new one."""
+    angle = math.radians(motion.fov_deg or DEFAULT_FOV_DEG)
+    rotation = Matrix(placement.blender_rotation.tolist()).to_4x4()
+    matrix = Matrix.Translation(Vector(placement.position.tolist())) @ rotation
+    existing = _matching_camera(scene, angle, matrix)
+    if existing is not None:
+        if scene.camera is None:
+            scene.camera = existing
+        _set_resolution(scene, motion)
+        return existing
     data = bpy.data.cameras.new(name)
     data.sensor_fit = "AUTO"
-    data.angle = math.radians(motion.fov_deg or DEFAULT_FOV_DEG)
+    data.angle = angle
     camera = bpy.data.objects.new(name, data)
     scene.collection.objects.link(camera)
-    rotation = Matrix(placement.blender_rotation.tolist()).to_4x4()
-    camera.matrix_world = Matrix.Translation(Vector(placement.position.tolist())) @ rotation
+    camera.matrix_world = matrix
     camera[CAMERA_TAG] = True
     if scene.camera is None:
         scene.camera = camera
+    _set_resolution(scene, motion)
+    return camera
+
+
+def _set_resolution(scene, motion: Motion) -> None:
     if motion.image_size is not None:
         height, width = motion.image_size
         scene.render.resolution_x, scene.render.resolution_y = int(width), int(height)
         scene.render.resolution_percentage = 100
-    return camera
 
 
 def build_armature(context, motion: Motion, name: str | None = None, frame_start: int | None = None, camera=None):

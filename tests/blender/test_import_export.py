@@ -91,6 +91,10 @@ def test_a_second_import_adds_a_new_armature_and_undo_is_available(clean_scene, 
     second = bpy.context.active_object.name
     assert first != second and first in bpy.data.objects and second in bpy.data.objects
     assert len(fcurves_of(bpy.data.objects[first])[0].keyframe_points) == 127  # untouched by the second import
+    cameras = [o for o in bpy.data.objects if o.type == "CAMERA"]
+    assert len(cameras) == 2  # clips 0 and 1 were filmed differently
+    bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=0)
+    assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 2  # the same view: its camera is reused
     assert "UNDO" in bpy.types.IMPORT_ANIM_OT_mtvcrafter_motion.bl_options
 
 
