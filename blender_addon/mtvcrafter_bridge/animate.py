@@ -43,6 +43,9 @@ class JobState:
     frames: int = 0
     armature: str = ""
     cancel_requested: bool = False
+    blend_file: str = ""
+    url: str = ""
+    token: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -61,10 +64,21 @@ def server_settings(context) -> tuple[str, str | None, float]:
     return prefs.server_url, prefs.token or None, prefs.timeout
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_network(url: str) -> str | None:
     """A reason not to contact ``url``, or None: non-loopback servers need Blender's online access."""
     host = (urlparse(url).hostname or "").lower()
-    if host not in LOOPBACK and not bpy.app.online_access:
+    if not is_loopback(host) and not bpy.app.online_access:
         return (
             f"{url} is not on this machine and Blender's online access is off "
             "(Preferences › System › Network › Allow Online Access)"
@@ -112,15 +126,15 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
             state.status, state.phase = event.get("status", ""), event.get("phase", "")
             state.progress, state.message = float(event.get("progress", 0.0)), event.get("message", "")
             state.eta_s = event.get("eta_s")
-            if state.cancel_requested and state.job_id:
-                client.cancel(state.job_id)
-                state.cancel_requested = False
 
     try:
         with Client(url, token=token, timeout=timeout) as client:
             job = client.submit(motion, reference, params)
             with state.lock:
                 state.job_id, state.status = job["id"], job["status"]
+                cancel = state.cancel_requested
+            if cancel:
+                cancel_job(url, token, job["id"])
             final = job
             if job["status"] not in ("succeeded", "failed", "cancelled"):
                 for event in client.events(job["id"]):
@@ -134,6 +148,20 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
     except ServerError as exc:
         with state.lock:
             state.error, state.status = str(exc), state.status if state.status == "cancelled" else "failed"
+    except Exception as exc:  # anything else (a file, a proxy's answer, …): one message, never a stuck job
+        with state.lock:
+            state.error, state.status = f"{type(exc).__name__}: {exc}", "failed"
+
+
+def cancel_job(url: str, token: str | None, job_id: str) -> None:
+    """DELETE the job (on its own connection; a job that already ended is fine)."""
+    from mtvcrafter_server.client import Client, ServerError
+
+    try:
+        with Client(url, token=token, timeout=10.0) as client:
+            client.cancel(job_id)
+    except ServerError:
+        pass
 
 
 def free_channel(strips, frame_start: int, frame_end: int) -> int:
@@ -146,21 +174,29 @@ def free_channel(strips, frame_start: int, frame_end: int) -> int:
 
 def place_strip(context, state: JobState):
     """The result as a movie strip at the motion's first frame, on a free channel, at the scene's fps."""
-    scene = getattr(context, "sequencer_scene", None) or context.scene
+    scene = target_scene(context)
     editor = scene.sequence_editor or scene.sequence_editor_create()
     strips = editor.strips if hasattr(editor, "strips") else editor.sequences
     end = state.frame_start + state.frames
     channel = free_channel(list(strips), state.frame_start, end)
     name = f"{state.armature} {state.job_id[:8]}"
-    prefetch = scene.render.use_sequencer_prefetch if hasattr(scene.render, "use_sequencer_prefetch") else None
+    prefetch = getattr(editor, "use_prefetch", False)
     if prefetch:
-        scene.render.use_sequencer_prefetch = False
+        editor.use_prefetch = False  # no frame being prefetched while the strip is added
     try:
         strip = strips.new_movie(name=name, filepath=state.result, channel=channel, frame_start=state.frame_start)
     finally:
         if prefetch:
-            scene.render.use_sequencer_prefetch = True
+            editor.use_prefetch = True
     return strip
+
+
+def target_scene(context):
+    return getattr(context, "sequencer_scene", None) or context.scene
+
+
+def scene_fps(scene) -> float:
+    return scene.render.fps / scene.render.fps_base
 
 
 class MTVCRAFTER_OT_animate(bpy.types.Operator):
@@ -186,10 +222,19 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
         scene = context.scene
         armature = smpl_armature(context)
         tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))
+        target = target_scene(context)
+        if abs(scene_fps(target) - scene_fps(scene)) > 1e-6:
+            self.report(
+                {"ERROR"},
+                f"the sequencer scene {target.name!r} runs at {scene_fps(target):g} fps and this "
+                f"scene at {scene_fps(scene):g}: set them equal so the video plays at the right speed",
+            )
+            return {"CANCELLED"}
         try:
             motion = motion_from_scene(context, armature)
             reference = reference_path(context, tmp)
-        except MotionError as exc:
+            output_folder(context).mkdir(parents=True, exist_ok=True)
+        except (MotionError, RuntimeError, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         params = {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
@@ -200,14 +245,21 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
         out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
         global STATE
         STATE = JobState(
-            status="submitting", frame_start=motion.frame_start, frames=motion.num_frames, armature=armature.name
+            url=url,
+            token=token,
+            status="submitting",
+            frame_start=motion.frame_start,
+            frames=motion.num_frames,
+            armature=armature.name,
         )
         args = (url, token, timeout, motion, reference, out, params, STATE)
         if self.wait:
             run_job(*args)
             return self._finish(context)
+        STATE.blend_file = bpy.data.filepath
         threading.Thread(target=run_job, args=args, daemon=True).start()
-        bpy.app.timers.register(_poll_job, first_interval=0.5)
+        if not bpy.app.timers.is_registered(_poll_job):
+            bpy.app.timers.register(_poll_job, first_interval=0.5, persistent=True)
         self.report({"INFO"}, "sent to the MTVCrafter server")
         return {"FINISHED"}
 
@@ -216,6 +268,7 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
             self.report({"ERROR"}, STATE.error or "the job ended without a result")
             return {"CANCELLED"}
         strip = place_strip(context, STATE)
+        bpy.ops.ed.undo_push(message="MTVCrafter strip")
         self.report({"INFO"}, f"{strip.name}: {STATE.frames} frames from frame {STATE.frame_start}")
         return {"FINISHED"}
 
@@ -231,7 +284,14 @@ def _poll_job():
     if not done:
         return 0.5
     if STATE.result and not STATE.error:
-        place_strip(bpy.context, STATE)
+        if bpy.data.filepath != STATE.blend_file:
+            print(f"MTVCrafter: another file was opened; the video is in {STATE.result}")
+            return None
+        try:
+            place_strip(bpy.context, STATE)
+            bpy.ops.ed.undo_push(message="MTVCrafter strip")
+        except Exception as exc:  # shown in the panel rather than lost in the console
+            STATE.error = f"could not add the strip: {exc}"
     return None
 
 
@@ -248,6 +308,9 @@ class MTVCRAFTER_OT_cancel(bpy.types.Operator):
     def execute(self, context):
         with STATE.lock:
             STATE.cancel_requested = True
+            job_id = STATE.job_id
+        if job_id:  # otherwise the worker cancels as soon as the server gives the job an id
+            threading.Thread(target=cancel_job, args=(STATE.url, STATE.token, job_id), daemon=True).start()
         return {"FINISHED"}
 
 
@@ -315,7 +378,7 @@ class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
 
     bl_idname = "mtvcrafter.check_motion"
     bl_label = "Check Motion"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # not REGISTER: redoing it would ask the server again
 
     ghost: BoolProperty(name="Ghost armature", description="Add the reconstruction as a second armature", default=True)
 
@@ -353,6 +416,15 @@ class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
         if self.ghost and result.get("reconstruction_mm"):
             import numpy as np
 
+            mode = armature.mode
+            if mode != "OBJECT":
+                bpy.ops.object.mode_set(mode="OBJECT")
+            for old in [o for o in bpy.data.objects if o.get("mtvcrafter_ghost_of") == armature.name]:
+                data = old.data
+                bpy.data.objects.remove(old)
+                if data is not None and data.users == 0:
+                    bpy.data.armatures.remove(data)
+
             joints = np.asarray(result["reconstruction_mm"], dtype=np.float32)
             ghost_motion = Motion(
                 joints=joints,
@@ -369,6 +441,8 @@ class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
             ghost.data.display_type = "STICK"
             ghost["mtvcrafter_ghost_of"] = armature.name
             context.view_layer.objects.active = armature
+            if mode != "OBJECT":
+                bpy.ops.object.mode_set(mode=mode)
         level = "WARNING" if result.get("warning") else "INFO"
         self.report({level}, summary)
         return {"FINISHED"}
@@ -399,6 +473,8 @@ def register():
 
 
 def unregister():
+    if bpy.app.timers.is_registered(_poll_job):
+        bpy.app.timers.unregister(_poll_job)
     for name in SCENE_PROPS:
         delattr(bpy.types.Scene, name)
     for cls in reversed(CLASSES):

@@ -91,8 +91,7 @@ def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
     matrix = Matrix.Translation(Vector(placement.position.tolist())) @ rotation
     existing = _matching_camera(scene, angle, matrix)
     if existing is not None:
-        if scene.camera is None:
-            scene.camera = existing
+        scene.camera = existing
         _set_resolution(scene, motion)
         return existing
     data = bpy.data.cameras.new(name)
@@ -102,8 +101,7 @@ def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
     scene.collection.objects.link(camera)
     camera.matrix_world = matrix
     camera[CAMERA_TAG] = True
-    if scene.camera is None:
-        scene.camera = camera
+    scene.camera = camera  # the motion is seen, and exported, through it
     _set_resolution(scene, motion)
     return camera
 
@@ -164,6 +162,7 @@ def build_armature(context, motion: Motion, name: str | None = None, frame_start
     write_keys(obj, frames, channels)
 
     if camera is not None:
+        obj["mtvcrafter_camera_name"] = camera.name
         return obj, camera, fit
     camera = ensure_camera(scene, motion, placement, f"{name}Camera")
     obj["mtvcrafter_camera_name"] = camera.name
@@ -190,13 +189,14 @@ def camera_placement(camera) -> CameraPlacement:
 def export_joints(context, obj, camera, frame_start: int, frame_end: int) -> np.ndarray:
     """Evaluated bone heads (constraints, drivers, NLA included) through ``camera``: ``(T, 24, 3)`` mm."""
     scene = context.scene
-    placement = camera_placement(camera)
     current = scene.frame_current
     out = np.empty((frame_end - frame_start + 1, NUM_JOINTS, 3))
     try:
         for t, frame in enumerate(range(frame_start, frame_end + 1)):
             scene.frame_set(frame)
-            evaluated = obj.evaluated_get(context.evaluated_depsgraph_get())
+            depsgraph = context.evaluated_depsgraph_get()
+            placement = camera_placement(camera.evaluated_get(depsgraph))  # the camera may move too
+            evaluated = obj.evaluated_get(depsgraph)
             world = np.array(evaluated.matrix_world)
             heads = np.array([list(evaluated.pose.bones[n].head) for n in JOINT_NAMES])
             heads = heads @ world[:3, :3].T + world[:3, 3]

@@ -58,15 +58,23 @@ def frame_range(scene) -> tuple[int, int]:
     return scene.frame_start, scene.frame_end
 
 
+def motion_camera(scene, obj):
+    """The camera an armature's motion is seen through: the one its import made (if it still exists),
+    else the scene camera."""
+    own = bpy.data.objects.get(obj.get("mtvcrafter_camera_name", ""))
+    return own if own is not None and own.type == "CAMERA" else scene.camera
+
+
 def motion_from_scene(context, obj) -> Motion:
     """The SMPL armature over the scene's (or preview) frame range, through the scene camera."""
     scene = context.scene
-    if scene.camera is None:
+    camera = motion_camera(scene, obj)
+    if camera is None:
         raise MotionError("the scene has no camera: the motion is exported through the scene camera")
     start, end = frame_range(scene)
-    joints = export_joints(context, obj, scene.camera, start, end)
+    joints = export_joints(context, obj, camera, start, end)
     fps = scene.render.fps / scene.render.fps_base
-    data = scene.camera.data
+    data = camera.data
     size = (scene.render.resolution_y, scene.render.resolution_x)
     fov = float(np.degrees(data.angle))
     return Motion(
@@ -89,6 +97,7 @@ class EXPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ExportHelper):
     bl_options = {"REGISTER"}
 
     filename_ext = ".npz"
+    check_extension = None  # .npz (ours) or .pkl (the official layout): the name decides
     filter_glob: StringProperty(default="*.npz;*.pkl", options={"HIDDEN"})
 
     @classmethod

@@ -54,11 +54,20 @@ class Client:
             raise ServerError(f"the server refused the request: {message}")
         return response
 
+    def _json(self, method: str, path: str, **kwargs):
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise ServerError(
+                f"{self.url} answered {path} with something that is not JSON: is it an MTVCrafter server?"
+            ) from None
+
     def health(self) -> dict:
-        return self._request("GET", "/v1/health").json()
+        return self._json("GET", "/v1/health")
 
     def backends(self) -> list[dict]:
-        return self._request("GET", "/v1/backends").json()
+        return self._json("GET", "/v1/backends")
 
     def submit(self, motion: Motion, reference: str | Path, params: dict) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +78,7 @@ class Client:
                     "motion": ("motion.npz", m, "application/octet-stream"),
                     "reference": (Path(reference).name, r, "application/octet-stream"),
                 }
-                return self._request("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)}).json()
+                return self._json("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)})
 
     def tokenize(self, motion: Motion, reconstruction: bool = False) -> dict:
         """4DMoT codes, vq loss and per-joint error of a motion (and its reconstruction, if asked)."""
@@ -79,13 +88,13 @@ class Client:
             with open(path, "rb") as m:
                 files = {"motion": ("motion.npz", m, "application/octet-stream")}
                 params = {"reconstruction": "true"} if reconstruction else {}
-                return self._request("POST", "/v1/tokenize", files=files, params=params).json()
+                return self._json("POST", "/v1/tokenize", files=files, params=params)
 
     def job(self, job_id: str) -> dict:
-        return self._request("GET", f"/v1/jobs/{job_id}").json()
+        return self._json("GET", f"/v1/jobs/{job_id}")
 
     def cancel(self, job_id: str) -> dict:
-        return self._request("DELETE", f"/v1/jobs/{job_id}").json()
+        return self._json("DELETE", f"/v1/jobs/{job_id}")
 
     def events(self, job_id: str, last_event_id: int = 0, retries: int = 5) -> Iterator[dict]:
         """The job's events until it ends; reconnects (resuming from the last event) if the stream drops."""
@@ -98,11 +107,14 @@ class Client:
                         self._request("GET", f"/v1/jobs/{job_id}")  # raises with the server's message
                     seq, data = None, None
                     for line in response.iter_lines():
-                        if line.startswith("id:"):
-                            seq = int(line[3:].strip())
-                        elif line.startswith("data:"):
-                            data = json.loads(line[5:].strip())
-                        elif line == "" and data is not None:
+                        try:
+                            if line.startswith("id:"):
+                                seq = int(line[3:].strip())
+                            elif line.startswith("data:"):
+                                data = json.loads(line[5:].strip())
+                        except ValueError:
+                            raise ServerError(f"the event stream of job {job_id} is malformed: {line[:80]!r}") from None
+                        if line == "" and data is not None:
                             last_event_id = seq or last_event_id
                             failures = 0
                             yield data

@@ -144,6 +144,10 @@ def test_check_motion_reports_the_tokenizer_view_and_adds_a_ghost(server, sample
     curves = anim_utils.action_get_channelbag_for_slot(action, ghost.animation_data.action_slot).fcurves
     assert len(curves[0].keyframe_points) == 49
     assert len([o for o in bpy.data.objects if o.type == "CAMERA"]) == 1  # placed through the scene camera
+    bpy.ops.object.mode_set(mode="POSE")
+    assert bpy.ops.mtvcrafter.check_motion(ghost=True) == {"FINISHED"}
+    assert len([o for o in bpy.data.objects if o.get("mtvcrafter_ghost_of") == original.name]) == 1  # replaced
+    assert bpy.context.active_object == original and original.mode == "POSE"  # the user's mode is kept
 
 
 def test_the_preview_range_is_what_gets_animated(server, sample_pkl, reference_image, tmp_path):
@@ -153,3 +157,40 @@ def test_the_preview_range_is_what_gets_animated(server, sample_pkl, reference_i
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
     (strip,) = strips(scene)
     assert (strip.frame_final_start, strip.frame_final_duration) == (30, 30)
+
+
+def test_a_server_that_does_not_speak_json_gives_one_message_and_animate_stays_usable(
+    sample_pkl, reference_image, tmp_path
+):
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self._html()
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._html()
+
+        def _html(self):
+            body = b"<html>captive portal</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{httpd.server_port}", tmp_path)
+        with pytest.raises(RuntimeError, match="not JSON"):
+            bpy.ops.mtvcrafter.animate(wait=True)
+        assert strips(scene) == []
+        assert bpy.ops.mtvcrafter.animate.poll()  # not stuck "submitting"
+    finally:
+        httpd.shutdown()

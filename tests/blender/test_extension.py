@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from pathlib import Path
 
 INSTALL = textwrap.dedent(
     """
@@ -41,6 +42,13 @@ def test_the_built_zip_installs_and_enables_in_a_clean_user_folder(tmp_path, sam
         manifest = archive.read("blender_manifest.toml").decode()
     assert "__init__.py" in names and any(n.startswith("wheels/httpx-") for n in names)
     assert 'id = "mtvcrafter_bridge"' in manifest and "./wheels/mtvcrafter-" in manifest
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(zip_path).extractall(unpacked)
+    import bpy
+
+    validator = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    check = subprocess.run([sys.executable, str(validator), "validate", str(unpacked)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr  # Blender's own manifest validator
 
     user = tmp_path / "user"
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(user)}

@@ -139,3 +139,16 @@ def test_blenders_bvh_importer_reads_our_bvh_of_the_same_skeleton(clean_scene, s
     armature = bpy.context.active_object
     assert sorted(b.name for b in armature.data.bones) == sorted(JOINT_NAMES)
     assert len(fcurves_of(armature)[0].keyframe_points) == motion.num_frames
+
+
+def test_export_goes_through_the_armatures_own_camera_in_a_default_scene(sample_pkl, tmp_path):
+    bpy.ops.wm.read_factory_settings(use_empty=False)  # the startup file: cube, light and its own camera
+    motions = load_motions(sample_pkl)
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=0) == {"FINISHED"}
+    first = bpy.context.active_object
+    assert bpy.context.scene.camera.name == first["mtvcrafter_camera_name"]
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=3) == {"FINISHED"}
+    bpy.context.view_layer.objects.active = first
+    bpy.context.scene.frame_start, bpy.context.scene.frame_end = 1, motions[0].num_frames
+    exported = export(tmp_path, "first.npz")
+    assert np.linalg.norm(exported.joints - motions[0].joints, axis=-1).mean() < 15.0
