@@ -34,6 +34,15 @@ def _run(command: list[str]) -> None:
         raise BuildError(f"{' '.join(command[:4])} … failed: {' / '.join(tail)}")
 
 
+def _pinned(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{name}=={version(name)}"
+    except PackageNotFoundError:
+        return name
+
+
 def collect_wheels(folder: Path, wheels_from: Path | None = None) -> list[Path]:
     """Our wheel (built from this checkout) and the client's, in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,20 +58,21 @@ def collect_wheels(folder: Path, wheels_from: Path | None = None) -> list[Path]:
                 raise BuildError(f"{wheels_from}: no {name} wheel (needed by the add-on's HTTP client)")
             shutil.copy2(found[-1], folder)
     else:
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-                "-d",
-                str(folder),
-                *CLIENT_WHEELS,
-            ]
-        )
+        # the versions this environment runs (tested together), for Blender's Python 3.11
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "-d",
+            str(folder),
+        ]
+        _run(command + [_pinned(name) for name in CLIENT_WHEELS])
     wheels = sorted(folder.glob("*.whl"))
     impure = [w.name for w in wheels if not w.name.endswith("-none-any.whl")]
     if impure:

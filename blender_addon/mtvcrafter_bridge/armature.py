@@ -179,6 +179,18 @@ def _fps_fraction(fps: float) -> tuple[int, float]:
     return int(math.ceil(fps)), math.ceil(fps) / fps
 
 
+def fov_on_larger_side(data, width: int, height: int) -> float:
+    """The camera's field of view across the larger side of a ``width × height`` render, degrees
+    (the motion convention), whatever its sensor fit."""
+    fit = data.sensor_fit
+    if fit == "AUTO":
+        return math.degrees(data.angle)
+    along_width = fit == "HORIZONTAL"
+    angle = data.angle_x if along_width else data.angle_y
+    ratio = (height / width if along_width else width / height) if (height > width) == along_width else 1.0
+    return math.degrees(2.0 * math.atan(math.tan(angle / 2.0) * ratio))
+
+
 def camera_placement(camera) -> CameraPlacement:
     """The OpenCV-axes placement of a Blender camera object (as :func:`world_to_camera_mm` takes it)."""
     world = np.array(camera.matrix_world.normalized())

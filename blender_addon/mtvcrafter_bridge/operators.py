@@ -9,7 +9,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
 
-from .armature import SMPL_TAG, build_armature, export_joints
+from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side
 
 
 class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
@@ -76,7 +76,7 @@ def motion_from_scene(context, obj) -> Motion:
     fps = scene.render.fps / scene.render.fps_base
     data = camera.data
     size = (scene.render.resolution_y, scene.render.resolution_x)
-    fov = float(np.degrees(data.angle))
+    fov = fov_on_larger_side(data, scene.render.resolution_x, scene.render.resolution_y)
     return Motion(
         joints=joints.astype(np.float32),
         fps=fps,

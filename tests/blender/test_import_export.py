@@ -152,3 +152,23 @@ def test_export_goes_through_the_armatures_own_camera_in_a_default_scene(sample_
     bpy.context.scene.frame_start, bpy.context.scene.frame_end = 1, motions[0].num_frames
     exported = export(tmp_path, "first.npz")
     assert np.linalg.norm(exported.joints - motions[0].joints, axis=-1).mean() < 15.0
+
+
+@pytest.mark.parametrize("fit", ["HORIZONTAL", "VERTICAL"])
+def test_the_exported_field_of_view_is_across_the_larger_side_for_any_sensor_fit(
+    clean_scene, sample_pkl, tmp_path, fit
+):
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=0) == {"FINISHED"}
+    scene = bpy.context.scene
+    data = scene.camera.data
+    width, height = scene.render.resolution_x, scene.render.resolution_y  # 604 × 1080: portrait
+    half = math.tan(math.radians(55.0) / 2)  # the same view, described along the other side
+    data.sensor_fit = fit
+    if fit == "HORIZONTAL":
+        data.sensor_width = 36.0
+        data.angle_x = 2 * math.atan(half * width / height)
+    else:
+        data.sensor_height = 24.0
+        data.angle_y = 2 * math.atan(half)
+    exported = export(tmp_path, f"{fit}.npz")
+    assert math.isclose(exported.fov_deg, 55.0, abs_tol=1e-4)
