@@ -102,6 +102,8 @@ def build_extension(out_dir: str | Path, wheels_from: str | Path | None = None) 
             archive.writestr("blender_manifest.toml", manifest)
             for path in sorted(ADDON.rglob("*.py")):
                 archive.write(path, path.relative_to(ADDON).as_posix())
+            for path in sorted((ROOT / "presets" / "render").glob("*.json")):
+                archive.write(path, f"presets/render/{path.name}")
             for wheel in wheels:
                 archive.write(wheel, f"wheels/{wheel.name}")
         partial.replace(target)

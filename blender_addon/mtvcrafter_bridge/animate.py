@@ -17,6 +17,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 from mtvcrafter.motion import MotionError
 
 from .operators import motion_from_scene, smpl_armature
+from .presets import job_params, load_presets
 
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 BACKENDS = [
@@ -240,6 +241,12 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
         params = {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
         if scene.mtvcrafter_backend != "DEFAULT":
             params["backend"] = scene.mtvcrafter_backend
+        if scene.mtvcrafter_preset != "CUSTOM":
+            preset = load_presets().get(scene.mtvcrafter_preset)
+            if preset is None:
+                self.report({"ERROR"}, f"render preset {scene.mtvcrafter_preset!r} is gone; choose another")
+                return {"CANCELLED"}
+            params = job_params(preset)
         folder = output_folder(context)
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
@@ -281,6 +288,9 @@ def _poll_job():
                 area.tag_redraw()
     with STATE.lock:
         done = bool(STATE.result or STATE.error) or STATE.status == "cancelled"
+        eta = f", {STATE.eta_s:.0f} s left" if STATE.eta_s else ""
+        text = None if done else f"MTVCrafter: {STATE.phase or STATE.status} {STATE.progress * 100:.0f}%{eta}"
+    _status_bar(text)
     if not done:
         return 0.5
     if STATE.result and not STATE.error:
@@ -293,6 +303,15 @@ def _poll_job():
         except Exception as exc:  # shown in the panel rather than lost in the console
             STATE.error = f"could not add the strip: {exc}"
     return None
+
+
+def _status_bar(text: str | None) -> None:
+    """Progress in the status bar of every window (None clears it)."""
+    for window in bpy.context.window_manager.windows:
+        try:
+            window.workspace.status_text_set(text)
+        except (AttributeError, RuntimeError):  # no workspace in this window (background mode)
+            pass
 
 
 class MTVCRAFTER_OT_cancel(bpy.types.Operator):
@@ -325,10 +344,12 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
         scene, layout = context.scene, self.layout
         layout.prop(scene, "mtvcrafter_reference")
         layout.prop(scene, "mtvcrafter_reference_image")
-        layout.prop(scene, "mtvcrafter_backend")
-        row = layout.row(align=True)
-        row.prop(scene, "mtvcrafter_width")
-        row.prop(scene, "mtvcrafter_height")
+        layout.prop(scene, "mtvcrafter_preset")
+        if scene.mtvcrafter_preset == "CUSTOM":
+            layout.prop(scene, "mtvcrafter_backend")
+            row = layout.row(align=True)
+            row.prop(scene, "mtvcrafter_width")
+            row.prop(scene, "mtvcrafter_height")
         row = layout.row(align=True)
         row.operator(MTVCRAFTER_OT_animate.bl_idname, icon="RENDER_ANIMATION")
         row.operator(MTVCRAFTER_OT_cancel.bl_idname, icon="CANCEL")
@@ -456,7 +477,18 @@ CLASSES = (
     MTVCRAFTER_PT_panel,
     MTVCRAFTER_PT_sequencer_panel,
 )
+
+
+def _preset_items(self, context):
+    items = [("CUSTOM", "Custom", "Backend and size set below")]
+    for key, preset in load_presets().items():
+        items.append((key, str(preset.get("name", key)), str(preset.get("description", ""))))
+    _preset_items.cache = items  # Blender needs the strings kept alive
+    return items
+
+
 SCENE_PROPS = {
+    "mtvcrafter_preset": EnumProperty(name="Preset", items=_preset_items, description="Render preset"),
     "mtvcrafter_reference": StringProperty(name="Reference", subtype="FILE_PATH", description="Reference image file"),
     "mtvcrafter_reference_image": bpy.props.PointerProperty(name="Image", type=bpy.types.Image),
     "mtvcrafter_backend": EnumProperty(name="Backend", items=BACKENDS, default="DEFAULT"),

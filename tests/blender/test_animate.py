@@ -194,3 +194,19 @@ def test_a_server_that_does_not_speak_json_gives_one_message_and_animate_stays_u
         assert bpy.ops.mtvcrafter.animate.poll()  # not stuck "submitting"
     finally:
         httpd.shutdown()
+
+
+def test_a_render_preset_decides_backend_and_settings(server, sample_pkl, reference_image, tmp_path):
+    from mtvcrafter_bridge.presets import load_presets
+
+    presets = load_presets()
+    assert {"preview-512", "mvdit-7b-official", "mvdit-7b-draft", "tiny-smoke"} <= set(presets)
+    assert presets["mvdit-7b-official"]["steps"] == 50 and presets["mvdit-7b-official"]["guidance"] == 3.0
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=20)
+    scene.mtvcrafter_preset = "tiny-smoke"
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    (strip,) = strips(scene)
+    assert strip.frame_final_duration == 20
+    latest = httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]
+    assert latest["backend"] == "tiny" and (latest["width"], latest["height"]) == (64, 64)
+    assert latest["params"]["steps"] == 4

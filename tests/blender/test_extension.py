@@ -22,8 +22,9 @@ INSTALL = textwrap.dedent(
     imported = bpy.ops.import_anim.mtvcrafter_motion(filepath=motion, clip_index=1)
     armature = bpy.context.active_object
     site = bpy.utils.user_resource("EXTENSIONS", path=".local")
+    from bl_ext.user_default.mtvcrafter_bridge.presets import load_presets
     print("RESULT" + json.dumps({"install": sorted(result), "enabled": enabled, "import": sorted(imported),
-                                 "bones": len(armature.data.bones), "site": site}))
+                                 "bones": len(armature.data.bones), "site": site, "presets": sorted(load_presets())}))
     """
 )
 
@@ -61,6 +62,7 @@ def test_the_built_zip_installs_and_enables_in_a_clean_user_folder(tmp_path, sam
     assert result["install"] == ["FINISHED"] and result["import"] == ["FINISHED"]
     assert "bl_ext.user_default.mtvcrafter_bridge" in result["enabled"]
     assert result["bones"] == 24
+    assert "mvdit-7b-official" in result["presets"]  # render presets travel inside the zip
     installed = list(user.rglob("mtvcrafter_bridge/blender_manifest.toml"))
     assert installed and str(installed[0]).startswith(str(user))  # inside the clean user folder
     site_packages = {p.name for p in user.rglob("site-packages/*")}
