@@ -4,6 +4,7 @@ its state into the UI and places the strip. ``wait=True`` runs the same job sync
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -118,7 +119,7 @@ def reference_path(context, tmp: Path) -> Path:
     return path
 
 
-def run_job(url, token, timeout, motion, reference, out, params, state: JobState) -> None:
+def run_job(url, token, timeout, motion, reference, out, params, state: JobState, scratch: Path | None = None) -> None:
     """Submit, follow and download (plain Python: runs on a thread, or inline with wait=True)."""
     from mtvcrafter_server.client import Client, ServerError
 
@@ -152,6 +153,9 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
     except Exception as exc:  # anything else (a file, a proxy's answer, …): one message, never a stuck job
         with state.lock:
             state.error, state.status = f"{type(exc).__name__}: {exc}", "failed"
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def cancel_job(url: str, token: str | None, job_id: str) -> None:
@@ -222,7 +226,6 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
             return {"CANCELLED"}
         scene = context.scene
         armature = smpl_armature(context)
-        tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))
         target = target_scene(context)
         if abs(scene_fps(target) - scene_fps(scene)) > 1e-6:
             self.report(
@@ -231,11 +234,13 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
                 f"scene at {scene_fps(scene):g}: set them equal so the video plays at the right speed",
             )
             return {"CANCELLED"}
+        tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
         try:
             motion = motion_from_scene(context, armature)
             reference = reference_path(context, tmp)
             output_folder(context).mkdir(parents=True, exist_ok=True)
         except (MotionError, RuntimeError, OSError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         params = {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
@@ -259,7 +264,7 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
             frames=motion.num_frames,
             armature=armature.name,
         )
-        args = (url, token, timeout, motion, reference, out, params, STATE)
+        args = (url, token, timeout, motion, reference, out, params, STATE, tmp)
         if self.wait:
             run_job(*args)
             return self._finish(context)

@@ -210,3 +210,20 @@ def test_a_render_preset_decides_backend_and_settings(server, sample_pkl, refere
     latest = httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]
     assert latest["backend"] == "tiny" and (latest["width"], latest["height"]) == (64, 64)
     assert latest["params"]["steps"] == 4
+
+
+def test_an_image_in_the_blend_file_can_be_the_reference(server, sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=5, frames=12)
+    scene.mtvcrafter_reference = ""
+    scene.mtvcrafter_reference_image = bpy.data.images.load(str(reference_image))
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    (strip,) = strips(scene)
+    assert (strip.frame_final_start, strip.frame_final_duration) == (5, 12)
+
+
+def test_without_a_reference_image_nothing_is_sent(server, sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, server, tmp_path)
+    scene.mtvcrafter_reference = ""
+    with pytest.raises(RuntimeError, match="choose a reference image"):
+        bpy.ops.mtvcrafter.animate(wait=True)
+    assert strips(scene) == []
