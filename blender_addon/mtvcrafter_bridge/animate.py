@@ -102,14 +102,15 @@ def reference_path(context, tmp: Path) -> Path:
     scene = context.scene
     image = scene.mtvcrafter_reference_image
     if image is not None:
+        source = Path(bpy.path.abspath(image.filepath)) if image.filepath else None
+        if image.source == "FILE" and not image.packed_file and not image.is_dirty and source and source.is_file():
+            return source  # the file it was loaded from, unchanged
+        if not image.has_data:
+            image.pixels[0]  # noqa: B018 - reading a pixel loads packed or generated images
+        if not image.has_data or image.size[0] == 0:
+            raise MotionError(f"the image {image.name!r} has no pixels; load or pack it first")
         path = tmp / "reference.png"
-        copy = image.copy()
-        try:
-            copy.filepath_raw = str(path)
-            copy.file_format = "PNG"
-            copy.save()
-        finally:
-            bpy.data.images.remove(copy)
+        image.save_render(str(path))
         return path
     if not scene.mtvcrafter_reference:
         raise MotionError("choose a reference image (a file or an image in the blend file)")

@@ -212,10 +212,15 @@ def test_a_render_preset_decides_backend_and_settings(server, sample_pkl, refere
     assert latest["params"]["steps"] == 4
 
 
-def test_an_image_in_the_blend_file_can_be_the_reference(server, sample_pkl, reference_image, tmp_path):
+@pytest.mark.parametrize("packed", [False, True])
+def test_an_image_in_the_blend_file_can_be_the_reference(server, sample_pkl, reference_image, tmp_path, packed):
     scene = prepare(sample_pkl, reference_image, server, tmp_path, start=5, frames=12)
     scene.mtvcrafter_reference = ""
-    scene.mtvcrafter_reference_image = bpy.data.images.load(str(reference_image))
+    image = bpy.data.images.load(str(reference_image))
+    if packed:  # no file to send: its pixels are written out
+        image.pack()
+        image.filepath = ""
+    scene.mtvcrafter_reference_image = image
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
     (strip,) = strips(scene)
     assert (strip.frame_final_start, strip.frame_final_duration) == (5, 12)
