@@ -152,3 +152,24 @@ def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path):
         import httpx
 
         assert httpx.get(f"{url}/v1/health").status_code == 200
+
+
+def test_a_default_backend_that_is_not_available_refuses_to_start(tmp_path):
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "mtvcrafter",
+        "serve",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--backend",
+        "mvdit-7b",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--backend mvdit-7b is not available" in result.stderr
+    assert "--model-dir" in result.stderr  # the reason says what to do

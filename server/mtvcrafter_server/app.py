@@ -92,9 +92,13 @@ class TokenizeResult(BaseModel):
 
 def create_app(config: ServerConfig) -> FastAPI:
     files = DataFolder(config.data_dir)
-    files.lock()  # one server per data folder: a second one would fail the first one's running job
     store = JobStore(files.root / "jobs.sqlite3")
     backends = {name: cls(config) for name, cls in BACKENDS.items()}
+    if config.backend is not None:
+        available, reason = backends[config.backend].status()
+        if not available:  # a default that every job would be refused with
+            raise RuntimeError(f"--backend {config.backend} is not available: {reason}")
+    files.lock()  # one server per data folder: a second one would fail the first one's running job
     executor = InProcessExecutor(config, store, files, backends)
 
     def default_backend() -> str:
