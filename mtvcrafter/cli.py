@@ -140,10 +140,8 @@ def cmd_motion_info(args: argparse.Namespace) -> int:
 
 
 def cmd_motion_convert(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from .motion import MotionError, inverse_kinematics, load_motion, load_motions, save_motions
-    from .motion.rotations import matrix_to_quaternion
+    from .motion.rig import with_skeleton
 
     if args.all_clips:
         if Path(args.output).suffix.lower() not in (".pkl", ".pickle"):
@@ -155,14 +153,7 @@ def cmd_motion_convert(args: argparse.Namespace) -> int:
         fitted = []
         for motion in motions:
             fit = inverse_kinematics(motion.joints, mode="fit")
-            fitted.append(
-                replace(
-                    motion,
-                    rotations=matrix_to_quaternion(fit.local_rotations),
-                    root_translation=fit.root_translation,
-                    rest_offsets=fit.rest_offsets,
-                )
-            )
+            fitted.append(with_skeleton(motion, fit))
             print(
                 f"{motion.name}: fitted a rigid skeleton, mean per-joint error {fit.mean_error:.2f} mm", file=sys.stderr
             )
@@ -321,11 +312,15 @@ def _animate_on_server(args: argparse.Namespace, motion) -> int:
     for warning in job.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     cached = " (cached result)" if job.get("cached") else ""
-    print(
-        f"rendered {job['frames']} frames with the server's {job['backend']} backend in "
-        f"{time.perf_counter() - start:.1f} s{cached}",
-        file=sys.stderr,
+    seconds = time.perf_counter() - start
+    return _rendered(
+        f"{job['frames']} frames with the server's {job['backend']} backend in {seconds:.1f} s{cached}", out
     )
+
+
+def _rendered(what: str, out) -> int:
+    """The closing lines of ``animate``: what was rendered (stderr), then the video's path (stdout)."""
+    print(f"rendered {what}", file=sys.stderr)
     print(Path(out).resolve())
     return 0
 
@@ -344,22 +339,13 @@ def cmd_animate(args: argparse.Namespace) -> int:
     if args.backend != "preview":
         start = time.perf_counter()
         out = _animate_with_model(args, motion)
-        print(
-            f"rendered {motion.num_frames} frames with the {args.backend} backend in "
-            f"{time.perf_counter() - start:.1f} s",
-            file=sys.stderr,
-        )
-        print(Path(out).resolve())
-        return 0
+        seconds = time.perf_counter() - start
+        return _rendered(f"{motion.num_frames} frames with the {args.backend} backend in {seconds:.1f} s", out)
     progress = Progress("rendering")
     out = render_preview(motion, args.ref, args.out, size=args.size, placement=args.placement, progress=progress)
     elapsed = progress.close()
-    print(
-        f"rendered {motion.num_frames} frames at {motion.fps:g} fps with the {args.backend} backend in {elapsed:.1f} s",
-        file=sys.stderr,
-    )
-    print(Path(out).resolve())
-    return 0
+    what = f"{motion.num_frames} frames at {motion.fps:g} fps with the {args.backend} backend in {elapsed:.1f} s"
+    return _rendered(what, out)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -661,18 +647,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from .motion import MotionError
 
     errors: list[type[Exception]] = [MotionError, _UsageError]
-    render = sys.modules.get("mtvcrafter.render")
-    if render is not None:
-        errors.append(render.RenderError)
-    tokenizer = sys.modules.get("mtvcrafter.tokenizer")
-    if tokenizer is not None:
-        errors.append(tokenizer.TokenizerError)
-    dit = sys.modules.get("mtvcrafter.dit")
-    if dit is not None:
-        errors.append(dit.DiTError)
-    client = sys.modules.get("mtvcrafter_server.client")
-    if client is not None:
-        errors.append(client.ServerError)
+    for module, name in (
+        ("mtvcrafter.render", "RenderError"),
+        ("mtvcrafter.tokenizer", "TokenizerError"),
+        ("mtvcrafter.dit", "DiTError"),
+        ("mtvcrafter_server.client", "ServerError"),
+    ):
+        if module in sys.modules:  # only where the command imported it
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from reporting import REPORT, report  # noqa: F401 - `report` is re-exported to the tests
 
 # The Blender tests need the real `bpy` wheel: they run in .venv-blender (`make test` does both).
 collect_ignore = [] if importlib.util.find_spec("bpy") else ["blender"]
@@ -13,9 +14,6 @@ collect_ignore = [] if importlib.util.find_spec("bpy") else ["blender"]
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "mtvcrafter-sample"
 EXAMPLES = ROOT / "examples"
-
-#: Figures worth seeing in the test output (e.g. the IK round-trip error per clip), by heading.
-REPORT: dict[str, list[str]] = {}
 
 
 def sample_dir() -> Path:
@@ -38,10 +36,6 @@ def sample_motions(sample_pkl):
 @pytest.fixture(scope="session")
 def reference_image() -> Path:
     return sample_dir() / "human.png"
-
-
-def report(heading: str, line: str) -> None:
-    REPORT.setdefault(heading, []).append(line)
 
 
 def pytest_terminal_summary(terminalreporter):

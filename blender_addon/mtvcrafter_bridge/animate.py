@@ -20,7 +20,6 @@ from mtvcrafter.motion import MotionError
 from .operators import motion_from_scene, smpl_armature
 from .presets import job_params, load_presets
 
-LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 BACKENDS = [
     ("DEFAULT", "Server default", "The best backend the server has"),
     ("preview", "Preview", "The skeleton over the reference image (fast, CPU)"),
@@ -66,19 +65,10 @@ def server_settings(context) -> tuple[str, str | None, float]:
     return prefs.server_url, prefs.token or None, prefs.timeout
 
 
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_network(url: str) -> str | None:
     """A reason not to contact ``url``, or None: non-loopback servers need Blender's online access."""
+    from mtvcrafter_server.config import is_loopback
+
     host = (urlparse(url).hostname or "").lower()
     if not is_loopback(host) and not bpy.app.online_access:
         return (
@@ -86,6 +76,16 @@ def check_network(url: str) -> str | None:
             "(Preferences › System › Network › Allow Online Access)"
         )
     return None
+
+
+def usable_server(operator, context) -> tuple[str, str | None, float] | None:
+    """The server settings, or None after reporting why the server may not be contacted."""
+    url, token, timeout = server_settings(context)
+    reason = check_network(url)
+    if reason:
+        operator.report({"ERROR"}, reason)
+        return None
+    return url, token, timeout
 
 
 def output_folder(context) -> Path:
@@ -220,11 +220,10 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
         return smpl_armature(context) is not None and STATE.status not in ("queued", "running", "submitting")
 
     def execute(self, context):
-        url, token, timeout = server_settings(context)
-        reason = check_network(url)
-        if reason:
-            self.report({"ERROR"}, reason)
+        server = usable_server(self, context)
+        if server is None:
             return {"CANCELLED"}
+        url, token, timeout = server
         scene = context.scene
         armature = smpl_armature(context)
         target = target_scene(context)
@@ -419,11 +418,10 @@ class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
 
         from .armature import build_armature
 
-        url, token, timeout = server_settings(context)
-        reason = check_network(url)
-        if reason:
-            self.report({"ERROR"}, reason)
+        server = usable_server(self, context)
+        if server is None:
             return {"CANCELLED"}
+        url, token, timeout = server
         armature = smpl_armature(context)
         try:
             motion = motion_from_scene(context, armature)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ def blender_benchmarks(quick: bool = False) -> tuple[list[tuple[str, float]], fl
     from mtvcrafter.motion import load_motions, save_motion
     from mtvcrafter.motion.bvh import write_bvh
     from mtvcrafter.motion.kinematics import inverse_kinematics
-    from mtvcrafter.motion.rotations import matrix_to_quaternion
+    from mtvcrafter.motion.rig import with_skeleton
 
     root = Path(__file__).resolve().parents[2]
     addon = root / "blender_addon"
@@ -38,12 +37,7 @@ def blender_benchmarks(quick: bool = False) -> tuple[list[tuple[str, float]], fl
     motions = load_motions(root / "examples" / "sampled_data.pkl")
     joints = np.concatenate([m.joints for m in motions] * (frames // 1800 + 1))[:frames]
     fit = inverse_kinematics(joints, mode="fit")
-    with_rotations = replace(
-        motions[0].with_joints(fit.joints().astype(np.float32)),
-        rotations=matrix_to_quaternion(fit.local_rotations),
-        root_translation=fit.root_translation,
-        rest_offsets=fit.rest_offsets,
-    )
+    with_rotations = with_skeleton(motions[0].with_joints(fit.joints().astype(np.float32)), fit)
     joints_only = motions[0].with_joints(joints)
     rows = []
     mtvcrafter_bridge.register()

@@ -7,7 +7,6 @@ blocks (attention module, feed-forward, timestep embedding, adaptive output norm
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
 
@@ -284,48 +283,53 @@ class MVDiT7BTransformer(ModelMixin, ConfigMixin):
     def fused_projections(self) -> bool:
         return any(getattr(b.attn1, "fused_projections", False) for b in self.transformer_blocks)
 
+    def _projection_groups(self):
+        """``(attention, separate projection names, fused name)`` for every block: q/k/v of
+        self-attention, k/v of motion attention."""
+        for block in self.transformer_blocks:
+            yield block.attn1, ("to_q", "to_k", "to_v"), "to_qkv"
+            yield block.attn0, ("to_k", "to_v"), "to_kv"
+
     @torch.no_grad()
     def fuse_qkv_projections(self) -> None:
         """One matrix multiply for q, k and v of self-attention, and one for k and v of motion
         attention. The separate projections are replaced (no extra memory); :meth:`save_pretrained`
         still writes the official names, and :meth:`unfuse_qkv_projections` restores them."""
-        for block in self.transformer_blocks:
-            for attn, names, fused in (
-                (block.attn1, ("to_q", "to_k", "to_v"), "to_qkv"),
-                (block.attn0, ("to_k", "to_v"), "to_kv"),
-            ):
-                if getattr(attn, "fused_projections", False):
-                    continue
-                parts = [getattr(attn, n) for n in names]
-                linear = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), bias=True,
-                                   device=parts[0].weight.device, dtype=parts[0].weight.dtype)  # fmt: skip
-                linear.weight.copy_(torch.cat([p.weight for p in parts]))
-                linear.bias.copy_(torch.cat([p.bias for p in parts]))
-                for n in names:
-                    delattr(attn, n)
-                setattr(attn, fused, linear)
-                attn.fused_projections = True
+        for attn, names, fused in self._projection_groups():
+            if getattr(attn, "fused_projections", False):
+                continue
+            parts = [getattr(attn, n) for n in names]
+            linear = nn.Linear(
+                parts[0].in_features,
+                sum(p.out_features for p in parts),
+                bias=True,
+                device=parts[0].weight.device,
+                dtype=parts[0].weight.dtype,
+            )
+            linear.weight.copy_(torch.cat([p.weight for p in parts]))
+            linear.bias.copy_(torch.cat([p.bias for p in parts]))
+            for n in names:
+                delattr(attn, n)
+            setattr(attn, fused, linear)
+            attn.fused_projections = True
 
     @torch.no_grad()
     def unfuse_qkv_projections(self) -> None:
         """Back to separate q, k, v projections (the official parameter names)."""
-        for block in self.transformer_blocks:
-            for attn, names, fused in (
-                (block.attn1, ("to_q", "to_k", "to_v"), "to_qkv"),
-                (block.attn0, ("to_k", "to_v"), "to_kv"),
-            ):
-                if not getattr(attn, "fused_projections", False):
-                    continue
-                linear = getattr(attn, fused)
-                width = linear.out_features // len(names)
-                for k, n in enumerate(names):
-                    part = nn.Linear(linear.in_features, width, bias=True, device=linear.weight.device,
-                                     dtype=linear.weight.dtype)  # fmt: skip
-                    part.weight.copy_(linear.weight[k * width : (k + 1) * width])
-                    part.bias.copy_(linear.bias[k * width : (k + 1) * width])
-                    setattr(attn, n, part)
-                delattr(attn, fused)
-                attn.fused_projections = False
+        for attn, names, fused in self._projection_groups():
+            if not getattr(attn, "fused_projections", False):
+                continue
+            linear = getattr(attn, fused)
+            width = linear.out_features // len(names)
+            for k, n in enumerate(names):
+                part = nn.Linear(
+                    linear.in_features, width, bias=True, device=linear.weight.device, dtype=linear.weight.dtype
+                )
+                part.weight.copy_(linear.weight[k * width : (k + 1) * width])
+                part.bias.copy_(linear.bias[k * width : (k + 1) * width])
+                setattr(attn, n, part)
+            delattr(attn, fused)
+            attn.fused_projections = False
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """diffusers' ``save_pretrained``, always with the official parameter names."""
@@ -431,12 +435,3 @@ class MVDiT7BTransformer(ModelMixin, ConfigMixin):
         model.load_state_dict(state, strict=True, assign=True)
         model._rotary_cache = OrderedDict()
         return model.eval()
-
-
-def describe(model: MVDiT7BTransformer) -> str:
-    """One line: layers, width, parameters (for logs)."""
-    cfg = model.config
-    params = sum(p.numel() for p in model.parameters())
-    return json.dumps(
-        {"layers": cfg.num_layers, "width": cfg.num_attention_heads * cfg.attention_head_dim, "parameters": params}
-    )

@@ -20,12 +20,13 @@ Frames and conventions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .kinematics import SkeletonFit, forward_kinematics
-from .rotations import matrix_to_quaternion
+from .kinematics import SkeletonFit, inverse_kinematics
+from .motion import Motion
+from .rotations import matrix_to_quaternion, quaternion_to_matrix
 from .skeleton import CHILDREN, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 #: SMPL body frame (Y up, facing +Z, left +X) → Blender's (Z up, facing −Y, left +X), as columns.
@@ -103,11 +104,20 @@ def rest_bones(rest_offsets_mm: np.ndarray) -> list[tuple[str, int, np.ndarray, 
     return bones
 
 
-def skeleton_of(motion) -> SkeletonFit:
+def with_skeleton(motion: Motion, fit: SkeletonFit) -> Motion:
+    """``motion`` carrying the rotations of ``fit`` (local quaternions, root translation, rest skeleton):
+    what ``motion convert --fit`` stores and :func:`skeleton_of` reads back."""
+    return replace(
+        motion,
+        rotations=matrix_to_quaternion(fit.local_rotations),
+        root_translation=fit.root_translation,
+        rest_offsets=fit.rest_offsets,
+    )
+
+
+def skeleton_of(motion: Motion) -> SkeletonFit:
     """The rotations that pose a motion: its own (``rotations``, ``rest_offsets``, ``root_translation``,
     e.g. from AMASS, BVH or a saved fit) when it carries them, else an inverse-kinematics fit."""
-    from .kinematics import inverse_kinematics
-    from .rotations import quaternion_to_matrix
 
     if motion.rotations is not None and motion.rest_offsets is not None and motion.root_translation is not None:
         local = quaternion_to_matrix(motion.rotations)
@@ -122,15 +132,6 @@ def skeleton_of(motion) -> SkeletonFit:
         fit.error[:] = np.linalg.norm(fit.joints() - motion.joints, axis=-1)
         return fit
     return inverse_kinematics(motion.joints, mode="fit")
-
-
-def armature_global_rotations(fit: SkeletonFit, camera: CameraPlacement) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame global rotations of every joint in armature terms (identity = rest pose), and the
-    root position in the world: ``(T, 24, 3, 3)``, ``(T, 3)`` metres."""
-    _, global_rot = forward_kinematics(fit.rest_offsets, fit.local_rotations, fit.root_translation)
-    rotations = camera.rotation @ global_rot @ BODY_TO_BLENDER.T
-    root = camera_to_world_m(fit.root_translation, camera)
-    return rotations, root
 
 
 def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -251,32 +251,18 @@ def create_app(config: ServerConfig) -> FastAPI:
         job_id = store.new_id()
         store_inputs(files.job_dir(job_id), parsed, image)
         cached = store.find_cached(key)
-        if cached is not None and files.result(key).is_file():
-            job = store.create(
-                backend,
-                params_dict,
-                key,
-                job_id=job_id,
-                frames=cached.frames,
-                fps=cached.fps,
-                width=cached.width,
-                height=cached.height,
-                warnings=cached.warnings,
+        if cached is not None and not files.result(key).is_file():
+            cached = None
+        if cached is not None:  # the same inputs rendered before: its result, at once
+            facts = dict(
+                frames=cached.frames, fps=cached.fps, width=cached.width, height=cached.height, warnings=cached.warnings
             )
-            job = store.finish(
-                job.id, SUCCEEDED, "done (same inputs as an earlier job: its result)", result=f"{key}.mp4", cached=True
-            )
-            return job_info(job)
-        job = store.create(
-            backend,
-            params_dict,
-            key,
-            job_id=job_id,
-            frames=parsed.num_frames,
-            fps=parsed.fps,
-            width=settings.width,
-            height=settings.height,
-        )
+        else:
+            facts = dict(frames=parsed.num_frames, fps=parsed.fps, width=settings.width, height=settings.height)
+        job = store.create(backend, params_dict, key, job_id=job_id, **facts)
+        if cached is not None:
+            message = "done (same inputs as an earlier job: its result)"
+            return job_info(store.finish(job.id, SUCCEEDED, message, result=f"{key}.mp4", cached=True))
         executor.submit(job.id)
         return job_info(store.get(job.id))
 

@@ -69,26 +69,23 @@ class Client:
     def backends(self) -> list[dict]:
         return self._json("GET", "/v1/backends")
 
-    def submit(self, motion: Motion, reference: str | Path, params: dict) -> dict:
+    @staticmethod
+    def _npz(motion: Motion) -> tuple[str, bytes, str]:
+        """The motion as our .npz upload part (the only motion format the server takes)."""
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "motion.npz"
             save_motion(motion, path)
-            with open(path, "rb") as m, open(reference, "rb") as r:
-                files = {
-                    "motion": ("motion.npz", m, "application/octet-stream"),
-                    "reference": (Path(reference).name, r, "application/octet-stream"),
-                }
-                return self._json("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)})
+            return "motion.npz", path.read_bytes(), "application/octet-stream"
+
+    def submit(self, motion: Motion, reference: str | Path, params: dict) -> dict:
+        with open(reference, "rb") as r:
+            files = {"motion": self._npz(motion), "reference": (Path(reference).name, r, "application/octet-stream")}
+            return self._json("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)})
 
     def tokenize(self, motion: Motion, reconstruction: bool = False) -> dict:
         """4DMoT codes, vq loss and per-joint error of a motion (and its reconstruction, if asked)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "motion.npz"
-            save_motion(motion, path)
-            with open(path, "rb") as m:
-                files = {"motion": ("motion.npz", m, "application/octet-stream")}
-                params = {"reconstruction": "true"} if reconstruction else {}
-                return self._json("POST", "/v1/tokenize", files=files, params=params)
+        params = {"reconstruction": "true"} if reconstruction else {}
+        return self._json("POST", "/v1/tokenize", files={"motion": self._npz(motion)}, params=params)
 
     def job(self, job_id: str) -> dict:
         return self._json("GET", f"/v1/jobs/{job_id}")

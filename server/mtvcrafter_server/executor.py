@@ -111,9 +111,6 @@ class InProcessExecutor(Executor):
         with self._cancel_lock:
             return job_id in self._cancel
 
-    def queue_length(self) -> int:
-        return self._queue.qsize()
-
     def _work(self) -> None:
         while True:
             job_id = self._queue.get()

@@ -20,10 +20,29 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_server(data_dir: str | Path, *options: str, log: str | Path | None = None, timeout: float = 120.0):
-    """A ``mtvcrafter serve`` subprocess on 127.0.0.1; yields its URL and stops it at the end."""
+def local_server(
+    data_dir: str | Path,
+    *options: str,
+    log: str | Path | None = None,
+    timeout: float = 120.0,
+    python: str | Path | None = None,
+):
+    """A ``mtvcrafter serve`` subprocess on 127.0.0.1; yields its URL and stops it at the end.
+
+    ``python``: the interpreter to run it with (default this one; e.g. the server's environment
+    when the caller runs inside Blender's Python)."""
     port = free_port()
-    command = [sys.executable, "-m", "mtvcrafter", "serve", "--port", str(port), "--data-dir", str(data_dir), *options]
+    command = [
+        str(python or sys.executable),
+        "-m",
+        "mtvcrafter",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        *options,
+    ]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"

@@ -1,5 +1,5 @@
 """Blender tests run in the Blender environment (.venv-blender, the real `bpy` wheel, headless):
-`make test` runs them after the main suite. Elsewhere they are skipped."""
+`make test` runs them after the main suite. Elsewhere they are not collected (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from reporting import report  # noqa: F401 - for the tests here (`from conftest import report`)
 
 ADDON_SOURCE = Path(__file__).resolve().parents[2] / "blender_addon"
 if str(ADDON_SOURCE) not in sys.path:
@@ -19,18 +20,3 @@ def clean_scene():
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     return bpy.context
-
-
-#: Figures worth seeing in the test output, by heading (printed at the end of the run).
-REPORT: dict[str, list[str]] = {}
-
-
-def report(heading: str, line: str) -> None:
-    REPORT.setdefault(heading, []).append(line)
-
-
-def pytest_terminal_summary(terminalreporter):
-    for heading, lines in REPORT.items():
-        terminalreporter.section(heading)
-        for line in lines:
-            terminalreporter.write_line(line)

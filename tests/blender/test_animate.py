@@ -3,31 +3,23 @@ motion's first frame with the motion's length; with the server stopped, a clear 
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import bpy
 import httpx
 import pytest
 
+from mtvcrafter_server.local import free_port, local_server
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_PYTHON = ROOT / ".venv" / "bin" / "python"  # the server runs in the main environment, as it would
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not SERVER_PYTHON.exists():
         pytest.skip("the main environment (.venv) is needed to run the server")
-    port = free_port()
     folder = tmp_path_factory.mktemp("server")
     tokenizer = folder / "tokenizer"  # a tiny random 4DMoT, for /v1/tokenize
     subprocess.run(
@@ -39,35 +31,8 @@ def server(tmp_path_factory):
         ],
         check=True,
     )
-    log = open(folder / "log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            str(SERVER_PYTHON),
-            "-m",
-            "mtvcrafter",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(folder / "data"),
-            "--tokenizer",
-            str(tokenizer),
-        ],
-        stdout=log,
-        stderr=log,
-        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    with local_server(folder / "data", "--tokenizer", str(tokenizer), log=folder / "log", python=SERVER_PYTHON) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

@@ -120,20 +120,13 @@ def test_import_of_a_10000_frame_motion(clean_scene, sample_pkl, tmp_path):
 
 
 def test_blenders_bvh_importer_reads_our_bvh_of_the_same_skeleton(clean_scene, sample_motions, tmp_path):
-    from dataclasses import replace
-
     from mtvcrafter.motion import inverse_kinematics
     from mtvcrafter.motion.bvh import write_bvh
-    from mtvcrafter.motion.rotations import matrix_to_quaternion
+    from mtvcrafter.motion.rig import with_skeleton
 
     motion = sample_motions[4]
     fit = inverse_kinematics(motion.joints)
-    rotated = replace(
-        motion,
-        rotations=matrix_to_quaternion(fit.local_rotations),
-        root_translation=fit.root_translation,
-        rest_offsets=fit.rest_offsets,
-    )
+    rotated = with_skeleton(motion, fit)
     path = write_bvh(rotated, tmp_path / "m.bvh")
     assert bpy.ops.import_anim.bvh(filepath=str(path)) == {"FINISHED"}
     armature = bpy.context.active_object
