@@ -72,6 +72,63 @@ def test_rotation_between_and_kabsch():
     np.testing.assert_allclose(best_fit_rotation(points, moved), truth, atol=1e-9)
 
 
+def test_rotation_between_is_the_smallest_turn_even_near_opposite_and_zero():
+    a = RNG.normal(size=(300, 3))
+    b = RNG.normal(size=(300, 3))
+    b[:3] = -a[:3] * [[1.0], [2.0], [0.5]]  # exactly opposite
+    b[3:6] = -a[3:6] + RNG.normal(size=(3, 3)) * 1e-5  # almost opposite
+    b[6] = a[6] * 3.0  # same direction
+    r = rotation_between(a, b)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-9)
+    np.testing.assert_allclose(np.einsum("nij,nkj->nik", r, r), np.broadcast_to(np.eye(3), r.shape), atol=1e-9)
+    turned = np.einsum("nij,nj->ni", r, a)
+    unit_b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(turned / np.linalg.norm(turned, axis=1, keepdims=True), unit_b, atol=1e-9)
+    # the smallest turn: its angle is the angle between the directions (scipy's rotation angle, independently)
+    angles = Rotation.from_matrix(r).magnitude()
+    unit_a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    np.testing.assert_allclose(angles, np.arccos(np.clip(np.sum(unit_a * unit_b, axis=1), -1, 1)), atol=1e-6)
+    np.testing.assert_allclose(rotation_between(np.zeros((2, 3)), b[:2]), np.broadcast_to(np.eye(3), (2, 3, 3)))
+
+
+def test_kabsch_matches_scipy_on_noisy_weighted_and_degenerate_points():
+    """The eigenvalue (QCP) solver against scipy's SVD-based align_vectors, which minimises the same sum."""
+    n = 400
+    source = RNG.normal(size=(n, 4, 3))
+    truth = Rotation.random(n, random_state=5).as_matrix()
+    target = np.einsum("nij,nkj->nki", truth, source) + RNG.normal(size=(n, 4, 3)) * 0.4
+    target[:50] = RNG.normal(size=(50, 4, 3))  # no relation at all (a poor fit, far from the start bound)
+    weights = np.array([3.0, 1.0, 0.5, 2.0])
+    ours = best_fit_rotation(source, target, weights)
+    for i in range(n):
+        expected, _ = Rotation.align_vectors(target[i], source[i], weights=weights)
+        np.testing.assert_allclose(ours[i], expected.as_matrix(), atol=1e-8, err_msg=f"batch item {i}")
+    np.testing.assert_allclose(np.linalg.det(ours), 1.0, atol=1e-12)
+    # a reflection is never returned: mirrored points give the best proper rotation
+    mirrored = source[:20] * [-1.0, 1.0, 1.0]
+    best = best_fit_rotation(source[:20], mirrored)
+    np.testing.assert_allclose(np.linalg.det(best), 1.0, atol=1e-12)
+    for i in range(20):
+        expected, _ = Rotation.align_vectors(mirrored[i], source[i])
+        cost = np.sum((source[i] @ best[i].T - mirrored[i]) ** 2)
+        np.testing.assert_allclose(cost, np.sum((expected.apply(source[i]) - mirrored[i]) ** 2), rtol=1e-9)
+    # collinear points leave the spin about their line free: any rotation aligning the line is right
+    line = np.array([[[1.0, 2.0, 0.5], [-2.0, -4.0, -1.0], [0.5, 1.0, 0.25]]])
+    turn = Rotation.from_rotvec([0.3, -1.1, 0.7]).as_matrix()
+    aligned = best_fit_rotation(line, line @ turn.T)
+    np.testing.assert_allclose(line @ aligned[0].T, line @ turn.T, atol=1e-9)
+    # all zero: the identity-like answer is still a rotation, never NaN
+    zero = best_fit_rotation(np.zeros((1, 3, 3)), np.zeros((1, 3, 3)))
+    assert np.isfinite(zero).all() and abs(np.linalg.det(zero[0]) - 1.0) < 1e-12
+    # scale does not matter
+    for scale in (1e-6, 1e6):
+        np.testing.assert_allclose(
+            best_fit_rotation(source[50:60] * scale, target[50:60] * scale),
+            best_fit_rotation(source[50:60], target[50:60]),
+            atol=1e-8,
+        )
+
+
 def test_forward_kinematics_matches_reference():
     offsets = rest_offsets_from_joints(NEUTRAL_REST_JOINTS_M)
     rotvecs = RNG.normal(size=(6, 24, 3)) * 0.6

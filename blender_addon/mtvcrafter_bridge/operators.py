@@ -40,7 +40,12 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
             other.select_set(False)
         obj.select_set(True)
         context.view_layer.objects.active = obj
-        self.report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, fit error {fit.mean_error:.1f} mm per joint")
+        how = (
+            "rotations from the file"
+            if motion.rotations is not None
+            else f"rotations fitted, {fit.mean_error:.1f} mm mean error per joint"
+        )
+        self.report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, {how}")
         return {"FINISHED"}
 
 

@@ -8,13 +8,13 @@ unused), a local rotation ``L_j`` relative to its parent, and a global rotation
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Literal
 
 import numpy as np
 
 from .errors import MotionError
-from .rotations import best_fit_rotation, frame_from_two, rotation_between
+from .rotations import best_fit_rotation, frame_from_two, rotation_between, vector_norm
 from .skeleton import (
     CHILDREN,
     NEUTRAL_REST_JOINTS_M,
@@ -102,8 +102,9 @@ class SkeletonFit:
 
     ``rest_offsets (24, 3)`` in the joints' unit in the body frame (Y up, facing +Z, left +X);
     ``local_rotations (T, 24, 3, 3)``; ``root_translation (T, 3)``; ``offset_residuals``
-    ``(T, 24, 3)`` only for ``mode == "exact"``; ``error (T, 24)`` distance between the posed
-    skeleton and the source joints.
+    ``(T, 24, 3)`` only for ``mode == "exact"``; ``target (T, 24, 3)`` the joints it describes;
+    ``error (T, 24)`` distance between the posed skeleton and ``target`` (computed when first asked for,
+    unless given).
     """
 
     mode: IKMode
@@ -111,7 +112,18 @@ class SkeletonFit:
     local_rotations: np.ndarray
     root_translation: np.ndarray
     offset_residuals: np.ndarray | None
-    error: np.ndarray
+    target: np.ndarray
+    known_error: InitVar[np.ndarray | None] = None
+
+    def __post_init__(self, known_error: np.ndarray | None) -> None:
+        self._error = known_error
+
+    @property
+    def error(self) -> np.ndarray:
+        """Per-frame, per-joint distance ``(T, 24)`` between the posed skeleton and the target joints."""
+        if self._error is None:
+            self._error = vector_norm(self.joints() - self.target)
+        return self._error
 
     @property
     def mean_error(self) -> float:
@@ -154,11 +166,11 @@ def estimate_rest_offsets(joints: np.ndarray) -> np.ndarray:
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    return v / np.maximum(vector_norm(v, keepdims=True), 1e-12)
 
 
 def _bend_weight(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    sine = np.linalg.norm(np.cross(_normalize(a), _normalize(b)), axis=-1)
+    sine = vector_norm(np.cross(_normalize(a), _normalize(b)))
     return np.clip((sine - _BEND_LOW) / (_BEND_HIGH - _BEND_LOW), 0.0, 1.0)
 
 
@@ -198,18 +210,22 @@ def inverse_kinematics(
         start, _, _ = _solve(joints, rest_offsets, joints[:, 0], exact=False)
         fitted = _fit_positions(joints, start, rest_offsets, sweeps)
         placed, local, residuals = _solve(fitted, rest_offsets, fitted[:, 0], exact=False)
-    error = np.linalg.norm(placed - joints, axis=-1)
-    return SkeletonFit(mode, rest_offsets, local, placed[:, 0].copy(), residuals, error)
+    error = vector_norm(placed - joints)
+    return SkeletonFit(mode, rest_offsets, local, placed[:, 0].copy(), residuals, joints, error)
 
 
-def _subtree(j: int) -> list[int]:
+def _preorder(j: int = 0) -> list[int]:
     out = [j]
     for c in CHILDREN[j]:
-        out += _subtree(c)
+        out += _preorder(c)
     return out
 
 
-_SUBTREES: tuple[tuple[int, ...], ...] = tuple(tuple(sorted(_subtree(j))) for j in range(NUM_JOINTS))
+#: Joints in depth-first order, so that every subtree is a contiguous run of it; each joint's place in it,
+#: and its subtree's size.
+_DFS = np.array(_preorder())
+_DFS_PLACE = np.argsort(_DFS)
+_SUBTREE_SIZE = tuple(len(_preorder(j)) for j in range(NUM_JOINTS))
 
 
 def _fit_positions(targets: np.ndarray, placed: np.ndarray, rest: np.ndarray, sweeps: int) -> np.ndarray:
@@ -218,35 +234,42 @@ def _fit_positions(targets: np.ndarray, placed: np.ndarray, rest: np.ndarray, sw
     Moving one block (the root position, one bone's direction, or a three-child cluster's
     rotation) moves the subtrees below it rigidly, so the best block given the others is the
     direction of the subtree's mean residual (bones) or a weighted Kabsch fit (clusters).
+
+    Works on joint-major arrays in depth-first order: a subtree is a contiguous slice, its sums need
+    no gathering, and its rigid moves are in-place adds.
     """
-    x = placed.copy()
+    x = np.ascontiguousarray(np.moveaxis(placed[:, _DFS], 1, 0))  # (24, T, 3)
+    tgt = np.moveaxis(targets[:, _DFS], 1, 0)
+    # Sums of the targets over every subtree (constant).
+    target_sums = [tgt[_DFS_PLACE[j] : _DFS_PLACE[j] + _SUBTREE_SIZE[j]].sum(axis=0) for j in range(NUM_JOINTS)]
     lengths = np.linalg.norm(rest, axis=-1)
+
+    def span(j: int) -> slice:
+        return slice(_DFS_PLACE[j], _DFS_PLACE[j] + _SUBTREE_SIZE[j])
+
+    def mean_residual(j: int) -> np.ndarray:
+        return (target_sums[j] - x[span(j)].sum(axis=0)) / _SUBTREE_SIZE[j]
+
     for _ in range(sweeps):
-        x += (targets - x).mean(axis=1, keepdims=True)
+        x += mean_residual(0)
         for j in range(NUM_JOINTS):
             children = CHILDREN[j]
+            here = x[_DFS_PLACE[j]]
             if len(children) == 1:
                 (c,) = children
-                sub = list(_SUBTREES[c])
-                residual = (targets[:, sub] - x[:, sub]).mean(axis=1)
-                new = x[:, j] + lengths[c] * _normalize(x[:, c] - x[:, j] + residual)
-                x[:, sub] += (new - x[:, c])[:, None]
+                child = x[_DFS_PLACE[c]]
+                new = here + lengths[c] * _normalize(child - here + mean_residual(c))
+                x[span(c)] += new - child
             elif len(children) > 1:
                 kids = list(children)
-                weights = np.array([len(_SUBTREES[c]) for c in kids], dtype=np.float64)
-                current = x[:, kids] - x[:, j : j + 1]
-                wanted = np.stack(
-                    [
-                        current[:, i] + (targets[:, list(_SUBTREES[c])] - x[:, list(_SUBTREES[c])]).mean(axis=1)
-                        for i, c in enumerate(kids)
-                    ],
-                    axis=1,
-                )
+                weights = np.array([_SUBTREE_SIZE[c] for c in kids], dtype=np.float64)
+                current = np.stack([x[_DFS_PLACE[c]] - here for c in kids], axis=1)  # (T, kids, 3)
+                wanted = current + np.stack([mean_residual(c) for c in kids], axis=1)
                 turn = best_fit_rotation(current, wanted, weights)
+                moved = np.einsum("tab,tkb->tka", turn, current) - current
                 for i, c in enumerate(kids):
-                    sub = list(_SUBTREES[c])
-                    x[:, sub] += (np.einsum("tab,tb->ta", turn, current[:, i]) - current[:, i])[:, None]
-    return x
+                    x[span(c)] += moved[:, i]
+    return np.moveaxis(x, 0, 1)[:, _DFS_PLACE]
 
 
 def _solve(
@@ -280,8 +303,8 @@ def _solve(
                 placed[:, c] = joints[:, c]
     local = np.empty_like(global_rot)
     local[:, 0] = global_rot[:, 0]
-    parents = list(PARENTS[1:])
-    local[:, 1:] = np.swapaxes(global_rot[:, parents], -1, -2) @ global_rot[:, 1:]
+    for j in range(1, NUM_JOINTS):  # joint by joint: views, no gathered copies
+        local[:, j] = np.swapaxes(global_rot[:, PARENTS[j]], -1, -2) @ global_rot[:, j]
     return placed, local, residuals
 
 
@@ -333,7 +356,7 @@ def _twist_towards(
     """Rotation taking ``rest_dir`` onto ``aim`` and ``rest_ref`` as close as it can to ``wanted``;
     ``fallback`` where that is undefined (a bone of zero length, at rest or in the frame)."""
     wanted_perp = wanted - np.sum(wanted * _normalize(aim), axis=-1, keepdims=True) * _normalize(aim)
-    ok = np.linalg.norm(wanted_perp, axis=-1) > 1e-6
+    ok = vector_norm(wanted_perp) > 1e-6
     safe_wanted = np.where(ok[:, None], wanted_perp, fallback @ rest_ref)
     rest_frame = frame_from_two(rest_dir, rest_ref)
     frames = frame_from_two(aim, safe_wanted)

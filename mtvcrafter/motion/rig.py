@@ -120,17 +120,14 @@ def skeleton_of(motion: Motion) -> SkeletonFit:
     e.g. from AMASS, BVH or a saved fit) when it carries them, else an inverse-kinematics fit."""
 
     if motion.rotations is not None and motion.rest_offsets is not None and motion.root_translation is not None:
-        local = quaternion_to_matrix(motion.rotations)
-        fit = SkeletonFit(
+        return SkeletonFit(
             "fit",
             np.asarray(motion.rest_offsets, np.float64),
-            local,
+            quaternion_to_matrix(motion.rotations),
             np.asarray(motion.root_translation, np.float64),
             None,
-            np.zeros(motion.joints.shape[:2]),
+            motion.joints,
         )
-        fit.error[:] = np.linalg.norm(fit.joints() - motion.joints, axis=-1)
-        return fit
     return inverse_kinematics(motion.joints, mode="fit")
 
 

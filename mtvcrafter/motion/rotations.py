@@ -71,6 +71,12 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
 
 
+def vector_norm(v: np.ndarray, keepdims: bool = False) -> np.ndarray:
+    """Euclidean length over the last axis (as ``np.linalg.norm(v, axis=-1)``, several times faster)."""
+    out = np.sqrt(np.einsum("...i,...i->...", v, v))
+    return out[..., None] if keepdims else out
+
+
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Smallest rotation taking direction ``a`` onto direction ``b``; ``(..., 3)`` each → ``(..., 3, 3)``.
 
@@ -79,21 +85,32 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    a_norm = np.linalg.norm(a, axis=-1, keepdims=True)
-    b_norm = np.linalg.norm(b, axis=-1, keepdims=True)
+    a, b = np.broadcast_arrays(a, b)
+    a_norm = vector_norm(a, keepdims=True)
+    b_norm = vector_norm(b, keepdims=True)
     defined = (a_norm > 1e-12) & (b_norm > 1e-12)
     a = np.where(defined, a / np.maximum(a_norm, 1e-300), [1.0, 0.0, 0.0])
     b = np.where(defined, b / np.maximum(b_norm, 1e-300), [1.0, 0.0, 0.0])
-    axis = np.cross(a, b)
-    sin = np.linalg.norm(axis, axis=-1, keepdims=True)
-    cos = np.sum(a * b, axis=-1, keepdims=True)
-    # Near 180° the cross product vanishes: pick any axis perpendicular to a.
-    helper = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
-    perp = np.cross(a, helper)
-    perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
-    axis = np.where(sin > 1e-9, axis / np.where(sin > 1e-9, sin, 1.0), perp)
-    angle = np.arctan2(sin, cos)
-    return axis_angle_to_matrix(axis * angle)
+    v = np.cross(a, b)
+    cos = np.einsum("...i,...i->...", a, b)[..., None, None]
+    # R = cos·I + [v]× + v vᵀ / (1 + cos), exact away from opposite directions.
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    zero = np.zeros_like(x)
+    cross = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(*v.shape[:-1], 3, 3)
+    near_opposite = cos[..., 0, 0] < -1.0 + 1e-6
+    outer = v[..., :, None] * v[..., None, :] / np.where(near_opposite[..., None, None], 1.0, 1.0 + cos)
+    rotation = cos * np.eye(3) + cross + outer
+    if near_opposite.any():
+        # Near 180° the cross product vanishes: turn about v if it still says where, else any axis ⟂ a.
+        a_o, v_o = a[near_opposite], v[near_opposite]
+        sin = vector_norm(v_o, keepdims=True)
+        helper = np.where(np.abs(a_o[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+        perp = np.cross(a_o, helper)
+        perp /= vector_norm(perp, keepdims=True)
+        axis = np.where(sin > 1e-9, v_o / np.where(sin > 1e-9, sin, 1.0), perp)
+        angle = np.arctan2(sin, cos[near_opposite][..., 0])
+        rotation[near_opposite] = axis_angle_to_matrix(axis * angle)
+    return rotation
 
 
 def frame_from_two(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
@@ -104,12 +121,12 @@ def frame_from_two(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
     (silently), for the caller to replace.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
-        e1 = primary / np.linalg.norm(primary, axis=-1, keepdims=True)
+        e1 = primary / vector_norm(primary, keepdims=True)
         e2 = secondary - np.sum(secondary * e1, axis=-1, keepdims=True) * e1
-        e2 = e2 / np.linalg.norm(e2, axis=-1, keepdims=True)
+        e2 = e2 / vector_norm(e2, keepdims=True)
         e3 = np.cross(e1, e2)
     frames = np.stack([e1, e2, e3], axis=-1)
-    small = (np.linalg.norm(primary, axis=-1) < 1e-12) | ~np.isfinite(frames).all(axis=(-1, -2))
+    small = (vector_norm(primary) < 1e-12) | ~np.isfinite(frames).all(axis=(-1, -2))
     return np.where(small[..., None, None], np.nan, frames)
 
 
@@ -117,12 +134,89 @@ def best_fit_rotation(source: np.ndarray, target: np.ndarray, weights: np.ndarra
     """Rotation ``R`` minimising ``sum_i w_i |R source_i - target_i|^2`` (Kabsch, no translation).
 
     ``source``, ``target``: ``(..., N, 3)``; returns ``(..., 3, 3)`` with determinant +1.
+
+    Solved as Horn's quaternion eigenproblem without a general eigensolver (the "QCP" method): the
+    largest eigenvalue of the symmetric 4×4 matrix ``K`` by Newton's method on its characteristic
+    polynomial, started above it, then its eigenvector from the adjugate of ``K − λI``; all of it
+    elementwise over the batch, several times faster than a batched SVD of 3×3 matrices. Where the
+    largest eigenvalue is (nearly) repeated — the points do not fix the rotation — a batched
+    eigensolver picks one of the equally good rotations.
     """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
     if weights is not None:
-        source = source * np.asarray(weights)[..., None]
-    h = np.swapaxes(source, -1, -2) @ target  # (..., 3, 3): sum_i s_i t_i^T
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.swapaxes(vt, -1, -2) @ np.swapaxes(u, -1, -2)))
-    correction = np.ones(h.shape[:-1])
-    correction[..., -1] = d
-    return np.swapaxes(vt, -1, -2) @ (correction[..., None] * np.swapaxes(u, -1, -2))
+        source = source * np.asarray(weights, dtype=np.float64)[..., None]
+    h = np.swapaxes(source, -1, -2) @ target  # (..., 3, 3): h[a, b] = sum_i s_ia t_ib
+    pairs = np.sum(vector_norm(source) * vector_norm(target), axis=-1).reshape(-1)
+    batch = h.shape[:-2]
+    h = h.reshape(-1, 3, 3)
+    (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = np.moveaxis(h, 0, -1)
+    # Horn's symmetric matrix K (its top eigenvector is the rotation's quaternion w, x, y, z), as 10 entries.
+    k = {
+        (0, 0): sxx + syy + szz, (0, 1): syz - szy, (0, 2): szx - sxz, (0, 3): sxy - syx,
+        (1, 1): sxx - syy - szz, (1, 2): sxy + syx, (1, 3): szx + sxz,
+        (2, 2): -sxx + syy - szz, (2, 3): syz + szy,
+        (3, 3): -sxx - syy + szz,
+    }  # fmt: skip
+    # Characteristic polynomial of K (trace 0): λ⁴ + c2 λ² + c1 λ + c0.
+    frobenius2 = np.einsum("nab,nab->n", h, h)
+    c2 = -2.0 * frobenius2
+    c1 = -8.0 * (sxx * (syy * szz - syz * szy) - sxy * (syx * szz - syz * szx) + sxz * (syx * szy - syy * szx))
+    c0 = _determinant_and_null_vector(k, 0.0)[0]
+    # λmax = max over rotations of trace(R h) = max of sum_i w_i t_i·(R s_i), at most sum_i w_i |s_i| |t_i|.
+    # Newton started above the largest root of a polynomial whose roots are all real descends to it monotonically.
+    lam = pairs.copy()
+    for _ in range(100):
+        lam2 = lam * lam
+        value = (lam2 + c2) * lam2 + c1 * lam + c0
+        slope = 4.0 * lam2 * lam + 2.0 * c2 * lam + c1
+        step = np.divide(value, slope, out=np.zeros_like(value), where=slope > 0)
+        lam = lam - step
+        if np.all(np.abs(step) <= 1e-14 * np.maximum(lam, 1e-300)):
+            break
+    _, q, norm = _determinant_and_null_vector(k, lam)
+    weak = norm <= 1e-10 * np.maximum(lam, 1e-300) ** 3
+    if weak.any():
+        full = np.empty((int(weak.sum()), 4, 4))
+        for (i, j), value in k.items():
+            full[:, i, j] = full[:, j, i] = value[weak]
+        q[weak] = np.linalg.eigh(full)[1][..., -1]
+    return quaternion_to_matrix(q).reshape(*batch, 3, 3)
+
+
+def _determinant_and_null_vector(
+    k: dict[tuple[int, int], np.ndarray], shift: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the symmetric 4×4 matrices ``A = K − shift·I`` (upper entries ``k``, each ``(n,)``): ``det A``, the
+    unit direction of the largest row of its adjugate (for rank 3, the null vector), and that row's norm."""
+
+    def a(i: int, j: int) -> np.ndarray:
+        value = k[(i, j)] if i <= j else k[(j, i)]
+        return value - shift if i == j else value
+
+    (a00, a01, a02, a03), (a10, a11, a12, a13) = [[a(i, j) for j in range(4)] for i in (0, 1)]
+    (a20, a21, a22, a23), (a30, a31, a32, a33) = [[a(i, j) for j in range(4)] for i in (2, 3)]
+    # 2×2 minors of rows (2, 3) and of rows (0, 1), then the cofactors C_ij (Laplace expansion).
+    s0, s1, s2 = a20 * a31 - a21 * a30, a20 * a32 - a22 * a30, a20 * a33 - a23 * a30
+    s3, s4, s5 = a21 * a32 - a22 * a31, a21 * a33 - a23 * a31, a22 * a33 - a23 * a32
+    t0, t1, t2 = a00 * a11 - a01 * a10, a00 * a12 - a02 * a10, a00 * a13 - a03 * a10
+    t3, t4, t5 = a01 * a12 - a02 * a11, a01 * a13 - a03 * a11, a02 * a13 - a03 * a12
+    cof = np.stack(
+        [
+            np.stack([a11 * s5 - a12 * s4 + a13 * s3, -(a10 * s5 - a12 * s2 + a13 * s1),
+                      a10 * s4 - a11 * s2 + a13 * s0, -(a10 * s3 - a11 * s1 + a12 * s0)], axis=-1),
+            np.stack([-(a01 * s5 - a02 * s4 + a03 * s3), a00 * s5 - a02 * s2 + a03 * s1,
+                      -(a00 * s4 - a01 * s2 + a03 * s0), a00 * s3 - a01 * s1 + a02 * s0], axis=-1),
+            np.stack([a31 * t5 - a32 * t4 + a33 * t3, -(a30 * t5 - a32 * t2 + a33 * t1),
+                      a30 * t4 - a31 * t2 + a33 * t0, -(a30 * t3 - a31 * t1 + a32 * t0)], axis=-1),
+            np.stack([-(a21 * t5 - a22 * t4 + a23 * t3), a20 * t5 - a22 * t2 + a23 * t1,
+                      -(a20 * t4 - a21 * t2 + a23 * t0), a20 * t3 - a21 * t1 + a22 * t0], axis=-1),
+        ],
+        axis=1,
+    )  # fmt: skip
+    determinant = a00 * cof[:, 0, 0] + a01 * cof[:, 0, 1] + a02 * cof[:, 0, 2] + a03 * cof[:, 0, 3]
+    norms = np.sqrt(np.einsum("nij,nij->ni", cof, cof))
+    best = np.argmax(norms, axis=-1)
+    row = np.take_along_axis(cof, best[:, None, None], axis=1)[:, 0]
+    norm = np.take_along_axis(norms, best[:, None], axis=1)[:, 0]
+    return determinant, row / np.maximum(norm, 1e-300)[:, None], norm
