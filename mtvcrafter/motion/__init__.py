@@ -4,6 +4,7 @@ numpy only: this package never imports torch, so the Blender add-on can use it.
 """
 
 from .bodymodel import RestSkeleton, load_body_model_skeleton, neutral_skeleton
+from .bvh import Bvh, BvhSkeleton, bvh_end_positions, bvh_forward_kinematics, read_bvh
 from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE, focal_length, project
 from .errors import MotionError
 from .io import load_motion, load_motions, save_motion, save_motions
@@ -16,6 +17,8 @@ from .stats import NormStats
 
 __all__ = [
     "BONES",
+    "Bvh",
+    "BvhSkeleton",
     "CHILDREN",
     "DEFAULT_FOV_DEG",
     "DEFAULT_IMAGE_SIZE",
@@ -29,6 +32,8 @@ __all__ = [
     "SIDES",
     "SkeletonFit",
     "bone_lengths",
+    "bvh_end_positions",
+    "bvh_forward_kinematics",
     "estimate_rest_offsets",
     "focal_length",
     "forward_kinematics",
@@ -40,6 +45,7 @@ __all__ = [
     "motion_to_arrays",
     "neutral_skeleton",
     "project",
+    "read_bvh",
     "safe_load_pickle",
     "save_motion",
     "save_motions",
