@@ -53,20 +53,24 @@ def _ensure_fcurves(obj, paths: list[tuple[str, int, str]]):
     return [new(p, i, g) for p, i, g in paths]
 
 
-def write_keys(obj, frames: np.ndarray, channels: list[tuple[str, int, str, np.ndarray]]) -> None:
-    """Key every channel at ``frames`` in one bulk write per curve (``keyframe_points.add`` + ``foreach_set``)."""
-    curves = _ensure_fcurves(obj, [(p, i, g) for p, i, g, _ in channels])
+def write_keys(obj, frames: np.ndarray, paths: list[tuple[str, int, str]], values: np.ndarray) -> None:
+    """Key every channel ``paths[i]`` = (data path, index, group) at ``frames`` with ``values[i]``
+    (``(channels, frames)``), in one bulk write per curve (``keyframe_points.add`` + ``foreach_set``)."""
+    curves = _ensure_fcurves(obj, paths)
     count = len(frames)
-    co = np.empty(2 * count, dtype=np.float32)
-    co[0::2] = frames
+    # (frame, value) pairs of every curve, laid out once so each curve's write is a contiguous view
+    co = np.empty((len(paths), count, 2), dtype=np.float32)
+    co[:, :, 0] = frames
+    co[:, :, 1] = values
+    co = co.reshape(len(paths), 2 * count)
     # Blender's default interpolation: with a key on every frame it passes through every key exactly,
     # and stays smooth between frames (motion blur, retiming)
-    for curve, (_, _, _, values) in zip(curves, channels, strict=True):
-        if len(curve.keyframe_points):
-            curve.keyframe_points.clear()
-        curve.keyframe_points.add(count)
-        co[1::2] = values
-        curve.keyframe_points.foreach_set("co", co)
+    for curve, pairs in zip(curves, co, strict=True):
+        points = curve.keyframe_points
+        if len(points):
+            points.clear()
+        points.add(count)
+        points.foreach_set("co", pairs)
         curve.update()  # sorted keys and computed handles, as if keyed by hand
 
 
@@ -146,20 +150,16 @@ def build_armature(context, motion: Motion, name: str | None = None, frame_start
 
     rest_rot = np.array([[list(r) for r in data.bones[n].matrix_local.to_3x3()] for n in JOINT_NAMES])
     rest_heads = np.array([list(data.bones[n].head_local) for n in JOINT_NAMES])
-    own = motion.rotations if motion.rotations is not None and motion.rest_offsets is not None else None
-    quats, location = pose_channels(fit, rest_rot, rest_heads, placement, local_quaternions=own)
+    quats, location = pose_channels(fit, rest_rot, rest_heads, placement)
     for pose_bone in obj.pose.bones:
         pose_bone.rotation_mode = "QUATERNION"
 
     start = frame_start if frame_start is not None else (motion.frame_start if motion.frame_start is not None else 1)
     frames = np.arange(motion.num_frames, dtype=np.float64) + start
-    channels = []
-    for j, bone_name in enumerate(JOINT_NAMES):
-        path = f'pose.bones["{bone_name}"].rotation_quaternion'
-        channels += [(path, k, bone_name, quats[:, j, k]) for k in range(4)]
-    root_path = f'pose.bones["{JOINT_NAMES[0]}"].location'
-    channels += [(root_path, k, JOINT_NAMES[0], location[:, k]) for k in range(3)]
-    write_keys(obj, frames, channels)
+    paths = [(f'pose.bones["{name}"].rotation_quaternion', k, name) for name in JOINT_NAMES for k in range(4)]
+    paths += [(f'pose.bones["{JOINT_NAMES[0]}"].location', k, JOINT_NAMES[0]) for k in range(3)]
+    values = np.concatenate([quats.reshape(len(frames), -1), location], axis=1).T  # (24·4 + 3, frames)
+    write_keys(obj, frames, paths, values)
 
     if camera is not None:
         obj["mtvcrafter_camera_name"] = camera.name

@@ -8,13 +8,19 @@ unused), a local rotation ``L_j`` relative to its parent, and a global rotation
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass
 from typing import Literal
 
 import numpy as np
 
 from .errors import MotionError
-from .rotations import best_fit_rotation, frame_from_two, rotation_between, vector_norm
+from .rotations import (
+    best_fit_rotation,
+    frame_from_two,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+    rotation_between,
+    vector_norm,
+)
 from .skeleton import (
     CHILDREN,
     NEUTRAL_REST_JOINTS_M,
@@ -96,27 +102,52 @@ _CLUSTERS = (0, 9)  # joints with three children
 _BEND_LOW, _BEND_HIGH = 0.05, 0.35
 
 
-@dataclass
 class SkeletonFit:
-    """A rotation-based description of a joints-only motion (the result of :func:`inverse_kinematics`).
+    """A rotation-based description of a motion (the result of :func:`inverse_kinematics`, or a motion's own
+    rotations).
 
     ``rest_offsets (24, 3)`` in the joints' unit in the body frame (Y up, facing +Z, left +X);
-    ``local_rotations (T, 24, 3, 3)``; ``root_translation (T, 3)``; ``offset_residuals``
+    ``local_rotations (T, 24, 3, 3)`` or equally ``local_quaternions (T, 24, 4)`` (w, x, y, z; give either,
+    the other is derived when first asked for); ``root_translation (T, 3)``; ``offset_residuals``
     ``(T, 24, 3)`` only for ``mode == "exact"``; ``target (T, 24, 3)`` the joints it describes;
     ``error (T, 24)`` distance between the posed skeleton and ``target`` (computed when first asked for,
     unless given).
     """
 
-    mode: IKMode
-    rest_offsets: np.ndarray
-    local_rotations: np.ndarray
-    root_translation: np.ndarray
-    offset_residuals: np.ndarray | None
-    target: np.ndarray
-    known_error: InitVar[np.ndarray | None] = None
+    def __init__(
+        self,
+        mode: IKMode,
+        rest_offsets: np.ndarray,
+        root_translation: np.ndarray,
+        target: np.ndarray,
+        *,
+        local_rotations: np.ndarray | None = None,
+        local_quaternions: np.ndarray | None = None,
+        offset_residuals: np.ndarray | None = None,
+        error: np.ndarray | None = None,
+    ) -> None:
+        if local_rotations is None and local_quaternions is None:
+            raise ValueError("SkeletonFit needs local_rotations or local_quaternions")
+        self.mode = mode
+        self.rest_offsets = rest_offsets
+        self.root_translation = root_translation
+        self.target = target
+        self.offset_residuals = offset_residuals
+        self._rotations = local_rotations
+        self._quaternions = local_quaternions
+        self._error = error
 
-    def __post_init__(self, known_error: np.ndarray | None) -> None:
-        self._error = known_error
+    @property
+    def local_rotations(self) -> np.ndarray:
+        if self._rotations is None:
+            self._rotations = quaternion_to_matrix(self._quaternions)
+        return self._rotations
+
+    @property
+    def local_quaternions(self) -> np.ndarray:
+        if self._quaternions is None:
+            self._quaternions = matrix_to_quaternion(self._rotations)
+        return self._quaternions
 
     @property
     def error(self) -> np.ndarray:
@@ -211,7 +242,15 @@ def inverse_kinematics(
         fitted = _fit_positions(joints, start, rest_offsets, sweeps)
         placed, local, residuals = _solve(fitted, rest_offsets, fitted[:, 0], exact=False)
     error = vector_norm(placed - joints)
-    return SkeletonFit(mode, rest_offsets, local, placed[:, 0].copy(), residuals, joints, error)
+    return SkeletonFit(
+        mode,
+        rest_offsets,
+        placed[:, 0].copy(),
+        joints,
+        local_rotations=local,
+        offset_residuals=residuals,
+        error=error,
+    )
 
 
 def _preorder(j: int = 0) -> list[int]:

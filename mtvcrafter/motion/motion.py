@@ -107,7 +107,8 @@ class Motion:
                 field="joints",
             )
         self.joints = np.ascontiguousarray(joints, dtype=np.float32)
-        typical = float(np.median(bone_lengths(self.joints.astype(np.float64))[:, 1:]))
+        sample = self.joints[:: max(1, len(self.joints) // 1000)]  # a median needs no more than ~1000 frames
+        typical = float(np.median(bone_lengths(sample.astype(np.float64))[:, 1:]))
         low, high = PLAUSIBLE_BONE_MM
         if not low <= typical <= high:
             if typical < 1e-6:

@@ -72,7 +72,7 @@ def write_npz(motion: Motion, path: str | Path) -> None:
     tmp = path.with_name(path.name + ".part")
     try:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            np.savez(handle, **arrays)  # stored, not deflated: floats shrink ~20 % and load 3x slower
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

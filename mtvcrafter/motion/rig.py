@@ -26,7 +26,7 @@ import numpy as np
 
 from .kinematics import SkeletonFit, inverse_kinematics
 from .motion import Motion
-from .rotations import matrix_to_quaternion, quaternion_to_matrix
+from .rotations import matrix_to_quaternion
 from .skeleton import CHILDREN, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 #: SMPL body frame (Y up, facing +Z, left +X) → Blender's (Z up, facing −Y, left +X), as columns.
@@ -109,7 +109,7 @@ def with_skeleton(motion: Motion, fit: SkeletonFit) -> Motion:
     what ``motion convert --fit`` stores and :func:`skeleton_of` reads back."""
     return replace(
         motion,
-        rotations=matrix_to_quaternion(fit.local_rotations),
+        rotations=fit.local_quaternions,
         root_translation=fit.root_translation,
         rest_offsets=fit.rest_offsets,
     )
@@ -123,27 +123,25 @@ def skeleton_of(motion: Motion) -> SkeletonFit:
         return SkeletonFit(
             "fit",
             np.asarray(motion.rest_offsets, np.float64),
-            quaternion_to_matrix(motion.rotations),
             np.asarray(motion.root_translation, np.float64),
-            None,
             motion.joints,
+            local_quaternions=motion.rotations,
         )
     return inverse_kinematics(motion.joints, mode="fit")
 
 
-def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of (w, x, y, z) quaternions, broadcast."""
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )
+def _left_product(a: np.ndarray) -> np.ndarray:
+    """``(..., 4, 4)`` matrices ``P`` with ``P q = a q`` (Hamilton product, w x y z)."""
+    w, x, y, z = np.moveaxis(a, -1, 0)
+    rows = [[w, -x, -y, -z], [x, w, -z, y], [y, z, w, -x], [z, -y, x, w]]
+    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+
+
+def _right_product(b: np.ndarray) -> np.ndarray:
+    """``(..., 4, 4)`` matrices ``P`` with ``P q = q b``."""
+    w, x, y, z = np.moveaxis(b, -1, 0)
+    rows = [[w, -x, -y, -z], [x, w, z, -y], [y, -z, w, x], [z, y, -x, w]]
+    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
 
 
 def pose_channels(
@@ -151,26 +149,27 @@ def pose_channels(
     rest_rotations: np.ndarray,
     rest_heads: np.ndarray,
     camera: CameraPlacement,
-    local_quaternions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Basis quaternions ``(T, 24, 4)`` (w, x, y, z; sign-continuous over time) and the root bone's
     location ``(T, 3)`` that pose the armature as the fitted motion.
 
     ``rest_rotations``: ``(24, 3, 3)`` each bone's rest rotation in armature space (Blender's
-    ``bone.matrix_local``); ``rest_heads``: ``(24, 3)`` rest head positions; ``local_quaternions``:
-    the fit's local rotations as quaternions, if already at hand.
+    ``bone.matrix_local``); ``rest_heads``: ``(24, 3)`` rest head positions.
 
     A joint's basis depends only on its own local rotation ``L``: ``M_i = C_i L_i C_iᵀ`` with the
     constant ``C_i = R_iᵀ B`` (``B``: body frame → Blender), and for the root ``M_0 = R_0ᵀ A L_0 Bᵀ R_0``
     (``A``: camera → world); so no forward kinematics is needed, only quaternion products.
     """
     rest = np.asarray(rest_rotations, dtype=np.float64)
-    local = local_quaternions if local_quaternions is not None else matrix_to_quaternion(fit.local_rotations)
-    local = np.asarray(local, dtype=np.float64)
+    local = np.asarray(fit.local_quaternions, dtype=np.float64)
     left = matrix_to_quaternion(np.swapaxes(rest, -1, -2) @ BODY_TO_BLENDER)  # C_i, (24, 4)
     right = left * np.array([1.0, -1.0, -1.0, -1.0])  # C_iᵀ
     left[0] = matrix_to_quaternion(rest[0].T @ camera.rotation)
-    quats = _qmul(_qmul(left[None], local), right[None])
+    # C_i L C_iᵀ is linear in L: one constant 4×4 matrix per joint
+    sandwich = _left_product(left) @ _right_product(right)  # (24, 4, 4)
+    quats = np.empty_like(local)
+    for j in range(NUM_JOINTS):  # (T, 4) @ (4, 4) per joint: BLAS, not a generic einsum loop
+        quats[:, j] = local[:, j] @ sandwich[j].T
     root = camera_to_world_m(fit.root_translation, camera)
     flips = np.sum(quats[1:] * quats[:-1], axis=-1) < 0
     signs = np.cumprod(np.where(np.concatenate([np.zeros((1, NUM_JOINTS), bool), flips]), -1.0, 1.0), axis=0)
