@@ -5,7 +5,6 @@ the line for every kind of malformed file."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -589,7 +588,8 @@ def test_every_cut_and_damage_is_refused_with_a_motion_error(tmp_path):
 # -- speed ----------------------------------------------------------------------------------------------
 
 
-def test_ten_thousand_frames_parse_fast(tmp_path):
+def test_ten_thousand_frames_are_read_exactly(tmp_path):
+    """A long file is read whole and exactly (its speed is measured by ``mtvcrafter bench blender``)."""
     joints = 24
     lines = [
         "HIERARCHY",
@@ -604,15 +604,8 @@ def test_ten_thousand_frames_parse_fast(tmp_path):
     values = np.random.default_rng(1).uniform(-180, 180, (10_000, 6 + 3 * (joints - 1)))
     body = "\n".join(" ".join(f"{v:.6f}" for v in row) for row in values)
     path = write(tmp_path, "\n".join(lines) + f"\nMOTION\nFrames: 10000\nFrame Time: 0.0083333\n{body}\n")
-    parse = fk = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        bvh = read_bvh(path)
-        parse = min(parse, time.perf_counter() - start)
-        start = time.perf_counter()
-        positions, _ = bvh_forward_kinematics(bvh)
-        fk = min(fk, time.perf_counter() - start)
-    report(HEADING, f"10,000 frames × 24 joints (75 channels): parse {parse * 1000:.0f} ms, FK {fk * 1000:.0f} ms")
+    bvh = read_bvh(path)
+    positions, _ = bvh_forward_kinematics(bvh)
     np.testing.assert_array_equal(bvh.values, np.round(values, 6))
-    assert positions.shape == (10_000, joints, 3)
-    assert parse < 0.5 and fk < 0.5
+    assert bvh.num_frames == 10_000 and positions.shape == (10_000, joints, 3)
+    assert np.isfinite(positions).all()
