@@ -4,6 +4,7 @@ its state into the UI and places the strip. ``wait=True`` runs the same job sync
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import threading
@@ -159,15 +160,31 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def cancel_job(url: str, token: str | None, job_id: str) -> None:
+def cancel_job(url: str, token: str | None, job_id: str, timeout: float = 10.0) -> None:
     """DELETE the job (on its own connection; a job that already ended is fine)."""
     from mtvcrafter_server.client import Client, ServerError
 
     try:
-        with Client(url, token=token, timeout=10.0) as client:
+        with Client(url, token=token, timeout=timeout) as client:
             client.cancel(job_id)
     except ServerError:
         pass
+
+
+def cancel_unfinished() -> bool:
+    """Cancel the job still running on the server, if any (Blender quitting, the add-on disabled): nobody would
+    be left to place its result, and the GPU would go on working for nothing. True if a cancel was sent."""
+    with STATE.lock:
+        running = STATE.status in ("submitting", "queued", "running") and not STATE.result
+        STATE.cancel_requested = STATE.cancel_requested or running
+        job_id, url, token = STATE.job_id, STATE.url, STATE.token
+    if not (running and job_id):
+        return False
+    try:
+        cancel_job(url, token, job_id, timeout=3.0)
+    except Exception:  # quitting: a server that does not answer must not hold Blender up
+        return False
+    return True
 
 
 def free_channel(strips, frame_start: int, frame_end: int) -> int:
@@ -205,6 +222,14 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
+def strip_start(frame: int, scene, target) -> int:
+    """The sequencer scene's frame at the moment of ``scene``'s ``frame`` (the same number at the same rate;
+    frame 1 is time 0 in both)."""
+    if target == scene or abs(scene_fps(target) - scene_fps(scene)) < 1e-6:
+        return int(frame)
+    return 1 + int(round((frame - 1) * scene_fps(target) / scene_fps(scene)))
+
+
 class MTVCRAFTER_OT_animate(bpy.types.Operator):
     """Send the active SMPL armature's motion and the reference image to the MTVCrafter server, and put the
     video in the sequencer at the motion's first frame"""
@@ -227,16 +252,12 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
         scene = context.scene
         armature = smpl_armature(context)
         target = target_scene(context)
-        if abs(scene_fps(target) - scene_fps(scene)) > 1e-6:
-            self.report(
-                {"ERROR"},
-                f"the sequencer scene {target.name!r} runs at {scene_fps(target):g} fps and this "
-                f"scene at {scene_fps(scene):g}: set them equal so the video plays at the right speed",
-            )
-            return {"CANCELLED"}
+        # A sequencer scene at another frame rate gets a video rendered at its rate (the motion sampled at
+        # sub-frames), starting at the same moment: never a clip that plays too fast or too slow.
+        other_rate = abs(scene_fps(target) - scene_fps(scene)) > 1e-6
         tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
         try:
-            motion = motion_from_scene(context, armature)
+            motion = motion_from_scene(context, armature, fps=scene_fps(target) if other_rate else None)
             reference = reference_path(context, tmp)
             output_folder(context).mkdir(parents=True, exist_ok=True)
         except (MotionError, RuntimeError, OSError) as exc:
@@ -260,7 +281,7 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
             url=url,
             token=token,
             status="submitting",
-            frame_start=motion.frame_start,
+            frame_start=strip_start(motion.frame_start, scene, target),
             frames=motion.num_frames,
             armature=armature.name,
         )
@@ -506,9 +527,12 @@ def register():
         bpy.utils.register_class(cls)
     for name, prop in SCENE_PROPS.items():
         setattr(bpy.types.Scene, name, prop)
+    atexit.register(cancel_unfinished)
 
 
 def unregister():
+    atexit.unregister(cancel_unfinished)
+    cancel_unfinished()
     if bpy.app.timers.is_registered(_poll_job):
         bpy.app.timers.unregister(_poll_job)
     for name in SCENE_PROPS:

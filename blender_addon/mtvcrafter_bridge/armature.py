@@ -198,14 +198,27 @@ def camera_placement(camera) -> CameraPlacement:
     return CameraPlacement(rotation, world[:3, 3].copy())
 
 
-def export_joints(context, obj, camera, frame_start: int, frame_end: int) -> np.ndarray:
-    """Evaluated bone heads (constraints, drivers, NLA included) through ``camera``: ``(T, 24, 3)`` mm."""
+def sample_frames(scene, frame_start: int, frame_end: int, fps: float | None = None) -> np.ndarray:
+    """Scene frames (fractional where needed) at which to sample ``frame_start..frame_end`` at ``fps``
+    (default: the scene's own, one sample per frame); the samples cover the same span of time."""
+    if fps is None:
+        return np.arange(frame_start, frame_end + 1, dtype=np.float64)
+    step = (scene.render.fps / scene.render.fps_base) / fps  # scene frames per sample
+    count = max(1, int(round((frame_end - frame_start + 1) / step)))
+    return frame_start + step * np.arange(count)
+
+
+def export_joints(context, obj, camera, frame_start: int, frame_end: int, fps: float | None = None) -> np.ndarray:
+    """Evaluated bone heads (constraints, drivers, NLA included) through ``camera``: ``(T, 24, 3)`` mm, one
+    sample per scene frame, or at ``fps`` (sub-frames evaluated) when given."""
     scene = context.scene
     current = scene.frame_current
-    out = np.empty((frame_end - frame_start + 1, NUM_JOINTS, 3))
+    frames = sample_frames(scene, frame_start, frame_end, fps)
+    out = np.empty((len(frames), NUM_JOINTS, 3))
     try:
-        for t, frame in enumerate(range(frame_start, frame_end + 1)):
-            scene.frame_set(frame)
+        for t, time in enumerate(frames):
+            whole = math.floor(time + 1e-9)
+            scene.frame_set(whole, subframe=max(0.0, float(time - whole)))
             depsgraph = context.evaluated_depsgraph_get()
             placement = camera_placement(camera.evaluated_get(depsgraph))  # the camera may move too
             evaluated = obj.evaluated_get(depsgraph)

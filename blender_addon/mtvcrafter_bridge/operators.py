@@ -70,15 +70,16 @@ def motion_camera(scene, obj):
     return own if own is not None and own.type == "CAMERA" else scene.camera
 
 
-def motion_from_scene(context, obj) -> Motion:
-    """The SMPL armature over the scene's (or preview) frame range, through the scene camera."""
+def motion_from_scene(context, obj, fps: float | None = None) -> Motion:
+    """The SMPL armature over the scene's (or preview) frame range, through the scene camera; sampled at
+    ``fps`` (sub-frames evaluated) instead of once per scene frame when given."""
     scene = context.scene
     camera = motion_camera(scene, obj)
     if camera is None:
         raise MotionError("the scene has no camera: the motion is exported through the scene camera")
     start, end = frame_range(scene)
-    joints = export_joints(context, obj, camera, start, end)
-    fps = scene.render.fps / scene.render.fps_base
+    joints = export_joints(context, obj, camera, start, end, fps=fps)
+    fps = fps or scene.render.fps / scene.render.fps_base
     data = camera.data
     size = (scene.render.resolution_y, scene.render.resolution_x)
     fov = fov_on_larger_side(data, scene.render.resolution_x, scene.render.resolution_y)

@@ -4,10 +4,13 @@ motion's first frame with the motion's length; with the server stopped, a clear 
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import bpy
 import httpx
+import numpy as np
 import pytest
 
 from mtvcrafter_server.local import free_port, local_server
@@ -122,6 +125,75 @@ def test_the_preview_range_is_what_gets_animated(server, sample_pkl, reference_i
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
     (strip,) = strips(scene)
     assert (strip.frame_final_start, strip.frame_final_duration) == (30, 30)
+
+
+def test_a_sequencer_scene_at_another_rate_gets_a_video_at_its_rate(server, sample_pkl, reference_image, tmp_path):
+    """Blender 5 can edit in another scene (the workspace's sequencer scene); at 24 fps against the motion's
+    30, the video is rendered at 24 fps over the same span of time, and starts at the same moment."""
+    import mtvcrafter_bridge.animate as animate
+
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=31, frames=60)
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    edit = bpy.data.scenes.new("Edit")
+    edit.render.fps, edit.render.fps_base = 24, 1.0
+    # background Blender has no workspace to set the sequencer scene on: stand it in for the context's
+    original = animate.target_scene
+    animate.target_scene = lambda context: edit
+    try:
+        assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    finally:
+        animate.target_scene = original
+    assert strips(scene) == []
+    (strip,) = strips(edit)
+    # frame 31 at 30 fps is 1 s after frame 1; at 24 fps that moment is frame 25. 60 frames (2 s) → 48 frames
+    assert (strip.frame_final_start, strip.frame_final_duration) == (25, 48)
+    assert abs(strip.fps - 24.0) < 1e-3  # the file itself runs at the editing rate: no retiming needed
+    # the sub-frame samples are the armature's pose in between frames: frame 31 + 1.25 k
+    motion = animate.motion_from_scene(bpy.context, bpy.context.active_object, fps=24.0)
+    every_frame = animate.motion_from_scene(bpy.context, bpy.context.active_object)
+    assert motion.num_frames == 48 and motion.fps == 24.0 and every_frame.num_frames == 60
+    np.testing.assert_allclose(motion.joints[4], every_frame.joints[5], atol=1e-3)  # 31 + 5 = 31 + 1.25·4
+    # 31 + 1.25: a quarter of the way from the pose at 32 to the one at 33 (curves, not straight lines)
+    between = 0.75 * every_frame.joints[1] + 0.25 * every_frame.joints[2]
+    step = np.abs(every_frame.joints[2] - every_frame.joints[1]).max()
+    assert np.abs(motion.joints[1] - between).max() < 0.25 * step
+
+
+QUIT_MID_JOB = """
+import sys, threading, time
+import bpy
+sys.path.insert(0, sys.argv[1])
+import mtvcrafter_bridge
+from mtvcrafter_bridge import animate
+from mtvcrafter.motion import load_motion
+mtvcrafter_bridge.register()
+animate.STATE = state = animate.JobState(url=sys.argv[2], status="submitting")
+motion = load_motion(sys.argv[3], clip=0)
+params = {"backend": "tiny", "steps": 1000, "width": 64, "height": 64}
+threading.Thread(target=animate.run_job, args=(sys.argv[2], None, 30.0, motion, sys.argv[4], sys.argv[5] + "/out.mp4",
+                 params, state), daemon=True).start()
+deadline = time.time() + 60
+while state.status != "running" and time.time() < deadline:
+    time.sleep(0.05)
+print("JOB", state.job_id, state.status, flush=True)
+sys.exit(0)  # Blender quits with the job still running
+"""
+
+
+def test_quitting_blender_mid_job_cancels_it_on_the_server(server, sample_pkl, reference_image, tmp_path):
+    blender_python = Path(sys.executable)
+    result = subprocess.run(
+        [str(blender_python), "-c", QUIT_MID_JOB, str(ROOT / "blender_addon"), server, str(sample_pkl),
+         str(reference_image), str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    line = next(line for line in result.stdout.splitlines() if line.startswith("JOB"))
+    _, job_id, status = line.split()
+    assert status == "running"
+    deadline = time.time() + 30
+    while (job := httpx.get(f"{server}/v1/jobs/{job_id}").json())["status"] == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    assert job["status"] == "cancelled"  # the server stopped the work of a Blender that is gone
 
 
 def test_a_server_that_does_not_speak_json_gives_one_message_and_animate_stays_usable(
