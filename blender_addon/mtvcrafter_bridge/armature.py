@@ -53,6 +53,20 @@ def _ensure_fcurves(obj, paths: list[tuple[str, int, str]]):
     return [new(p, i, g) for p, i, g in paths]
 
 
+def fcurves(obj) -> list:
+    """The F-curves animating ``obj`` through its action (its slot's channelbag in 4.4+, ``Action.fcurves`` in 4.2)."""
+    anim = obj.animation_data
+    action = anim.action if anim is not None else None
+    if action is None:
+        return []
+    if hasattr(action, "slots"):
+        from bpy_extras import anim_utils
+
+        bag = anim_utils.action_get_channelbag_for_slot(action, anim.action_slot)
+        return list(bag.fcurves) if bag is not None else []
+    return list(action.fcurves)
+
+
 def write_keys(obj, frames: np.ndarray, paths: list[tuple[str, int, str]], values: np.ndarray) -> None:
     """Key every channel ``paths[i]`` = (data path, index, group) at ``frames`` with ``values[i]``
     (``(channels, frames)``), in one bulk write per curve (``keyframe_points.add`` + ``foreach_set``)."""

@@ -14,7 +14,7 @@ from mathutils import Quaternion, Vector
 from mtvcrafter.motion import JOINT_NAMES, load_motions, save_motion
 from mtvcrafter.motion.skeleton import PARENTS
 
-HEADING = "Blender add-on: import and export (bpy 5.0.1, headless)"
+HEADING = f"Blender add-on: import and export (bpy {bpy.app.version_string}, headless)"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,12 +27,9 @@ def addon():
 
 
 def fcurves_of(obj):
-    action = obj.animation_data.action
-    if hasattr(action, "slots"):
-        from bpy_extras import anim_utils
+    from mtvcrafter_bridge.armature import fcurves
 
-        return anim_utils.action_get_channelbag_for_slot(action, obj.animation_data.action_slot).fcurves
-    return action.fcurves
+    return fcurves(obj)
 
 
 def export(tmp_path, name="out.npz"):
