@@ -1,10 +1,10 @@
 """``mtvcrafter blender build``: the installable Blender extension zip (add-on code + the wheels it needs).
 
-The zip holds ``blender_manifest.toml`` (with its ``wheels`` list filled in), the add-on's Python files
-and ``wheels/``: this package (for ``mtvcrafter.motion``; Blender never imports the model stack) and
-httpx with its pure-Python dependencies. Install it with Blender's Preferences › Get Extensions ›
-Install from Disk. Wheels are fetched from the package index at build time, or taken from
-``--wheels-from`` (offline builds); nothing is fetched when Blender runs.
+The zip holds ``blender_manifest.toml`` (with its ``wheels`` list filled in), the add-on's Python files,
+``presets/render`` and ``presets/bones``, and ``wheels/``: this package (for ``mtvcrafter.motion``;
+Blender never imports the model stack) and httpx with its pure-Python dependencies. Install it with
+Blender's Preferences › Get Extensions › Install from Disk. Wheels are fetched from the package index
+at build time, or taken from ``--wheels-from`` (offline builds); nothing is fetched when Blender runs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ADDON = ROOT / "blender_addon" / "mtvcrafter_bridge"
 #: httpx and what it imports at run time (all pure Python). numpy comes with Blender.
 CLIENT_WHEELS = ("httpx", "httpcore", "h11", "anyio", "idna", "certifi", "typing_extensions")
+#: ``presets/`` folders copied into the extension: render presets, and the bone maps (which our wheel
+#: also carries, inside ``mtvcrafter.motion``).
+PRESET_KINDS = ("render", "bones")
 
 
 class BuildError(Exception):
@@ -102,8 +105,9 @@ def build_extension(out_dir: str | Path, wheels_from: str | Path | None = None) 
             archive.writestr("blender_manifest.toml", manifest)
             for path in sorted(ADDON.rglob("*.py")):
                 archive.write(path, path.relative_to(ADDON).as_posix())
-            for path in sorted((ROOT / "presets" / "render").glob("*.json")):
-                archive.write(path, f"presets/render/{path.name}")
+            for kind in PRESET_KINDS:
+                for path in sorted((ROOT / "presets" / kind).glob("*.json")):
+                    archive.write(path, f"presets/{kind}/{path.name}")
             for wheel in wheels:
                 archive.write(wheel, f"wheels/{wheel.name}")
         partial.replace(target)

@@ -85,6 +85,22 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _unit(text: str) -> str:
+    from .motion.retarget import UNITS
+
+    if text.lower() in (*UNITS, "auto"):
+        return text.lower()
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"expected {', '.join(UNITS)}, auto, or metres per unit (e.g. 0.01), got {text!r}"
+        )
+    return text
+
+
 def _motion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="frame rate for files that store none (official .pkl: 30)")
     parser.add_argument(
@@ -93,10 +109,34 @@ def _motion_options(parser: argparse.ArgumentParser) -> None:
         help="SMPL/SMPL-H/SMPL-X model .npz, or a folder of them, for exact AMASS joints "
         "(default: the built-in neutral skeleton)",
     )
+    parser.add_argument(
+        "--preset",
+        metavar="ID",
+        help="BVH: the bone map (smpl, mixamo, cmu, rokoko, generic, or one of yours; see presets/README.md); "
+        "default auto: detected from the joint names",
+    )
+    parser.add_argument(
+        "--unit",
+        type=_unit,
+        help="BVH: the file's unit, m, cm, mm, inch, cmu (the CMU database's), or metres per unit; "
+        "default auto: the bone map's, unless the skeleton's size says otherwise",
+    )
+    parser.add_argument(
+        "--camera",
+        metavar="FILE.json",
+        help='BVH: the camera, {"position": [x, y, z], "look_at": [x, y, z]} in Blender\'s world (Z up, metres; '
+        "see README); default: level, in front of the performer, the whole clip in view",
+    )
 
 
 def _load_options(args: argparse.Namespace) -> dict:
-    return {"fps": args.fps, "body_model": args.body_model}
+    return {
+        "fps": args.fps,
+        "body_model": args.body_model,
+        "bone_map": args.preset,
+        "unit": args.unit,
+        "camera": args.camera,
+    }
 
 
 def cmd_motion_info(args: argparse.Namespace) -> int:
@@ -149,6 +189,10 @@ def cmd_motion_convert(args: argparse.Namespace) -> int:
         motions = load_motions(args.input, **_load_options(args))
     else:
         motions = [load_motion(args.input, clip=args.clip, **_load_options(args))]
+    for motion in motions:
+        if motion.source_format == "bvh":  # which bone map, how sure, the unit, the bones left out
+            for note in motion.notes:
+                print(f"{motion.name}: {note}", file=sys.stderr)
     if args.fit:
         fitted = []
         for motion in motions:
@@ -514,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     animate = commands.add_parser("animate", help="render a video of the reference image following the motion")
     animate.add_argument("--ref", required=True, help="reference image (PNG, JPEG, …)")
-    animate.add_argument("--motion", required=True, help="motion file (.pkl, .npz)")
+    animate.add_argument("--motion", required=True, help="motion file (.pkl, .npz, .bvh)")
     animate.add_argument("--out", required=True, help="output .mp4")
     animate.add_argument(
         "--backend",

@@ -53,17 +53,19 @@ def frame_person_z_up(
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     fov_deg: float = DEFAULT_FOV_DEG,
     margin: float = 0.85,
+    left: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A level camera in front of a performer given in a Z-up world; how AMASS and BVH clips are shown.
 
     The camera looks horizontally at the performer from the side they face in the first frame
-    (their hips' left-right axis turned a quarter turn), at the height of the middle of the
-    clip's joints, and far enough that every joint of every frame fits within ``margin`` of the
-    image. Returns ``rotation (3, 3)`` (world → camera axes) and ``position (3,)`` in world units;
-    camera-space points are ``(p - position) @ rotation.T``.
+    (their hips' left-right axis — or ``left``, the performer's left in the world, if given — turned
+    a quarter turn), at the height of the middle of the clip's joints, and far enough that every
+    joint of every frame fits within ``margin`` of the image. Returns ``rotation (3, 3)`` (world →
+    camera axes) and ``position (3,)`` in world units; camera-space points are
+    ``(p - position) @ rotation.T``.
     """
     joints = np.asarray(joints_world, dtype=np.float64)
-    left = joints[0, 1] - joints[0, 2]
+    left = joints[0, 1] - joints[0, 2] if left is None else np.asarray(left, dtype=np.float64)
     up = np.array([0.0, 0.0, 1.0])
     facing = np.cross(left, up)
     facing[2] = 0.0

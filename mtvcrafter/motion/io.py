@@ -12,23 +12,43 @@ from .errors import MotionError
 from .motion import Motion
 from .npz import is_our_npz, read_npz, write_npz
 from .official import read_official_pickle, write_official_pickle
+from .retarget import BoneMap, CameraFile, motion_from_bvh
+from .rig import CameraPlacement
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
-READABLE = "official motion pickle (.pkl), our motion .npz, AMASS/SMPL parameters .npz"
+READABLE = "official motion pickle (.pkl), our motion .npz, AMASS/SMPL parameters .npz, BVH mocap (.bvh)"
 
 
-def load_motions(path: str | Path, *, fps: float | None = None, body_model: str | Path | None = None) -> list[Motion]:
+def load_motions(
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    body_model: str | Path | None = None,
+    bone_map: str | BoneMap | None = None,
+    unit: str | float | None = None,
+    camera: CameraPlacement | CameraFile | str | Path | None = None,
+) -> list[Motion]:
     """Every clip in a motion file.
 
     Args:
-        path: an official pickle (``.pkl``; every clip), our ``.npz`` or an AMASS ``.npz``.
-        fps: frame rate for files that do not store one (30 otherwise).
+        path: an official pickle (``.pkl``; every clip), our ``.npz``, an AMASS ``.npz`` or a ``.bvh``.
+        fps: frame rate for files that do not store one (30 otherwise; BVH files always store one).
         body_model: SMPL/SMPL-H/SMPL-X model ``.npz`` (or a folder of them) for exact AMASS joints.
+        bone_map, unit, camera: BVH only (see :func:`~mtvcrafter.motion.retarget.motion_from_bvh`): the
+            bone map (id, ``"auto"`` or a BoneMap; default auto), the file's unit (default: detected)
+            and the camera (a placement or a camera JSON file; default: one in front of the performer).
     """
     path = Path(path)
     if not path.is_file():
         raise MotionError("no such file" if not path.exists() else "not a file", source=str(path))
     suffix = path.suffix.lower()
+    if suffix == ".bvh":
+        return [motion_from_bvh(path, bone_map=bone_map, unit=unit, camera=camera)]
+    for name, value in (("bone_map", bone_map), ("unit", unit), ("camera", camera)):
+        if value is not None:
+            raise MotionError(
+                f"applies to BVH files only (this is a '{path.suffix}' file)", source=str(path), field=name
+            )
     if suffix in PICKLE_SUFFIXES:
         return read_official_pickle(path, fps=fps)
     if suffix == ".npz":

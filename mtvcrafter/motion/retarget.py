@@ -1,0 +1,906 @@
+"""Bone maps: the SMPL-24 joints of any rig — BVH mocap, a Blender armature — numpy only.
+
+A *bone map* (``presets/bones/*.json``, format in ``presets/README.md``) says where each of the 24
+SMPL joints lies on a rig: at a bone's head (a BVH joint's position), at its end (``"Bone@end"``: the
+BVH End Site, the Blender bone's tail), or on the line through two such points (``{"lerp": [a, b,
+t]}`` = ``a + t·(b − a)``), with alternatives tried in order (the first whose bones all exist wins).
+Rig names match after stripping a namespace (anything up to the last ``:`` or ``|``: ``mixamorig:``,
+``Armature|``) and case-insensitively.
+
+The way from a rig's joints to a :class:`~mtvcrafter.motion.Motion`:
+
+1. :func:`detect_bone_map` picks the bone map that fits the rig's names (or the user names one);
+2. :func:`map_points` gives the 24 joints per frame, in the rig's unit and axes;
+3. :func:`rig_to_world` turns them into Blender's world (Z up, metres): the rig's ``up`` axis goes to
+   +Z and the axis it faces (``forward``) to −Y, so a Y-up rig facing +Z maps as Blender's BVH
+   importer maps it, ``(x, y, z) → (x, −z, y)``; the unit is the one given, else detected from the
+   skeleton's size (:func:`choose_unit`);
+4. a camera — the user's, or :func:`default_camera` — gives camera-space millimetres
+   (:func:`~mtvcrafter.motion.rig.world_to_camera_mm`).
+
+:func:`motion_from_bvh` does all of it for a BVH file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE, frame_person_z_up
+from .errors import MotionError
+from .motion import Motion
+from .rig import CameraPlacement, world_to_camera_mm
+from .skeleton import JOINT_NAMES, NUM_JOINTS
+
+#: Metres per unit. ``cmu`` is the length unit of the CMU mocap database (1/0.45 inch), which its BVH
+#: conversions (cgspeed's and others) keep.
+UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}
+AXES = ("X", "Y", "Z", "-X", "-Y", "-Z")
+#: Folders of the user's own bone maps (``os.pathsep``-separated); else ``~/.config/mtvcrafter/bones``.
+BONE_MAPS_ENV = "MTVCRAFTER_BONE_MAPS"
+
+#: Joint chain whose length measures a skeleton (ankle to head, through knee, hip, pelvis and spine):
+#: 1.51 m for the neutral SMPL body (an adult of about 1.70 m), 1.38–1.60 m on the official sample clips.
+HEIGHT_CHAIN = (
+    ("left_ankle", "left_knee"),
+    ("left_knee", "left_hip"),
+    ("left_hip", "pelvis"),
+    ("pelvis", "spine1"),
+    ("spine1", "spine2"),
+    ("spine2", "spine3"),
+    ("spine3", "neck"),
+    ("neck", "head"),
+)
+#: A human's chain length in metres: people of about 1.15–2.5 m; and the typical value, which decides
+#: when two units both give a human.
+HUMAN_CHAIN_M = (1.0, 2.2)
+TYPICAL_CHAIN_M = 1.5
+#: Confidence of a fallback map (``"fallback": true``, the generic one), whose names are guesses.
+FALLBACK_CONFIDENCE = 0.8
+
+_JOINT_INDEX = {name: i for i, name in enumerate(JOINT_NAMES)}
+_BUNDLED_IN_PACKAGE = Path(__file__).resolve().parent / "bones"
+_BUNDLED_IN_CHECKOUT = Path(__file__).resolve().parents[2] / "presets" / "bones"
+_KEYS = {"name", "description", "up", "forward", "unit", "joints", "fallback"}
+
+
+def bone_key(name: str) -> str:
+    """How rig names are compared: the namespace (up to the last ``:`` or ``|``) stripped, lower case."""
+    cut = max(name.rfind(":"), name.rfind("|"))
+    return name[cut + 1 :].lower()
+
+
+def _split_reference(reference: str) -> tuple[str, bool]:
+    if reference.lower().endswith("@end"):
+        return reference[:-4], True
+    return reference, False
+
+
+# --- the bone map -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Ref:
+    bone: str  # as written in the map
+    end: bool
+
+    @property
+    def key(self) -> str:
+        return bone_key(self.bone)
+
+
+#: One way to place a joint: a weighted sum of points (a point: weight 1; a lerp: 1 − t and t).
+_Alternative = tuple[tuple[_Ref, float], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class BoneMap:
+    """Where the 24 SMPL joints lie on a rig (see the module docstring and ``presets/README.md``).
+
+    Attributes:
+        name, description: for menus and messages.
+        joints: SMPL joint name → source, as in the JSON file: ``"Bone"``, ``"Bone@end"``,
+            ``{"lerp": [a, b, t]}``, or a list of those (alternatives, the first that fits wins).
+        up, forward: the rig's axis pointing up and the axis the character faces (``"Y"``, ``"-Z"`` …).
+        unit: ``"m"``, ``"cm"``, ``"mm"``, ``"inch"``, ``"cmu"`` or ``"auto"``: the rig's unit, used
+            unless the skeleton's size clearly says otherwise (:func:`choose_unit`).
+        path: the file it was read from (None for one made in code).
+        fallback: a map of guessed names (the generic one): detection uses it only when no other map
+            fits as well.
+    """
+
+    name: str
+    description: str = ""
+    joints: dict[str, Any] = field(default_factory=dict)
+    up: str = "Y"
+    forward: str = "Z"
+    unit: str = "auto"
+    path: Path | None = None
+    fallback: bool = False
+
+    def __post_init__(self) -> None:
+        src = str(self.path) if self.path is not None else (self.name or None)
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise MotionError("must be a non-empty string", source=src, field="name")
+        if not isinstance(self.description, str):
+            raise MotionError("must be a string", source=src, field="description")
+        for key in ("up", "forward"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or value.upper() not in AXES:
+                raise MotionError(f"must be one of {', '.join(AXES)}, got {value!r}", source=src, field=key)
+            object.__setattr__(self, key, value.upper())
+        if self.up.lstrip("-") == self.forward.lstrip("-"):
+            raise MotionError(f"'up' {self.up} and 'forward' {self.forward} must be different axes", source=src)
+        if not isinstance(self.unit, str) or (self.unit.lower() not in UNITS and self.unit.lower() != "auto"):
+            raise MotionError(f"must be one of {', '.join(UNITS)} or auto, got {self.unit!r}", source=src, field="unit")
+        object.__setattr__(self, "unit", self.unit.lower())
+        if not isinstance(self.joints, Mapping):
+            raise MotionError("must be an object: SMPL joint name → source", source=src, field="joints")
+        unknown = [k for k in self.joints if k not in _JOINT_INDEX]
+        if unknown:
+            raise MotionError(
+                f"unknown SMPL joint(s) {', '.join(map(repr, unknown))}; the joints are {', '.join(JOINT_NAMES)}",
+                source=src,
+                field="joints",
+            )
+        missing = [k for k in JOINT_NAMES if k not in self.joints]
+        if missing:
+            raise MotionError(
+                f"no source for {', '.join(missing)}; a bone map places all 24 SMPL joints", source=src, field="joints"
+            )
+        compiled = {j: _compile(self.joints[j], src, f"joints.{j}") for j in JOINT_NAMES}
+        object.__setattr__(self, "joints", {j: self.joints[j] for j in JOINT_NAMES})
+        object.__setattr__(self, "_compiled", compiled)
+
+    @property
+    def id(self) -> str:
+        """The file name without ``.json`` (the name for a map made in code)."""
+        return self.path.stem if self.path is not None else self.name
+
+    @property
+    def alternatives(self) -> dict[str, tuple[_Alternative, ...]]:
+        return self._compiled  # type: ignore[attr-defined]
+
+    def bones(self) -> set[str]:
+        """Every bone name the map mentions (compared as :func:`bone_key` compares them)."""
+        return {ref.key for alts in self.alternatives.values() for alt in alts for ref, _ in alt}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what :func:`save_bone_map` writes)."""
+        data: dict[str, Any] = {"name": self.name, "description": self.description}
+        data.update(up=self.up, forward=self.forward, unit=self.unit)
+        if self.fallback:
+            data["fallback"] = True
+        data["joints"] = dict(self.joints)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | Path | None = None) -> BoneMap:
+        """A bone map from its JSON form; errors name the file and the field."""
+        src = str(path) if path is not None else None
+        if not isinstance(data, dict):
+            raise MotionError("a bone map is a JSON object with 'name' and 'joints'", source=src)
+        unknown = sorted(k for k in data if k not in _KEYS and not str(k).startswith("_"))
+        if unknown:
+            raise MotionError(
+                f"unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(_KEYS))} "
+                "(keys starting with '_' are comments)",
+                source=src,
+            )
+        for key in ("name", "joints"):
+            if key not in data:
+                raise MotionError("missing", source=src, field=key)
+        fallback = data.get("fallback", False)
+        if not isinstance(fallback, bool):
+            raise MotionError("must be true or false", source=src, field="fallback")
+        return cls(
+            name=data["name"],
+            description=data.get("description", ""),
+            joints=data["joints"],
+            up=data.get("up", "Y"),
+            forward=data.get("forward", "Z"),
+            unit=data.get("unit", "auto"),
+            path=Path(path) if path is not None else None,
+            fallback=fallback,
+        )
+
+
+def _compile(source: Any, src: str | None, where: str) -> tuple[_Alternative, ...]:
+    """A joint source → its alternatives, in order."""
+
+    def ref(value: Any, at: str) -> _Ref:
+        if not isinstance(value, str) or not _split_reference(value)[0].strip():
+            raise MotionError(f"a point is a bone name or 'Bone@end', got {value!r}", source=src, field=at)
+        bone, end = _split_reference(value)
+        return _Ref(bone.strip(), end)
+
+    def one(value: Any, at: str) -> _Alternative:
+        if isinstance(value, str):
+            return ((ref(value, at), 1.0),)
+        if isinstance(value, dict):
+            lerp = value.get("lerp")
+            if set(value) != {"lerp"} or not isinstance(lerp, list) or len(lerp) != 3:
+                raise MotionError(
+                    f'expected {{"lerp": ["BoneA", "BoneB", t]}}, got {json.dumps(value)[:80]}', source=src, field=at
+                )
+            t = lerp[2]
+            if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+                raise MotionError(f"the lerp factor must be a number, got {t!r}", source=src, field=at)
+            return ((ref(lerp[0], at), 1.0 - float(t)), (ref(lerp[1], at), float(t)))
+        raise MotionError(
+            f"a source is a bone name, 'Bone@end', a lerp or a list of those, got {json.dumps(value)[:80]}",
+            source=src,
+            field=at,
+        )
+
+    if isinstance(source, list):
+        if not source:
+            raise MotionError("an empty list of alternatives", source=src, field=where)
+        if any(isinstance(item, list) for item in source):
+            raise MotionError("alternatives cannot be nested lists", source=src, field=where)
+        return tuple(one(item, f"{where}[{i}]") for i, item in enumerate(source))
+    return (one(source, where),)
+
+
+def _describe(alternative: _Alternative, names: Mapping[str, str], conditions: bool = False) -> str:
+    """``"Bone"``, ``"Bone@end"`` or ``"lerp(A, B, t)"`` in the rig's names; a point weighted 0 (a
+    lerp with t = 0 or 1, which only requires the bone to exist) is left out unless ``conditions``."""
+
+    def point(ref: _Ref) -> str:
+        name = names.get(ref.key, ref.bone)
+        return f"{name}@end" if ref.end else name
+
+    if len(alternative) == 1:
+        return point(alternative[0][0])
+    (a, wa), (b, t) = alternative
+    if not conditions and (wa == 0.0 or t == 0.0):
+        return point(b if wa == 0.0 else a)
+    return f"lerp({point(a)}, {point(b)}, {t:g})"
+
+
+# --- finding and reading bone maps -------------------------------------------------------------------------
+
+
+def user_bone_map_folder() -> Path:
+    """The user's bone-map folder: ``$XDG_CONFIG_HOME/mtvcrafter/bones`` (default ``~/.config``), or
+    ``%APPDATA%\\mtvcrafter\\bones`` on Windows. :data:`BONE_MAPS_ENV` replaces it."""
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        base = Path(os.environ["APPDATA"])
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "mtvcrafter" / "bones"
+
+
+def bundled_bone_map_folder() -> Path:
+    """The bone maps shipped with the package (inside the installed wheel, or ``presets/bones`` of a checkout)."""
+    if _BUNDLED_IN_PACKAGE.is_dir():
+        return _BUNDLED_IN_PACKAGE
+    return _BUNDLED_IN_CHECKOUT
+
+
+def bone_map_folders(extra: Iterable[str | Path] = ()) -> list[Path]:
+    """Where bone maps are looked for, first wins for a repeated id: ``extra`` folders, then the user's
+    (:data:`BONE_MAPS_ENV`, a list of folders, or :func:`user_bone_map_folder`), then the bundled ones."""
+    folders = [Path(p) for p in extra]
+    env = os.environ.get(BONE_MAPS_ENV)
+    if env:
+        folders += [Path(p) for p in env.split(os.pathsep) if p]
+    else:
+        folders.append(user_bone_map_folder())
+    folders.append(bundled_bone_map_folder())
+    unique: list[Path] = []
+    for folder in folders:
+        if folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def read_bone_map(path: str | Path) -> BoneMap:
+    """One bone-map file; a file that is not a valid bone map raises MotionError naming it and the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MotionError(f"cannot read the bone map ({exc.strerror or exc})", source=str(path)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MotionError(f"not valid JSON ({exc}); see presets/README.md for the format", source=str(path)) from None
+    return BoneMap.from_dict(data, path)
+
+
+def load_bone_maps(folders: Iterable[str | Path] | None = None) -> dict[str, BoneMap]:
+    """Every bone map (``*.json``) in ``folders`` (default :func:`bone_map_folders`), by id (the file
+    name without ``.json``); for an id in several folders, the first folder's. Missing folders are skipped."""
+    maps: dict[str, BoneMap] = {}
+    for folder in bone_map_folders() if folders is None else [Path(f) for f in folders]:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.json")):
+            if path.stem not in maps:
+                maps[path.stem] = read_bone_map(path)
+    return maps
+
+
+def save_bone_map(bone_map: BoneMap, path: str | Path) -> Path:
+    """Write a bone map as JSON (``path`` a file, or a folder to write ``<id>.json`` in)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{bone_map.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bone_map.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def get_bone_map(
+    choice: str | BoneMap | Mapping[str, Any], maps: Mapping[str, BoneMap] | None = None, source: str | None = None
+) -> BoneMap:
+    """A bone map by id (or a :class:`BoneMap`, or its JSON form as a dict); ``source`` for messages."""
+    if isinstance(choice, BoneMap):
+        return choice
+    if isinstance(choice, Mapping):
+        return BoneMap.from_dict(dict(choice))
+    maps = load_bone_maps() if maps is None else maps
+    if choice not in maps:
+        raise MotionError(
+            f"no bone map {choice!r}; known: {', '.join(sorted(maps)) or 'none'} (or 'auto' to detect one)",
+            source=source,
+            field="bone_map",
+        )
+    return maps[choice]
+
+
+# --- detection ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Detection:
+    """How a bone map fits a rig.
+
+    Attributes:
+        bone_map: the map.
+        confidence: 0..1, the share of the 24 joints it places (× 0.8 for a fallback map).
+        mapped: SMPL joint → the source used, in the rig's names (``"LeftUpLeg"``,
+            ``"lerp(Spine1, Spine2, 0.3)"``).
+        unmapped_bones: the rig's bones no joint uses (fingers, twist bones, props …), in rig order.
+        missing_joints: SMPL joints the map cannot place on this rig.
+        ranking: ``(id, confidence)`` of every map tried, best first.
+    """
+
+    bone_map: BoneMap
+    confidence: float
+    mapped: dict[str, str]
+    unmapped_bones: tuple[str, ...]
+    missing_joints: tuple[str, ...]
+    ranking: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_joints
+
+
+def _lookup(names: Sequence[str]) -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    for name in names:
+        lookup.setdefault(bone_key(name), name)
+    return lookup
+
+
+def _resolve(
+    bone_map: BoneMap, heads: Mapping[str, Any], ends: Mapping[str, Any] | None
+) -> tuple[dict[str, _Alternative], list[str]]:
+    """The first alternative of each joint whose points exist (``ends`` None: every bone has an end)."""
+    chosen: dict[str, _Alternative] = {}
+    missing = []
+    for joint in JOINT_NAMES:
+        for alternative in bone_map.alternatives[joint]:
+            if all(
+                ref.key in heads if not ref.end else ref.key in (heads if ends is None else ends)
+                for ref, _ in alternative
+            ):
+                chosen[joint] = alternative
+                break
+        else:
+            missing.append(joint)
+    return chosen, missing
+
+
+def _fit(
+    bone_map: BoneMap, names: Sequence[str], lookup: Mapping[str, str], ends: Mapping[str, Any] | None
+) -> Detection:
+    chosen, missing = _resolve(bone_map, lookup, ends)
+    used = {ref.key for alternative in chosen.values() for ref, weight in alternative if weight != 0.0}
+    confidence = len(chosen) / NUM_JOINTS * (FALLBACK_CONFIDENCE if bone_map.fallback else 1.0)
+    return Detection(
+        bone_map=bone_map,
+        confidence=round(confidence, 4),
+        mapped={joint: _describe(alt, lookup) for joint, alt in chosen.items()},
+        unmapped_bones=tuple(n for n in names if bone_key(n) not in used),
+        missing_joints=tuple(missing),
+    )
+
+
+def fit_bone_map(bone_map: BoneMap, bone_names: Sequence[str], ends: Iterable[str] | None = None) -> Detection:
+    """How ``bone_map`` fits these bones (``ends``: the bones that have an end point; default all)."""
+    names = list(bone_names)
+    return _fit(bone_map, names, _lookup(names), None if ends is None else {bone_key(n): n for n in ends})
+
+
+def _missing_message(bone_map: BoneMap, missing: Sequence[str]) -> str:
+    return (
+        f"the bone map {bone_map.name} ({bone_map.id}) finds no bone for {_looked_for(bone_map, missing)}; choose "
+        "another bone map (or auto), or add this rig's bone names to a bone map of your own (presets/README.md)"
+    )
+
+
+def _looked_for(bone_map: BoneMap, joints: Sequence[str], limit: int = 6) -> str:
+    parts = []
+    for joint in joints[:limit]:
+        options = [_describe(alt, {}, conditions=True) for alt in bone_map.alternatives[joint][:3]]
+        parts.append(f"{joint} ({' or '.join(options)})")
+    more = f" and {len(joints) - limit} more" if len(joints) > limit else ""
+    return ", ".join(parts) + more
+
+
+def detect_bone_map(
+    bone_names: Sequence[str],
+    maps: Mapping[str, BoneMap] | None = None,
+    *,
+    ends: Iterable[str] | None = None,
+    source: str | None = None,
+) -> Detection:
+    """The bone map that fits a rig's bone names best.
+
+    Rule: maps are ranked by the number of SMPL joints they place on the rig; ties go to a specific
+    map over a fallback one (``generic``), then to the map that uses more of the rig's bones, then
+    by id. The winner must place all 24 joints; otherwise MotionError names the closest map, what it
+    missed and the fix (``--preset`` or a custom bone map).
+
+    Args:
+        bone_names: the rig's bone (BVH joint) names, namespaces and case as they are.
+        maps: id → map (default :func:`load_bone_maps`).
+        ends: the bones that have an end point (BVH joints with an End Site); default: all (Blender).
+        source: the file, for messages.
+    """
+    names = list(bone_names)
+    maps = load_bone_maps() if maps is None else maps
+    if not maps:
+        raise MotionError(
+            f"no bone maps found (looked in {', '.join(map(str, bone_map_folders()))})", source=source, field="bone_map"
+        )
+    lookup = _lookup(names)
+    end_keys = None if ends is None else {bone_key(n): n for n in ends}
+    fits = []
+    for ident, bone_map in maps.items():
+        fit = _fit(bone_map, names, lookup, end_keys)
+        rig_bones_used = len(names) - len(fit.unmapped_bones)
+        rank = (-(NUM_JOINTS - len(fit.missing_joints)), bone_map.fallback, -rig_bones_used, ident)
+        fits.append((rank, ident, fit))
+    fits.sort(key=lambda item: item[0])
+    ranking = tuple((ident, fit.confidence) for _, ident, fit in fits)
+    _, best_id, best = fits[0]
+    if best.missing_joints:
+        placed = NUM_JOINTS - len(best.missing_joints)
+        listed = f"{', '.join(names[:6])}{' …' if len(names) > 6 else ''}"
+        fix = (
+            f"Choose a map with --preset ID ({', '.join(sorted(maps))}), or write a bone map for this rig "
+            f"(presets/README.md) into {bone_map_folders()[0]}"
+        )
+        if placed == 0:
+            raise MotionError(
+                f"no bone map finds a single SMPL joint among the {len(names)} bones ({listed}); this does not "
+                f"look like a human skeleton. {fix}",
+                source=source,
+                field="bone_map",
+            )
+        human = "" if placed >= NUM_JOINTS // 2 else "these bones do not look like a human skeleton; "
+        raise MotionError(
+            f"no bone map fits the {len(names)} bones ({listed}): {human}the closest, {best.bone_map.name} "
+            f"({best_id}), places {placed} of 24 joints and finds no bone for "
+            f"{_looked_for(best.bone_map, best.missing_joints)}. {fix}",
+            source=source,
+            field="bone_map",
+        )
+    return Detection(
+        bone_map=best.bone_map,
+        confidence=best.confidence,
+        mapped=best.mapped,
+        unmapped_bones=best.unmapped_bones,
+        missing_joints=(),
+        ranking=ranking,
+    )
+
+
+# --- points -------------------------------------------------------------------------------------------------
+
+
+def map_points(
+    names: Sequence[str] | None,
+    points: np.ndarray | tuple[np.ndarray, Mapping[Any, np.ndarray]] | Mapping[str, np.ndarray],
+    bone_map: BoneMap,
+    ends: Mapping[Any, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The 24 SMPL joints ``(F, 24, 3)`` from a rig's points, in the rig's unit and axes.
+
+    Args:
+        names: the rig's bone (joint) names, one per column of the heads (unused for a dict).
+        points: the heads ``(F, J, 3)`` (or ``(J, 3)`` for one frame, giving ``(24, 3)``); or a tuple
+            ``(heads, ends)``; or a dict name → ``(F, 3)`` head, where ``"Bone@end"`` keys give ends.
+        bone_map: the map.
+        ends: End Site / tail positions ``(F, 3)`` by bone name or by column index.
+
+    Raises:
+        MotionError: a joint has no source among these bones (the message lists them).
+    """
+    if isinstance(points, tuple):
+        points, tuple_ends = points
+        ends = {**(ends or {}), **tuple_ends}
+    head_of: dict[str, np.ndarray] = {}
+    end_of: dict[str, np.ndarray] = {}
+    single = False
+    if isinstance(points, Mapping):
+        for name, value in points.items():
+            bone, end = _split_reference(str(name))
+            (end_of if end else head_of).setdefault(bone_key(bone), np.asarray(value, dtype=np.float64))
+        frames = {a.shape[0] for a in (*head_of.values(), *end_of.values()) if a.ndim == 2}
+        single = not frames
+        for table in (head_of, end_of):
+            for key, value in table.items():
+                table[key] = value[None] if value.ndim == 1 else value
+        names = list(head_of)
+    else:
+        heads = np.asarray(points, dtype=np.float64)
+        single = heads.ndim == 2
+        if single:
+            heads = heads[None]
+        if names is None or heads.ndim != 3 or heads.shape[1:] != (len(names), 3):
+            raise MotionError(
+                f"heads must be (frames, {len(names) if names is not None else 'bones'}, 3), got {heads.shape}",
+                field="points",
+            )
+        for j, name in enumerate(names):
+            head_of.setdefault(bone_key(name), heads[:, j])
+    for name, value in (ends or {}).items():
+        key = bone_key(names[name]) if isinstance(name, int | np.integer) else bone_key(str(name))
+        value = np.asarray(value, dtype=np.float64)
+        end_of.setdefault(key, value[None] if value.ndim == 1 else value)
+    chosen, missing = _resolve(bone_map, head_of, end_of)
+    if missing:
+        raise MotionError(_missing_message(bone_map, missing), field="bone_map")
+    frame_count = max(a.shape[0] for a in (*head_of.values(), *end_of.values()))
+    out = np.zeros((frame_count, NUM_JOINTS, 3))
+    for joint, alternative in chosen.items():
+        j = _JOINT_INDEX[joint]
+        for ref, weight in alternative:
+            if weight != 0.0:
+                out[:, j] += weight * (end_of if ref.end else head_of)[ref.key]
+    return out[0] if single else out
+
+
+# --- units and axes -----------------------------------------------------------------------------------------
+
+
+def unit_scale(unit: str | float) -> float:
+    """Metres per unit, for a unit name (:data:`UNITS`) or a number (metres per unit)."""
+    if isinstance(unit, str):
+        if unit.lower() in UNITS:
+            return UNITS[unit.lower()]
+        try:
+            value = float(unit)
+        except ValueError:
+            raise MotionError(
+                f"unknown unit {unit!r}; use {', '.join(UNITS)}, auto, or metres per unit (e.g. 0.01)", field="unit"
+            ) from None
+    else:
+        value = float(unit)
+    if not (math.isfinite(value) and value > 0):
+        raise MotionError(f"metres per unit must be a positive number, got {unit!r}", field="unit")
+    return value
+
+
+def skeleton_size(joints: np.ndarray) -> float:
+    """Length of the :data:`HEIGHT_CHAIN` (ankle → head) of SMPL joints ``(F, 24, 3)``, median over
+    frames, in the joints' unit: independent of the pose and of the axes."""
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim == 2:
+        joints = joints[None]
+    sample = joints[:: max(1, len(joints) // 500)]
+    total = np.zeros(len(sample))
+    for a, b in HEIGHT_CHAIN:
+        total += np.linalg.norm(sample[:, _JOINT_INDEX[a]] - sample[:, _JOINT_INDEX[b]], axis=-1)
+    return float(np.median(total))
+
+
+def choose_unit(joints: np.ndarray, unit: str | float | None = None, preferred: str = "auto") -> tuple[float, str]:
+    """The rig's unit, as metres per unit, and why (a note for the user).
+
+    Rule: an explicit ``unit`` wins. Otherwise the skeleton's size (:func:`skeleton_size`, about
+    1.5 m for an adult, 1.0–2.2 m taken as human) decides: the ``preferred`` unit (the bone map's)
+    when it gives a human size; else the unit of :data:`UNITS` that does (the one nearest 1.5 m if
+    several); else the preferred unit (metres for ``auto``) with a warning.
+    """
+    if unit is not None and not (isinstance(unit, str) and unit.lower() == "auto"):
+        scale = unit_scale(unit)
+        return scale, f"unit: {unit} (as given)"
+    size = skeleton_size(joints)
+    low, high = HUMAN_CHAIN_M
+    preferred = (preferred or "auto").lower()
+
+    def human(scale: float) -> bool:
+        return low <= size * scale <= high
+
+    if preferred != "auto" and human(UNITS[preferred]):
+        metres = size * UNITS[preferred]
+        return UNITS[preferred], f"unit: {preferred} (the bone map's; ankle-to-head chain {metres:.2f} m)"
+    fitting = [name for name, scale in UNITS.items() if human(scale)]
+    if fitting:
+        best = min(fitting, key=lambda name: abs(math.log(size * UNITS[name] / TYPICAL_CHAIN_M)))
+        said = f"; the bone map says {preferred}" if preferred != "auto" else ""
+        return UNITS[best], (
+            f"unit: {best} (detected from the skeleton's size: ankle-to-head chain {size:.4g} units = "
+            f"{size * UNITS[best]:.2f} m{said})"
+        )
+    fallback = preferred if preferred != "auto" else "m"
+    return UNITS[fallback], (
+        f"warning: unit {fallback} assumed, but the ankle-to-head chain is then {size * UNITS[fallback]:.3g} m, not a "
+        f"human's {low:g}–{high:g} m; pass the unit (--unit) if the size is wrong"
+    )
+
+
+def axes_matrix(up: str, forward: str) -> np.ndarray:
+    """``(3, 3)`` rotation taking rig coordinates to Blender's world: ``up`` → +Z, ``forward`` (the axis
+    the character faces) → −Y. For ``up="Y", forward="Z"``: ``(x, y, z) → (x, −z, y)``, as Blender's
+    BVH importer."""
+
+    def axis(name: str) -> np.ndarray:
+        name = name.upper()
+        if name not in AXES:
+            raise MotionError(f"an axis is one of {', '.join(AXES)}, got {name!r}", field="axes")
+        v = np.zeros(3)
+        v["XYZ".index(name[-1])] = -1.0 if name.startswith("-") else 1.0
+        return v
+
+    u, f = axis(up), axis(forward)
+    if abs(float(u @ f)) > 0.5:
+        raise MotionError(f"up {up} and forward {forward} must be different axes", field="axes")
+    ex, ey, ez = np.eye(3)
+    return np.outer(ez, u) - np.outer(ey, f) + np.outer(ex, np.cross(u, f))
+
+
+def rig_to_world(
+    points: np.ndarray,
+    bone_map_or_axes: BoneMap | tuple[str, str],
+    unit: str | float | None = None,
+) -> np.ndarray:
+    """Rig points ``(..., 3)`` (e.g. :func:`map_points`' output) → Blender's world in metres, Z up.
+
+    ``bone_map_or_axes``: a bone map (its ``up``, ``forward`` and ``unit``) or ``(up, forward)``.
+    ``unit``: a unit name or metres per unit; None or ``"auto"``: :func:`choose_unit` on the points
+    (which must then be SMPL joints), preferring the bone map's unit.
+    """
+    if isinstance(bone_map_or_axes, BoneMap):
+        up, forward, preferred = bone_map_or_axes.up, bone_map_or_axes.forward, bone_map_or_axes.unit
+    else:
+        (up, forward), preferred = bone_map_or_axes, "auto"
+    points = np.asarray(points, dtype=np.float64)
+    if unit is None or (isinstance(unit, str) and unit.lower() == "auto"):
+        scale, _ = choose_unit(points, None, preferred)
+    else:
+        scale = unit_scale(unit)
+    return points @ axes_matrix(up, forward).T * scale
+
+
+# --- cameras ------------------------------------------------------------------------------------------------
+
+
+def default_camera(
+    world_joints_m: np.ndarray,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    fov_deg: float = DEFAULT_FOV_DEG,
+) -> CameraPlacement:
+    """A level camera in front of the performer that keeps the whole clip in view.
+
+    Placement: it looks horizontally at the side the performer faces in the first frame (the mean of
+    their hips' and shoulders' left-to-right directions, turned a quarter turn about Z), aimed at the
+    middle of the box around every joint of every frame, and far enough back that all of them fall
+    within 85 % of a ``fov_deg`` view (55° across the larger side) of an ``image_size`` image
+    (default 1024×1024) — the camera AMASS clips get. ``world_joints_m``: ``(F, 24, 3)``, Z up, metres.
+    """
+    joints = np.asarray(world_joints_m, dtype=np.float64)
+    if joints.ndim == 2:
+        joints = joints[None]
+    left = np.zeros(3)
+    for a, b in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")):
+        d = joints[0, _JOINT_INDEX[a]] - joints[0, _JOINT_INDEX[b]]
+        d[2] = 0.0
+        n = np.linalg.norm(d)
+        if n > 1e-9:
+            left += d / n
+    rotation, position = frame_person_z_up(joints, image_size, fov_deg, left=left)
+    return CameraPlacement(rotation.T.copy(), position)
+
+
+def _vector(value: Any, src: str, key: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
+    if array is None or array.shape != (3,) or not np.isfinite(array).all():
+        raise MotionError(f"expected [x, y, z] in metres, got {json.dumps(value)[:60]}", source=src, field=key)
+    return array
+
+
+@dataclass(frozen=True)
+class CameraFile:
+    """A camera read by :func:`read_camera`: its placement, and the field of view and image size if given."""
+
+    placement: CameraPlacement
+    fov_deg: float | None = None
+    image_size: tuple[int, int] | None = None
+
+
+def read_camera(path: str | Path) -> CameraFile:
+    """A camera from a JSON file, in Blender's world (Z up, metres)::
+
+        {"position": [0, -4, 1], "look_at": [0, 0, 1]}                 # level unless "up" says otherwise
+        {"position": [0, -4, 1], "look_at": [0, 0, 1], "up": [0, 0, 1], "fov_deg": 40, "width": 1280, "height": 720}
+        {"matrix_world": [[...], [...], [...], [...]]}                  # a Blender camera's 4×4 matrix_world
+
+    ``fov_deg`` is the view across the larger image side (55 if absent); ``width``/``height`` the image
+    in pixels (1024×1024 if absent).
+    """
+    src = str(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MotionError(f"cannot read the camera file ({exc.strerror or exc})", source=src) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MotionError(f"not valid JSON ({exc})", source=src) from None
+    if not isinstance(data, dict):
+        raise MotionError('expected an object such as {"position": [x, y, z], "look_at": [x, y, z]}', source=src)
+    known = {"position", "look_at", "up", "matrix_world", "fov_deg", "width", "height"}
+    unknown = sorted(k for k in data if k not in known and not str(k).startswith("_"))
+    if unknown:
+        raise MotionError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", source=src)
+    if "matrix_world" in data:
+        matrix = np.asarray(data["matrix_world"], dtype=np.float64) if isinstance(data["matrix_world"], list) else None
+        if matrix is None or matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+            raise MotionError("expected a 4×4 list of rows (Blender's matrix_world)", source=src, field="matrix_world")
+        axes = matrix[:3, :3]
+        lengths = np.linalg.norm(axes, axis=0)
+        if (lengths < 1e-9).any() or np.linalg.det(axes) <= 0:
+            raise MotionError("its rotation part is degenerate or mirrored", source=src, field="matrix_world")
+        blender = axes / lengths
+        u, _, vt = np.linalg.svd(blender)  # the nearest rotation (tolerates rounding in the file)
+        blender = u @ vt
+        rotation = blender @ np.diag([1.0, -1.0, -1.0])  # Blender camera axes → OpenCV's
+        position = matrix[:3, 3].copy()
+    else:
+        for key in ("position", "look_at"):
+            if key not in data:
+                raise MotionError('missing (or give "matrix_world")', source=src, field=key)
+        position = _vector(data["position"], src, "position")
+        target = _vector(data["look_at"], src, "look_at")
+        up = _vector(data["up"], src, "up") if "up" in data else np.array([0.0, 0.0, 1.0])
+        z = target - position
+        if np.linalg.norm(z) < 1e-9:
+            raise MotionError("the camera looks at its own position", source=src, field="look_at")
+        z /= np.linalg.norm(z)
+        x = np.cross(z, up)
+        if np.linalg.norm(x) < 1e-6:
+            raise MotionError("'up' is parallel to the viewing direction", source=src, field="up")
+        x /= np.linalg.norm(x)
+        rotation = np.stack([x, np.cross(z, x), z], axis=1)  # columns: OpenCV x (right), y (down), z (forward)
+    fov = data.get("fov_deg")
+    if fov is not None and (isinstance(fov, bool) or not isinstance(fov, int | float) or not 1 <= fov <= 179):
+        raise MotionError(f"must be between 1 and 179 degrees, got {fov!r}", source=src, field="fov_deg")
+    size = None
+    if "width" in data or "height" in data:
+        w, h = data.get("width"), data.get("height")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65536 for v in (w, h)):
+            raise MotionError(f"width and height must both be whole pixels, got {w!r} × {h!r}", source=src)
+        size = (int(h), int(w))
+    return CameraFile(CameraPlacement(rotation, position), None if fov is None else float(fov), size)
+
+
+# --- BVH ----------------------------------------------------------------------------------------------------
+
+
+def _file_fps(frame_time: float) -> float:
+    """The frame rate of a ``Frame Time``; within 0.02 % of a whole number (a frame time written with six
+    decimals, 0.033333 for 30 fps) it is that number."""
+    fps = 1.0 / frame_time
+    return float(round(fps)) if abs(fps - round(fps)) <= 2e-4 * fps else fps
+
+
+def motion_from_bvh(
+    path: str | Path,
+    bone_map: str | BoneMap | Mapping[str, Any] | None = None,
+    unit: str | float | None = None,
+    camera: CameraPlacement | CameraFile | str | Path | None = None,
+    fps: float | None = None,
+    *,
+    image_size: tuple[int, int] | None = None,
+    fov_deg: float | None = None,
+    maps: Mapping[str, BoneMap] | None = None,
+) -> Motion:
+    """A BVH file as a Motion: its joints mapped onto SMPL-24, in Blender's world, seen by a camera.
+
+    Args:
+        path: the ``.bvh`` file.
+        bone_map: ``None``/``"auto"`` (detected, :func:`detect_bone_map`), a map id, a BoneMap or its
+            JSON form.
+        unit: the file's unit (a name of :data:`UNITS` or metres per unit); default: :func:`choose_unit`.
+        camera: a placement in Blender's world, a :class:`CameraFile`, or a camera JSON file
+            (:func:`read_camera`); default :func:`default_camera`.
+        fps: overrides the file's frame rate (``1 / Frame Time``, rounded to a whole number within 0.02 %).
+        image_size, fov_deg: the camera's image ``(H, W)`` and view across its larger side (default:
+            the camera file's, else 1024×1024 and 55°).
+        maps: the bone maps to detect among (default :func:`load_bone_maps`).
+
+    The motion's ``notes`` say which bone map (and how sure), the unit and why, the bones left out and
+    the camera.
+    """
+    from .bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh
+
+    source = str(path)
+    bvh = read_bvh(path)
+    names = list(bvh.skeleton.names)
+    end_names = [names[j] for j in bvh.skeleton.end_sites]
+    if bone_map is None or (isinstance(bone_map, str) and bone_map.lower() == "auto"):
+        detection = detect_bone_map(names, maps, ends=end_names, source=source)
+        chosen = detection.bone_map
+        how = f"detected, confidence {detection.confidence:.2f}"
+    else:
+        chosen = get_bone_map(bone_map, maps, source)
+        detection = fit_bone_map(chosen, names, end_names)
+        if detection.missing_joints:
+            raise MotionError(_missing_message(chosen, detection.missing_joints), source=source, field="bone_map")
+        how = "as chosen"
+    positions, rotations = bvh_forward_kinematics(bvh)
+    ends = bvh_end_positions(bvh, positions, rotations)
+    rig_points = map_points(names, positions, chosen, ends=ends)
+    scale, unit_note = choose_unit(rig_points, unit, chosen.unit)
+    world = rig_to_world(rig_points, chosen, scale)
+
+    camera_note = "seen by the camera given"
+    if isinstance(camera, str | Path):
+        camera = read_camera(camera)
+    if isinstance(camera, CameraFile):
+        image_size = image_size or camera.image_size
+        fov_deg = fov_deg or camera.fov_deg
+        camera = camera.placement
+    image_size = tuple(image_size) if image_size else DEFAULT_IMAGE_SIZE  # type: ignore[assignment]
+    fov_deg = float(fov_deg) if fov_deg else DEFAULT_FOV_DEG
+    if camera is None:
+        camera = default_camera(world, image_size, fov_deg)  # type: ignore[arg-type]
+        camera_note = (
+            "placed in front of a default camera (level, facing the performer, whole clip in view; "
+            f"{image_size[1]}x{image_size[0]}, {fov_deg:g}°)"
+        )
+    unused = detection.unmapped_bones
+    notes = [
+        f"BVH: {len(names)} joints, {bvh.num_frames} frames, Frame Time {bvh.frame_time:.7g} s "
+        f"({_file_fps(bvh.frame_time):.6g} fps)",
+        f"bone map: {chosen.name} ({chosen.id}, {how})",
+        unit_note,
+        f"axes: {chosen.up} up, facing {chosen.forward} → Blender's Z up, facing −Y",
+        *bvh.notes,
+    ]
+    if unused:
+        listed = ", ".join(unused[:12]) + (f" and {len(unused) - 12} more" if len(unused) > 12 else "")
+        notes.append(f"{len(unused)} rig bone(s) not used: {listed}")
+    notes.append(camera_note)
+    return Motion(
+        joints=world_to_camera_mm(world, camera),
+        fps=float(fps) if fps else _file_fps(bvh.frame_time),
+        image_size=image_size,  # type: ignore[arg-type]
+        fov_deg=fov_deg,
+        name=Path(path).stem,
+        source=source,
+        source_format="bvh",
+        notes=tuple(notes),
+    )
