@@ -64,8 +64,8 @@ def run_benchmarks(suite: str, quick: bool = False, size: str | None = None, com
     elif suite == "blender":
         from .blender import blender_benchmarks, print_blender_table
 
-        blender_rows, ratio, met = blender_benchmarks(quick=quick)
-        print_blender_table(blender_rows, ratio, met)
+        blender_rows, met = blender_benchmarks(quick=quick)
+        print_blender_table(blender_rows, met)
         return 0 if met else 1
     elif suite == "server":
         from .server import print_server_table, server_benchmark
