@@ -2,30 +2,50 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 import numpy as np
-from bpy.props import IntProperty, StringProperty
+from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
 
 from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side
+from .bone_maps import UNIT_ITEMS, UP_ITEMS, bvh_motion, preset_items
 
 
 class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
-    """Import an MTVCrafter motion (official .pkl, AMASS .npz or our .npz) as an editable SMPL armature"""
+    """Import a motion (official .pkl, AMASS .npz, our .npz, or BVH mocap through a bone map) as an editable SMPL
+    armature"""
 
     bl_idname = "import_anim.mtvcrafter_motion"
     bl_label = "Import MTVCrafter Motion"
     bl_options = {"REGISTER", "UNDO", "PRESET"}
 
     filename_ext = ".pkl"
-    filter_glob: StringProperty(default="*.pkl;*.npz", options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.pkl;*.npz;*.bvh", options={"HIDDEN"})
     clip_index: IntProperty(name="Clip", description="Clip of a multi-clip file", default=0, min=0)
+    bone_map: EnumProperty(
+        name="Bone map", items=preset_items, description="BVH: which of the file's joints are the SMPL joints"
+    )
+    unit: EnumProperty(name="Unit", items=UNIT_ITEMS, default="AUTO", description="BVH: the file's length unit")
+    up_axis: EnumProperty(name="Up", items=UP_ITEMS, default="AUTO", description="BVH: the file's up axis")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "clip_index")
+        column = layout.column(heading="BVH")
+        column.prop(self, "bone_map")
+        column.prop(self, "unit")
+        column.prop(self, "up_axis")
 
     def execute(self, context):
         try:
-            motions = load_motions(self.filepath)
+            if Path(self.filepath).suffix.lower() == ".bvh":  # through a bone map, the user's included
+                motions = [bvh_motion(self.filepath, self.bone_map, self.unit, self.up_axis)]
+            else:
+                motions = load_motions(self.filepath)
         except MotionError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -45,7 +65,8 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
             if motion.rotations is not None
             else f"rotations fitted, {fit.mean_error:.1f} mm mean error per joint"
         )
-        self.report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, {how}")
+        notes = "".join(f"; {note}" for note in motion.notes)  # for BVH: the bone map, its confidence, unused bones
+        self.report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, {how}{notes}")
         return {"FINISHED"}
 
 
@@ -122,7 +143,7 @@ class EXPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ExportHelper):
 
 
 def menu_import(self, context):
-    self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.pkl, .npz)")
+    self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.pkl, .npz, .bvh)")
 
 
 def menu_export(self, context):

@@ -1,0 +1,292 @@
+"""Bone maps in Blender: the bundled presets (``presets/bones``) and the user's, as menu items; the mapping a
+user edits on a rig (one row per SMPL joint) as a :class:`~mtvcrafter.motion.retarget.BoneMap`, and saved
+as a preset file."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError, read_bvh
+from mtvcrafter.motion.retarget import (
+    UNITS,
+    BoneMap,
+    Detection,
+    bone_key,
+    bone_map_folders,
+    detect_bone_map,
+    fit_bone_map,
+    motion_from_bvh,
+    read_bone_map,
+)
+from mtvcrafter.motion.retarget import save_bone_map as write_bone_map
+
+AUTO = "AUTO"
+#: The rig's own mapping (the list edited on the rig) rather than a preset.
+CUSTOM = "CUSTOM"
+UNIT_ITEMS = (
+    ("AUTO", "Auto", "The bone map's unit, unless the skeleton's size clearly says otherwise"),
+    ("m", "Metres", ""),
+    ("cm", "Centimetres", ""),
+    ("mm", "Millimetres", ""),
+    ("inch", "Inches", ""),
+    ("cmu", "CMU units", "The CMU mocap database's unit (1/0.45 inch)"),
+)
+#: The file's up axis, and the axis its character faces with it.
+UP_ITEMS = (
+    ("AUTO", "Bone map's", "The axes the bone map gives (Y up for the bundled ones, as most BVH files)"),
+    ("Y", "Y up", "Y up, facing +Z: most BVH files, and Blender's exporter from rigs imported from FBX or BVH"),
+    ("Z", "Z up", "Z up, facing −Y: Blender's exporter from rigs built in Blender (or with applied rotation)"),
+)
+FORWARD_OF_UP = {"Y": "Z", "Z": "-Y"}
+
+
+def user_bone_folder(create: bool = False) -> Path:
+    """Where "Save as preset" writes: ``bones`` in the extension's user folder (kept across updates) when
+    installed as an extension; registered from a checkout, the library's own user folder (the command
+    line reads it too)."""
+    package = __package__ or ""
+    if package.startswith("bl_ext."):
+        folder = Path(bpy.utils.extension_path_user(package, create=create)) / "bones"
+    else:
+        folder = bone_map_folders()[0]
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+_CACHE: dict = {"key": None, "maps": {}, "error": ""}
+
+
+def bone_maps() -> dict[str, BoneMap]:
+    """Every bone map by id (file stem): the user's folder first, then the library's folders (the first of a
+    repeated id wins); reread only when a file changed. A broken file is left out, and
+    :func:`bone_map_error` says why."""
+    paths = [
+        path
+        for folder in bone_map_folders(extra=[user_bone_folder()])
+        if folder.is_dir()
+        for path in sorted(folder.glob("*.json"))
+    ]
+    key = tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in paths)
+    if key != _CACHE["key"]:
+        maps: dict[str, BoneMap] = {}
+        errors = []
+        for path in paths:
+            if path.stem in maps:
+                continue
+            try:
+                maps[path.stem] = read_bone_map(path)
+            except MotionError as exc:
+                errors.append(str(exc))
+        _CACHE.update(key=key, maps=maps, error="; ".join(errors))
+    return _CACHE["maps"]
+
+
+def bone_map_error() -> str:
+    return _CACHE["error"]
+
+
+def _number(ident: str) -> int:
+    # dynamic enums store the item's number: a stable one per id keeps a choice when presets are added
+    return 2 + zlib.crc32(ident.encode()) % 2_000_000_000
+
+
+_ITEMS: dict[tuple, list] = {}
+
+
+def _items(with_custom: bool) -> list[tuple[str, str, str, int]]:
+    maps = bone_maps()
+    key = (with_custom, _CACHE["key"])
+    if key not in _ITEMS:  # one list per state of the files: Blender keeps pointers to its strings
+        items = [(AUTO, "Auto-detect", "The bone map whose names match the bones best", 0)]
+        if with_custom:
+            items.append((CUSTOM, "Mapping below", "The mapping edited in the list (Fill from preset, then edit)", 1))
+        for ident, bone_map in maps.items():
+            items.append((ident, bone_map.name, bone_map.description or str(bone_map.path), _number(ident)))
+        _ITEMS[key] = items
+    return _ITEMS[key]
+
+
+def preset_items(self, context):
+    """Enum items: auto-detect and every bone map."""
+    return _items(False)
+
+
+def source_items(self, context):
+    """Enum items: auto-detect, the rig's own mapping, and every bone map."""
+    return _items(True)
+
+
+def choose_bone_map(choice: str, bone_names, rig=None) -> tuple[Detection, bool]:
+    """How the bone map of a menu choice fits these bones, and whether it was detected: ``AUTO`` (detected from
+    the names), ``CUSTOM`` (the rig's list) or a bone map's id."""
+    names = list(bone_names)
+    if choice == AUTO:
+        return detect_bone_map(names, bone_maps()), True
+    if choice == CUSTOM:
+        if rig is None:
+            raise MotionError("the mapping below belongs to a rig: choose a bone map or auto-detect")
+        return fit_bone_map(custom_bone_map(rig), names), False
+    maps = bone_maps()
+    if choice not in maps:
+        raise MotionError(f"no bone map {choice!r}; known: {', '.join(sorted(maps))}")
+    return fit_bone_map(maps[choice], names), False
+
+
+def closest_bone_map(bone_names) -> Detection:
+    """The bone map placing the most joints on these bones, even if not all: as :func:`detect_bone_map` ranks
+    them (specific maps before fallback ones, then the one using more bones)."""
+    names = list(bone_names)
+    fits = [fit_bone_map(bone_map, names) for bone_map in bone_maps().values()]
+    if not fits:
+        raise MotionError("no bone maps found")
+    return min(fits, key=lambda fit: (len(fit.missing_joints), fit.bone_map.fallback, len(fit.unmapped_bones)))
+
+
+def describe(detection: Detection, detected: bool) -> str:
+    """The bone map used (and for a detection, how sure), and the bones no joint uses."""
+    text = detection.bone_map.name + (f" (detected, confidence {detection.confidence:.2f})" if detected else "")
+    unmapped = detection.unmapped_bones
+    if unmapped:
+        more = f" and {len(unmapped) - 8} more" if len(unmapped) > 8 else ""
+        text += f"; {len(unmapped)} bone(s) not used: {', '.join(unmapped[:8])}{more}"
+    return text
+
+
+def bvh_motion(path, choice: str = AUTO, unit: str = "AUTO", up: str = "AUTO") -> Motion:
+    """A BVH file as a motion through a bone map of the menus (``AUTO``: detected, user maps included), in a
+    unit (``AUTO``: the bone map's, unless the skeleton's size says otherwise) and axes (``AUTO``: the bone
+    map's; ``"Y"`` or ``"Z"`` up)."""
+    maps = bone_maps()
+    unit_arg = None if unit == "AUTO" else unit
+    if choice != AUTO and choice not in maps:
+        raise MotionError(f"no bone map {choice!r}; known: {', '.join(sorted(maps))}", source=str(path))
+    if up == "AUTO":
+        return motion_from_bvh(path, bone_map=maps.get(choice, AUTO), unit=unit_arg, maps=maps)
+    if choice == AUTO:
+        skeleton = read_bvh(path).skeleton
+        ends = [skeleton.names[j] for j in skeleton.end_sites]
+        bone_map = detect_bone_map(skeleton.names, maps, ends=ends, source=str(path)).bone_map
+    else:
+        bone_map = maps[choice]
+    bone_map = replace(bone_map, up=up, forward=FORWARD_OF_UP[up])
+    return motion_from_bvh(path, bone_map=bone_map, unit=unit_arg, maps=maps)
+
+
+# --- the mapping edited on a rig -------------------------------------------------------------------------------
+
+
+def _point(bone: str, end: bool) -> str:
+    return f"{bone}@end" if end else bone
+
+
+def row_source(row):
+    """A list row as a bone-map source: a point, a lerp when a second bone is set, None when empty."""
+    if not row.bone:
+        return None
+    first = _point(row.bone, row.bone_end)
+    if not row.blend_bone:
+        return first
+    return {"lerp": [first, _point(row.blend_bone, row.blend_end), round(float(row.blend), 6)]}
+
+
+def rig_axes(rig) -> tuple[str, str, str]:
+    """``up``, ``forward`` and ``unit`` of the armature's own space — what a BVH exported from it uses: its
+    axis pointing up in the world, its axis pointing where Blender characters face (world −Y), and the
+    unit its scale implies (``auto`` for an unusual scale)."""
+    world = np.array(rig.matrix_world.to_3x3())
+    scale = float(np.cbrt(abs(np.linalg.det(world)))) or 1.0
+    axes = world / scale  # columns: where each local axis points in the world
+
+    def towards(direction) -> str:
+        dots = axes.T @ np.asarray(direction, dtype=np.float64)
+        k = int(np.argmax(np.abs(dots)))
+        return ("-" if dots[k] < 0 else "") + "XYZ"[k]
+
+    unit = next((name for name, size in UNITS.items() if abs(scale - size) < 1e-3 * size), "auto")
+    up, forward = towards((0.0, 0.0, 1.0)), towards((0.0, -1.0, 0.0))
+    if up.lstrip("-") == forward.lstrip("-"):  # a rig lying on its front or back
+        forward = "Z" if up.lstrip("-") != "Z" else "-Y"
+    return up, forward, unit
+
+
+def custom_bone_map(rig, name: str | None = None, description: str = "") -> BoneMap:
+    """The rig's list as a bone map (bone names as they are on the rig; axes and unit of the rig)."""
+    joints = {row.joint: row_source(row) for row in rig.mtvcrafter_retarget.joints}
+    missing = [joint for joint in JOINT_NAMES if joints.get(joint) is None]
+    if missing:
+        raise MotionError(
+            f"{rig.name}: the mapping has no bone for {', '.join(missing)}; pick one in the list or Fill from preset"
+        )
+    up, forward, unit = rig_axes(rig)
+    return BoneMap(
+        name=name or f"{rig.name} mapping",
+        description=description,
+        joints={joint: joints[joint] for joint in JOINT_NAMES},
+        up=up,
+        forward=forward,
+        unit=unit,
+    )
+
+
+def resolve_bone_map(bone_map: BoneMap, bone_names) -> dict[str, tuple[str, bool, str, bool, float]]:
+    """Each joint's source in this rig's bones: ``(bone, tail, blend bone, blend tail, factor)``, the blend
+    bone empty for a plain point. As :func:`~mtvcrafter.motion.retarget.map_points` does, the first
+    alternative whose bones all exist wins, and names match without namespace and case."""
+    lookup: dict[str, str] = {}
+    for name in bone_names:
+        lookup.setdefault(bone_key(name), name)
+    resolved = {}
+    for joint, alternatives in bone_map.alternatives.items():
+        for alternative in alternatives:
+            if all(ref.key in lookup for ref, _ in alternative):
+                (a, _), *rest = alternative
+                if rest:
+                    ((b, t),) = rest
+                    resolved[joint] = (lookup[a.key], a.end, lookup[b.key], b.end, float(t))
+                else:
+                    resolved[joint] = (lookup[a.key], a.end, "", False, 0.5)
+                break
+    return resolved
+
+
+def fill_rows(rig, bone_map: BoneMap) -> list[str]:
+    """Set the rig's list (24 rows, joint order) from a bone map; returns the joints left without a bone."""
+    rows = rig.mtvcrafter_retarget.joints
+    resolved = resolve_bone_map(bone_map, [b.name for b in rig.data.bones])
+    rows.clear()
+    missing = []
+    for joint in JOINT_NAMES:
+        row = rows.add()
+        row.joint = joint
+        if joint in resolved:
+            row.bone, row.bone_end, row.blend_bone, row.blend_end, row.blend = resolved[joint]
+        else:
+            missing.append(joint)
+    return missing
+
+
+def preset_id(name: str) -> str:
+    """The file name (without .json) for a preset name: lower-case letters, digits and underscores."""
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_") or "custom"
+
+
+def save_bone_map(rig, name: str, description: str = "", folder: Path | None = None) -> Path:
+    """Write the rig's list as a bone-map preset (the ``presets/bones`` format) in the user folder; it shows
+    up in the menus at once. The id of a bone map from another folder is refused (the file would hide it)."""
+    name = name.strip() or rig.name
+    bone_map = custom_bone_map(rig, name, description or f"Saved in Blender from the rig {rig.name!r}")
+    folder = folder if folder is not None else user_bone_folder(create=True)
+    path = folder / f"{preset_id(name)}.json"
+    existing = bone_maps().get(path.stem)
+    if existing is not None and existing.path is not None and Path(existing.path).parent != folder:
+        raise MotionError(f"{path.stem!r} is the id of the bone map {existing.path}; choose another name")
+    write_bone_map(bone_map, path)
+    bone_maps()
+    return path

@@ -1,0 +1,499 @@
+"""BVH mocap and rig retargeting in real Blender (headless): BVHs written by Blender's own exporter from rigs
+with SMPL, Mixamo and CMU bone names read back equal to what Blender evaluates; File › Import of a BVH; the
+Retarget Rig operator; bone-map presets saved by the user."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+
+import bpy  # collected only where bpy is installed (tests/conftest.py)
+import numpy as np
+import pytest
+from conftest import report
+from mathutils import Euler, Matrix
+
+from mtvcrafter.motion import JOINT_NAMES, load_motions
+from mtvcrafter.motion.bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh
+from mtvcrafter.motion.retarget import UNITS, detect_bone_map, load_bone_maps, map_points, rig_to_world
+from mtvcrafter.motion.rig import world_to_camera_mm
+from mtvcrafter.motion.skeleton import NEUTRAL_REST_JOINTS_M, PARENTS
+
+HEADING = f"Blender add-on: BVH import and rig retargeting (bpy {bpy.app.version_string}, headless)"
+FRAMES = 40
+#: SMPL's rest joints (body frame: Y up, facing +Z, left +X), standing on the floor, metres.
+REST = {name: NEUTRAL_REST_JOINTS_M[j] + [0.0, 1.16, 0.0] for j, name in enumerate(JOINT_NAMES)}
+UP, FORWARD, LEFT = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def addon():
+    import mtvcrafter_bridge
+
+    mtvcrafter_bridge.register()
+    yield
+    mtvcrafter_bridge.unregister()
+
+
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch):
+    """The user's bone-map folder, here a temporary one (the extension's user folder when installed)."""
+    from mtvcrafter_bridge import bone_maps
+
+    folder = tmp_path / "user" / "bones"
+    monkeypatch.setattr(bone_maps, "user_bone_folder", lambda create=False: folder)
+    return folder
+
+
+# --- rigs as the real ones are built ---------------------------------------------------------------------------
+
+Bone = tuple[str, "str | None", np.ndarray, np.ndarray]  # name, parent, head, tail (body frame, metres)
+
+#: Mixamo's thumb and fingers: base along the arm, forward and down from the wrist; direction (along, fwd, down)
+MIXAMO_FINGERS = {
+    "Thumb": (0.025, 0.03, 0.015, (0.6, 0.7, 0.3)),
+    "Index": (0.09, 0.025, 0.0, (1.0, 0.05, 0.0)),
+    "Middle": (0.095, 0.005, 0.0, (1.0, 0.0, 0.0)),
+    "Ring": (0.09, -0.015, 0.0, (1.0, -0.05, 0.0)),
+    "Pinky": (0.08, -0.033, 0.0, (1.0, -0.1, 0.0)),
+}
+
+
+def mixamo_bones(prefix: str = "mixamorig:") -> list[Bone]:
+    """A Mixamo character's skeleton (65 bones: spine, head with HeadTop_End, fingers, toes with Toe_End)."""
+    p = prefix
+    head_top = REST["head"] + UP * 0.17
+    bones = [
+        (f"{p}Hips", None, REST["pelvis"], REST["spine1"]),
+        (f"{p}Spine", f"{p}Hips", REST["spine1"], REST["spine2"]),
+        (f"{p}Spine1", f"{p}Spine", REST["spine2"], REST["spine3"]),
+        (f"{p}Spine2", f"{p}Spine1", REST["spine3"], REST["neck"]),
+        (f"{p}Neck", f"{p}Spine2", REST["neck"], REST["head"]),
+        (f"{p}Head", f"{p}Neck", REST["head"], head_top),
+        (f"{p}HeadTop_End", f"{p}Head", head_top, head_top + UP * 0.02),
+    ]
+    for side, s, sign in (("Left", "left", 1.0), ("Right", "right", -1.0)):
+        wrist = REST[f"{s}_wrist"]
+        bones += [
+            (f"{p}{side}Shoulder", f"{p}Spine2", REST[f"{s}_collar"], REST[f"{s}_shoulder"]),
+            (f"{p}{side}Arm", f"{p}{side}Shoulder", REST[f"{s}_shoulder"], REST[f"{s}_elbow"]),
+            (f"{p}{side}ForeArm", f"{p}{side}Arm", REST[f"{s}_elbow"], wrist),
+            (f"{p}{side}Hand", f"{p}{side}ForeArm", wrist, REST[f"{s}_hand"]),
+        ]
+        for finger, (along, forward, down, direction) in MIXAMO_FINGERS.items():
+            head = wrist + LEFT * sign * along + FORWARD * forward - UP * down
+            d = np.array(direction) @ np.stack([LEFT * sign, FORWARD, -UP])
+            d /= np.linalg.norm(d)
+            parent = f"{p}{side}Hand"
+            for k, length in enumerate((0.035, 0.025, 0.02, 0.018)):
+                name = f"{p}{side}Hand{finger}{k + 1}"
+                bones.append((name, parent, head, head + d * length))
+                head, parent = head + d * length, name
+        toe_end = REST[f"{s}_foot"] + FORWARD * 0.07
+        bones += [
+            (f"{p}{side}UpLeg", f"{p}Hips", REST[f"{s}_hip"], REST[f"{s}_knee"]),
+            (f"{p}{side}Leg", f"{p}{side}UpLeg", REST[f"{s}_knee"], REST[f"{s}_ankle"]),
+            (f"{p}{side}Foot", f"{p}{side}Leg", REST[f"{s}_ankle"], REST[f"{s}_foot"]),
+            (f"{p}{side}ToeBase", f"{p}{side}Foot", REST[f"{s}_foot"], toe_end),
+            (f"{p}{side}Toe_End", f"{p}{side}ToeBase", toe_end, toe_end + FORWARD * 0.02),
+        ]
+    return bones
+
+
+def cmu_bones() -> list[Bone]:
+    """The CMU mocap (ASF) skeleton: each bone starts where its ASF segment starts (hip joints, lower back,
+    clavicles from the thorax, wrist → hand → fingers and a thumb)."""
+    neck_base, neck_mid = REST["neck"] - UP * 0.03, (REST["neck"] + REST["head"]) / 2
+    bones = [
+        ("hip", None, REST["pelvis"], REST["pelvis"] + UP * 0.05),
+        ("lowerback", "hip", REST["pelvis"], REST["spine2"]),
+        ("upperback", "lowerback", REST["spine2"], REST["spine3"]),
+        ("thorax", "upperback", REST["spine3"], neck_base),
+        ("lowerneck", "thorax", neck_base, neck_mid),
+        ("upperneck", "lowerneck", neck_mid, REST["head"]),
+        ("head", "upperneck", REST["head"], REST["head"] + UP * 0.15),
+    ]
+    for s, name, sign in (("l", "left", 1.0), ("r", "right", -1.0)):
+        wrist, hand, along = REST[f"{name}_wrist"], REST[f"{name}_hand"], LEFT * sign
+        bones += [
+            (f"{s}hipjoint", "hip", REST["pelvis"], REST[f"{name}_hip"]),
+            (f"{s}femur", f"{s}hipjoint", REST[f"{name}_hip"], REST[f"{name}_knee"]),
+            (f"{s}tibia", f"{s}femur", REST[f"{name}_knee"], REST[f"{name}_ankle"]),
+            (f"{s}foot", f"{s}tibia", REST[f"{name}_ankle"], REST[f"{name}_foot"]),
+            (f"{s}toes", f"{s}foot", REST[f"{name}_foot"], REST[f"{name}_foot"] + FORWARD * 0.06),
+            (f"{s}clavicle", "thorax", neck_base, REST[f"{name}_shoulder"]),
+            (f"{s}humerus", f"{s}clavicle", REST[f"{name}_shoulder"], REST[f"{name}_elbow"]),
+            (f"{s}radius", f"{s}humerus", REST[f"{name}_elbow"], wrist),
+            (f"{s}wrist", f"{s}radius", wrist, wrist + along * 0.04),
+            (f"{s}hand", f"{s}wrist", wrist + along * 0.04, hand + along * 0.02),
+            (f"{s}fingers", f"{s}hand", hand + along * 0.02, hand + along * 0.06),
+            (f"{s}thumb", f"{s}wrist", wrist + along * 0.04, wrist + along * 0.07 + FORWARD * 0.04),
+        ]
+    return bones
+
+
+def smpl_bones() -> list[Bone]:
+    """The SMPL skeleton with our joint names (as the SMPL add-ons name them), bones towards the main child."""
+    bones = []
+    for j, name in enumerate(JOINT_NAMES):
+        children = [c for c in range(24) if PARENTS[c] == j]
+        if children:
+            tail = REST[JOINT_NAMES[{0: 3, 9: 12}.get(j, children[0])]]
+        else:
+            direction = REST[name] - REST[JOINT_NAMES[PARENTS[j]]]
+            tail = REST[name] + direction / np.linalg.norm(direction) * 0.08
+        bones.append((name, JOINT_NAMES[PARENTS[j]] if PARENTS[j] >= 0 else None, REST[name], tail))
+    return bones
+
+
+RIGS = {"smpl": smpl_bones, "mixamo": mixamo_bones, "cmu": cmu_bones}
+#: Connected bones (a BVH exporter writes them with rotation channels only)
+CONNECTED = {"cmu": {"lfemur", "ltibia", "rfemur", "rtibia", "upperback", "thorax"}, "smpl": {"left_knee"}}
+
+
+def build_rig(context, name: str, bones: list[Bone], up: str = "Y", unit: str = "cm", connect=frozenset()):
+    """An armature as an importer leaves it: bone data in the rig's own axes and unit (``up`` "Y": the body
+    frame, as FBX/BVH rigs are; "Z": Blender's), the object turned and scaled so the world is Blender's metres."""
+    scale = 1.0 / UNITS.get(unit, 1.0)  # "auto": metres
+    to_data = np.eye(3) if up == "Y" else np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
+    data = bpy.data.armatures.new(name)
+    obj = bpy.data.objects.new(name, data)
+    context.scene.collection.objects.link(obj)
+    context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    for bone_name, parent, head, tail in bones:
+        bone = data.edit_bones.new(bone_name)
+        bone.head, bone.tail = (to_data @ head * scale).tolist(), (to_data @ tail * scale).tolist()
+        if parent is not None:
+            bone.parent = data.edit_bones[parent]
+            bone.use_connect = bone_name in connect
+    bpy.ops.object.mode_set(mode="OBJECT")
+    turn = Matrix.Rotation(math.radians(90.0), 4, "X") if up == "Y" else Matrix.Identity(4)
+    obj.matrix_world = turn @ Matrix.Diagonal((1 / scale, 1 / scale, 1 / scale, 1.0))
+    return obj
+
+
+def new_fcurves(obj):
+    """The F-curve collection of a new action on ``obj`` (its slot's channelbag in 4.4+, the action's in 4.2)."""
+    anim = obj.animation_data_create()
+    action = anim.action = bpy.data.actions.new(f"{obj.name}Action")
+    if not hasattr(action, "slots"):
+        return action.fcurves
+    from bpy_extras import anim_utils
+
+    anim.action_slot = action.slots.new(id_type="OBJECT", name=obj.name)
+    return anim_utils.action_ensure_channelbag_for_slot(action, anim.action_slot).fcurves
+
+
+ROTATION_MODES = ("QUATERNION", "XYZ", "ZXY", "YXZ", "ZYX", "XZY", "YZX")
+
+
+def animate(obj, seed: int = 0, amplitude_deg: float = 35.0) -> None:
+    """Smooth rotations on every bone (all rotation modes and Euler orders) and a root that travels a metre and
+    bobs, keyed on every frame through F-curves."""
+    rng = np.random.default_rng(seed)
+    curves = new_fcurves(obj)
+    t = np.arange(FRAMES, dtype=np.float64)
+    co = np.empty(2 * FRAMES, np.float32)
+    co[0::2] = t + 1
+
+    def key(path, values):
+        for index, column in enumerate(np.asarray(values).T):
+            curve = curves.new(path, index=index)
+            curve.keyframe_points.add(FRAMES)
+            co[1::2] = column
+            curve.keyframe_points.foreach_set("co", co)
+            curve.update()
+
+    units_per_metre = 1.0 / obj.matrix_world.to_scale()[0]
+    for b, pose_bone in enumerate(obj.pose.bones):
+        mode = pose_bone.rotation_mode = ROTATION_MODES[b % len(ROTATION_MODES)]
+        phase, speed = rng.uniform(0, 2 * np.pi, 3), rng.uniform(0.08, 0.25, 3)
+        angles = np.radians(amplitude_deg) * rng.uniform(0.3, 1.0, 3) * np.sin(speed * t[:, None] + phase)
+        path = f'pose.bones["{pose_bone.name}"]'
+        if mode == "QUATERNION":
+            key(f"{path}.rotation_quaternion", [list(Euler(a.tolist()).to_quaternion()) for a in angles])
+        else:
+            key(f"{path}.rotation_euler", angles)
+        if pose_bone.parent is None:
+            travel = np.stack([0.3 * np.sin(0.15 * t), 0.05 * np.sin(0.3 * t), t / FRAMES], axis=1)
+            key(f"{path}.location", travel * units_per_metre)
+
+
+def export_bvh(context, rig, path) -> None:
+    context.view_layer.objects.active = rig
+    assert bpy.ops.export_anim.bvh(filepath=str(path), frame_start=1, frame_end=FRAMES) == {"FINISHED"}
+
+
+def evaluated_bones(context, rig) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Blender's evaluated bone heads and tails in world space, per frame, bone by bone."""
+    names = [b.name for b in rig.pose.bones]
+    heads, tails = np.empty((FRAMES, len(names), 3)), np.empty((FRAMES, len(names), 3))
+    for t in range(FRAMES):
+        context.scene.frame_set(t + 1)
+        evaluated = rig.evaluated_get(context.evaluated_depsgraph_get())
+        for j, bone in enumerate(evaluated.pose.bones):
+            heads[t, j] = evaluated.matrix_world @ bone.head
+            tails[t, j] = evaluated.matrix_world @ bone.tail
+    return names, heads, {name: tails[:, j] for j, name in enumerate(names)}
+
+
+def scene_with_rig(context, family: str = "mixamo", seed: int = 0):
+    scene = context.scene
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    scene.render.fps = 24
+    preset = load_bone_maps()[family]
+    rig = build_rig(context, family.capitalize(), RIGS[family](), preset.up, preset.unit, CONNECTED.get(family, ()))
+    animate(rig, seed)
+    return rig
+
+
+# --- a. Blender's BVH exporter → our reader ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["smpl", "mixamo", "cmu"])
+def test_bvh_from_blenders_exporter_reads_as_blender_evaluates_it(clean_scene, tmp_path, family):
+    context = clean_scene
+    rig = scene_with_rig(context, family, seed=len(family))
+    path = tmp_path / f"{family}.bvh"
+    export_bvh(context, rig, path)
+
+    start = time.perf_counter()
+    bvh = read_bvh(path)
+    positions, rotations = bvh_forward_kinematics(bvh)
+    ends = bvh_end_positions(bvh, positions, rotations)
+    names = list(bvh.skeleton.names)
+    detection = detect_bone_map(names, ends=[names[j] for j in ends])
+    bone_map = detection.bone_map
+    ours = rig_to_world(map_points(names, positions, bone_map, ends=ends), bone_map)  # unit: detected
+    elapsed = time.perf_counter() - start
+
+    assert bone_map.id == family  # auto-detection picks the right preset
+    blender_names, heads, tails = evaluated_bones(context, rig)
+    expected = map_points(blender_names, (heads, tails), bone_map)
+    error_mm = np.linalg.norm(ours - expected, axis=-1) * 1000
+    report(
+        HEADING,
+        f"{family} rig ({len(names)} bones) → Blender's BVH exporter → our reader: detected {bone_map.name} "
+        f"(confidence {detection.confidence:.2f}), max {error_mm.max():.4f} mm from Blender's evaluated joints "
+        f"over {FRAMES} frames (read + map {elapsed * 1000:.0f} ms)",
+    )
+    assert ours.shape == (FRAMES, 24, 3)
+    assert error_mm.max() < 0.5
+    # the animation is really there: the root travels and the limbs move
+    assert np.linalg.norm(expected[-1, 0] - expected[0, 0]) > 0.5
+
+
+# --- b. Retarget Rig ---------------------------------------------------------------------------------------------
+
+
+def add_camera(context, location=(0.4, -6.0, 1.0)):
+    data = bpy.data.cameras.new("Camera")
+    camera = bpy.data.objects.new("Camera", data)
+    context.scene.collection.objects.link(camera)
+    camera.location = location
+    camera.rotation_euler = (math.radians(88.0), 0.0, math.radians(4.0))
+    context.scene.camera = camera
+    return camera
+
+
+def rig_joints_mm(context, rig, bone_map, camera) -> np.ndarray:
+    """The rig's SMPL joints (the bone map on Blender's evaluated bones) through ``camera``, mm."""
+    from mtvcrafter_bridge.armature import camera_placement
+
+    names, heads, tails = evaluated_bones(context, rig)
+    world = map_points(names, (heads, tails), bone_map)
+    return world_to_camera_mm(world, camera_placement(camera))
+
+
+def fcurve_values(obj) -> np.ndarray:
+    from mtvcrafter_bridge.armature import fcurves
+
+    return np.array([[k.co[1] for k in curve.keyframe_points] for curve in fcurves(obj)])
+
+
+def test_retarget_turns_an_animated_mixamo_rig_into_an_smpl_armature(clean_scene, capfd):
+    from mtvcrafter_bridge.armature import export_joints
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    # evaluated, not keyed: a constraint turns the left forearm further (lengths stay those of the rig)
+    constraint = rig.pose.bones["mixamorig:LeftForeArm"].constraints.new("COPY_ROTATION")
+    constraint.target, constraint.subtarget = rig, "mixamorig:RightForeArm"
+    constraint.mix_mode, constraint.influence = "ADD", 0.5
+    constraint.target_space = constraint.owner_space = "LOCAL"
+    camera = add_camera(context)
+    keys_before = fcurve_values(rig)
+    context.view_layer.objects.active = rig
+
+    start = time.perf_counter()
+    assert bpy.ops.mtvcrafter.retarget_rig() == {"FINISHED"}  # auto-detected bone map
+    elapsed = time.perf_counter() - start
+    smpl = context.active_object
+    assert smpl is not rig and smpl.type == "ARMATURE" and len(smpl.data.bones) == 24
+    assert re.search(r"Mixamo \(detected, confidence [\d.]+", capfd.readouterr().out)
+
+    got = export_joints(context, smpl, camera, 1, FRAMES)
+    expected = rig_joints_mm(context, rig, load_bone_maps()["mixamo"], camera)
+    error = np.linalg.norm(got - expected, axis=-1)
+    report(
+        HEADING,
+        f"Retarget Rig (65-bone Mixamo rig, {FRAMES} frames, a constraint): SMPL armature's exported joints "
+        f"max {error.max():.3f} mm, mean {error.mean():.3f} mm from the rig's mapped joints; {elapsed:.2f} s",
+    )
+    assert error.max() < 5.0
+    assert [o for o in bpy.data.objects if o.type == "CAMERA"] == [camera]  # the scene camera, no new one
+    np.testing.assert_array_equal(fcurve_values(rig), keys_before)  # the source rig is untouched
+    assert len(rig.pose.bones["mixamorig:LeftForeArm"].constraints) == 1
+
+
+def test_retarget_without_a_camera_adds_one_and_follows_the_preview_range(clean_scene):
+    from mtvcrafter_bridge.armature import export_joints, fcurves
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo", seed=3)
+    scene = context.scene
+    scene.use_preview_range = True
+    scene.frame_preview_start, scene.frame_preview_end = 11, 30
+    assert scene.camera is None
+    assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name, bone_map="mixamo") == {"FINISHED"}
+    smpl = context.active_object
+    assert scene.camera is not None and smpl["mtvcrafter_camera_name"] == scene.camera.name
+    frames = [k.co[0] for k in fcurves(smpl)[0].keyframe_points]
+    assert frames == list(range(11, 31))
+    got = export_joints(context, smpl, scene.camera, 11, 30)
+    expected = rig_joints_mm(context, rig, load_bone_maps()["mixamo"], scene.camera)[10:30]
+    assert got[:, :, 2].min() > 500  # the whole clip in front of the new camera
+    error = np.linalg.norm(got - expected, axis=-1)
+    report(HEADING, f"Retarget Rig (Mixamo rig, preview range 11–30, new camera): max {error.max():.3f} mm")
+    assert error.max() < 5.0
+
+
+def test_retarget_errors_are_reported_and_create_nothing(clean_scene):
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    rig.mtvcrafter_retarget.joints.clear()
+    objects = set(bpy.data.objects)
+    with pytest.raises(RuntimeError, match="the mapping has no bone for pelvis"):
+        bpy.ops.mtvcrafter.retarget_rig(armature=rig.name, bone_map="CUSTOM")
+    assert set(bpy.data.objects) == objects
+
+
+# --- c. File › Import of a BVH -----------------------------------------------------------------------------------
+
+
+def test_import_of_a_mixamo_bvh_from_blenders_exporter(clean_scene, tmp_path, capfd):
+    from mtvcrafter_bridge.armature import export_joints, fcurves
+    from mtvcrafter_bridge.operators import motion_camera
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo", seed=5)
+    path = tmp_path / "dance.bvh"
+    export_bvh(context, rig, path)
+    bpy.data.objects.remove(rig)
+    capfd.readouterr()
+
+    start = time.perf_counter()
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(path)) == {"FINISHED"}
+    elapsed = time.perf_counter() - start
+    out = capfd.readouterr().out
+    armatures = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    assert len(armatures) == 1
+    smpl = armatures[0]
+    assert sorted(b.name for b in smpl.data.bones) == sorted(JOINT_NAMES)
+    curves = fcurves(smpl)
+    assert len(curves) == 24 * 4 + 3 and all(len(c.keyframe_points) == FRAMES for c in curves)
+    # the report: the bone map, how sure, and the bones no joint uses (fingers, ends)
+    assert re.search(r"bone map: Mixamo \(mixamo, detected, confidence 1\.00\)", out), out
+    assert re.search(r"rig bone\(s\) not used: [^;]*mixamorig:HeadTop_End", out), out
+
+    # what was imported is the file's motion: the exporter's joints through the import's camera
+    motion = load_motions(path)[0]
+    scene = context.scene
+    got = export_joints(context, smpl, motion_camera(scene, smpl), scene.frame_start, scene.frame_end)
+    error = np.linalg.norm(got - motion.joints, axis=-1)
+    report(HEADING, f"File › Import of a Mixamo BVH ({FRAMES} frames): {elapsed:.2f} s, max {error.max():.2f} mm")
+    assert error.max() < 5.0
+
+
+def test_import_of_a_bvh_exported_from_a_z_up_rig_with_the_up_axis_option(clean_scene, tmp_path):
+    """A rig built in Blender (Z up, metres) exports a Z-up BVH; the importer's Up option reads it standing."""
+    context = clean_scene
+    context.scene.frame_start, context.scene.frame_end = 1, FRAMES
+    rig = build_rig(context, "Rig", mixamo_bones(), up="Z", unit="m")
+    animate(rig, seed=6)
+    path = tmp_path / "z_up.bvh"
+    export_bvh(context, rig, path)
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(path), up_axis="Z") == {"FINISHED"}
+    smpl = context.active_object
+
+    names, heads, tails = evaluated_bones(context, rig)
+    expected = map_points(names, (heads, tails), load_bone_maps()["mixamo"])
+    smpl_names, smpl_heads, _ = evaluated_bones(context, smpl)
+    got = smpl_heads[:, [smpl_names.index(n) for n in JOINT_NAMES]]
+    # the import stands the performer in front of its own camera: the same motion, turned about Z and moved
+    a, b = expected.reshape(-1, 3), got.reshape(-1, 3)
+    u, _, vt = np.linalg.svd((a - a.mean(0)).T @ (b - b.mean(0)))
+    turn = (u @ vt).T
+    aligned = (a - a.mean(0)) @ turn.T + b.mean(0)
+    error_mm = np.linalg.norm(aligned - b, axis=-1).max() * 1000
+    tilt = math.degrees(math.acos(min(1.0, turn[2, 2])))
+    report(HEADING, f"BVH of a Z-up rig, Up: Z — standing (tilt {tilt:.2f}°), max {error_mm:.2f} mm after the turn")
+    assert tilt < 0.5 and error_mm < 5.0
+
+
+def test_import_of_a_malformed_bvh_names_the_line_and_creates_nothing(clean_scene, tmp_path):
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    good = tmp_path / "good.bvh"
+    export_bvh(context, rig, good)
+    lines = good.read_text().splitlines()
+    bad_line = len(lines) - 5
+    lines[bad_line - 1] = lines[bad_line - 1].rsplit(" ", 3)[0]  # a motion row that lost values
+    bad = tmp_path / "bad.bvh"
+    bad.write_text("\n".join(lines) + "\n")
+    objects, actions = set(bpy.data.objects), set(bpy.data.actions)
+    with pytest.raises(RuntimeError, match=rf"bad\.bvh.*line {bad_line}\b"):
+        bpy.ops.import_anim.mtvcrafter_motion(filepath=str(bad))
+    assert set(bpy.data.objects) == objects and set(bpy.data.actions) == actions
+
+
+# --- d. Save as preset --------------------------------------------------------------------------------------------
+
+
+def test_a_saved_preset_is_in_the_user_folder_in_the_menus_and_retargets_the_same(clean_scene, user_folder):
+    from mtvcrafter_bridge import bone_maps
+    from mtvcrafter_bridge.armature import export_joints
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo", seed=7)
+    camera = add_camera(context)
+    assert bpy.ops.mtvcrafter.fill_bone_map(armature=rig.name, bone_map="mixamo") == {"FINISHED"}
+    rows = rig.mtvcrafter_retarget.joints
+    assert [r.joint for r in rows] == list(JOINT_NAMES)
+    assert rows[0].bone == "mixamorig:Hips"  # resolved to the rig's own names
+    spine2 = rows[JOINT_NAMES.index("spine2")]  # a lerp: a blend towards a second bone
+    assert (spine2.bone, spine2.blend_bone, round(spine2.blend, 6)) == ("mixamorig:Spine1", "mixamorig:Spine2", 0.3)
+    assert rows[JOINT_NAMES.index("left_hand")].bone == "mixamorig:LeftHandMiddle1"  # the first alternative
+    assert bpy.ops.mtvcrafter.save_bone_map(armature=rig.name, preset_name="My Studio Rig") == {"FINISHED"}
+
+    path = user_folder / "my_studio_rig.json"
+    assert path.is_file()
+    saved = load_bone_maps([user_folder])["my_studio_rig"]  # a valid bone map for the library too
+    assert saved.name == "My Studio Rig" and set(saved.joints) == set(JOINT_NAMES)
+    assert (saved.up, saved.forward, saved.unit) == ("Y", "Z", "cm")  # the rig's own axes, as its BVH has them
+    identifiers = [item[0] for item in bone_maps.source_items(None, context)]
+    assert "my_studio_rig" in identifiers and "mixamo" in identifiers
+    assert rig.mtvcrafter_retarget.source == "my_studio_rig"
+
+    results = {}
+    for choice in ("my_studio_rig", "mixamo"):
+        context.view_layer.objects.active = rig
+        assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name, bone_map=choice) == {"FINISHED"}
+        results[choice] = export_joints(context, context.active_object, camera, 1, FRAMES)
+    difference = np.abs(results["my_studio_rig"] - results["mixamo"]).max()
+    report(HEADING, f"a saved preset retargets as the built-in one: max difference {difference:.2e} mm")
+    assert difference < 1e-3
+    json.loads(path.read_text())  # plain JSON, editable by hand
