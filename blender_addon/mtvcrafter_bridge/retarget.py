@@ -324,7 +324,9 @@ class MTVCRAFTER_PT_retarget(bpy.types.Panel):
         start, end = frame_range(context.scene)
         layout.label(text=f"Frames {start}–{end}, through {getattr(context.scene.camera, 'name', 'a new camera')}")
         op = layout.operator(MTVCRAFTER_OT_retarget_rig.bl_idname, icon="ARMATURE_DATA")
-        op.bone_map = settings.source
+        op.armature = rig.name
+        if settings.source:  # empty when its preset file is gone: the operator then auto-detects
+            op.bone_map = settings.source
 
 
 CLASSES = (
