@@ -101,6 +101,15 @@ def _unit(text: str) -> str:
     return text
 
 
+def _axis(text: str) -> str | None:
+    axes = ("X", "Y", "Z", "-X", "-Y", "-Z")
+    if text.lower() == "auto":
+        return None
+    if text.upper() not in axes:
+        raise argparse.ArgumentTypeError(f"expected {', '.join(axes)} or auto, got {text!r}")
+    return text.upper()
+
+
 def _motion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, help="frame rate for files that store none (official .pkl: 30)")
     parser.add_argument(
@@ -112,14 +121,20 @@ def _motion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         metavar="ID",
-        help="BVH: the bone map (smpl, mixamo, cmu, rokoko, generic, or one of yours; see presets/README.md); "
-        "default auto: detected from the joint names",
+        help="BVH: the bone map (smpl, mixamo, cmu, rokoko, generic, one of yours, or the path of a bone-map "
+        ".json file; see presets/README.md); default auto: detected from the joint names",
     )
     parser.add_argument(
         "--unit",
         type=_unit,
         help="BVH: the file's unit, m, cm, mm, inch, cmu (the CMU database's), or metres per unit; "
         "default auto: the bone map's, unless the skeleton's size says otherwise",
+    )
+    parser.add_argument(
+        "--up",
+        type=_axis,
+        help="BVH: the file's up axis, X, Y, Z, -X, -Y or -Z; default auto: the bone map's (Y), unless the "
+        "skeleton clearly stands along another axis (Z for Blender's exports of Z-up rigs)",
     )
     parser.add_argument(
         "--camera",
@@ -136,6 +151,7 @@ def _load_options(args: argparse.Namespace) -> dict:
         "bone_map": args.preset,
         "unit": args.unit,
         "camera": args.camera,
+        "up": args.up,
     }
 
 

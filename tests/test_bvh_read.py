@@ -270,7 +270,11 @@ Frame Time: 0.1
     bvh = read_bvh(write(tmp_path, text))
     assert bvh.skeleton.names == ("Left_Arm", "Left_Arm.001", "Prop")
     assert bvh.skeleton.channels[1] == () and bvh.skeleton.parents.tolist() == [-1, 0, -1]
-    assert bvh.num_frames == 2 and "2 frame rows, more than the 1 of 'Frames:' (line 23)" in bvh.notes[0]
+    assert bvh.num_frames == 2 and "2 frame rows, more than the 1 of 'Frames:' (line 23)" in bvh.notes[1]
+    # the repeated name is said, with both lines
+    assert bvh.notes[0].startswith("line 6: the joint name 'Left_Arm' is used again (first on line 2)")
+    assert "'Left_Arm.001'" in bvh.notes[0]
+    assert bvh.frame_lines.tolist() == [25, 26] and bvh.frames_line == 23
     positions, rotations = bvh_forward_kinematics(bvh)
     np.testing.assert_allclose(positions[:, 1], [[0, 1, 0], [1, 0, 0]], atol=1e-12)
     np.testing.assert_allclose(positions[:, 2], [[4, 5, 6], [7, 8, 9]], atol=1e-12)
@@ -520,6 +524,10 @@ MALFORMED = {
     "JOINT without a name": (replace_line(GOOD, 6, "  JOINT"), 6, "without a name"),
     "JOINT outside ROOT": (GOOD.replace("ROOT Hips", "JOINT Hips"), 2, "outside any ROOT"),
     "unknown keyword": (replace_line(GOOD, 8, "    OFFSETS 0 10 0"), 8, "'OFFSETS'"),
+    # numbers that parse but cannot be a skeleton or a pose: refused, not turned into garbage or an overflow
+    "absurd angle": (replace_line(GOOD, 20, "0 92 0 0 1e300 0 1 2 3"), 20, "value 5 (Xrotation of 'Hips') is 1e+300"),
+    "absurd position": (replace_line(GOOD, 21, "1e30 92 0 0 0 0 1 2 3"), 21, "value 1 (Xposition of 'Hips') is 1e+30"),
+    "absurd OFFSET": (replace_line(GOOD, 8, "    OFFSET 0 4.9e200 0"), 8, "OFFSET 0 4.9e+200 0 is beyond"),
 }
 
 

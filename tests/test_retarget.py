@@ -23,6 +23,7 @@ from mtvcrafter.motion.retarget import (
     axes_matrix,
     bone_map_folders,
     bundled_bone_map_folder,
+    choose_axes,
     choose_unit,
     default_camera,
     detect_bone_map,
@@ -38,6 +39,7 @@ from mtvcrafter.motion.retarget import (
 )
 from mtvcrafter.motion.rig import with_skeleton, world_to_camera_mm
 from mtvcrafter.motion.rotations import matrix_to_quaternion, quaternion_to_matrix
+from mtvcrafter.motion.skeleton import NEUTRAL_REST_JOINTS_M
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("cmu", "generic", "mixamo", "rokoko", "smpl")
@@ -202,6 +204,52 @@ UNREAL = (
     "clavicle_r upperarm_r lowerarm_r hand_r middle_01_r thigh_l calf_l foot_l ball_l thigh_r calf_r foot_r ball_r"
 ).split()
 
+#: The SMPL names as smpl2bvh writes them (its hand joints are "palms").
+SMPL2BVH = (
+    "Pelvis Left_hip Right_hip Spine1 Left_knee Right_knee Spine2 Left_ankle Right_ankle Spine3 Left_foot Right_foot "
+    "Neck Left_collar Right_collar Head Left_shoulder Right_shoulder Left_elbow Right_elbow Left_wrist Right_wrist "
+    "Left_palm Right_palm"
+).split()
+
+
+def _daz_rest():
+    """cgspeed's Daz-friendly conversion of the CMU database (Poser/DAZ names, centimetres): joint, parent,
+    offset; the right side mirrors the left."""
+    rest = [
+        ("hip", None, (0, 0, 0)),
+        ("abdomen", "hip", (0, 20.6881, -0.73152)),
+        ("chest", "abdomen", (0, 11.7043, -0.48768)),
+        ("neck", "chest", (0, 22.1894, -2.19456)),
+        ("head", "neck", (-0.24384, 7.07133, 1.2192)),
+        ("leftEye", "head", (4.14528, 8.04674, 8.04672)),
+        ("rightEye", "head", (-3.6576, 8.04674, 8.04672)),
+    ]
+    for s, x in (("l", 1.0), ("r", -1.0)):
+        rest += [
+            (f"{s}Collar", "chest", (2.68224 * x, 19.2634, -4.8768)),
+            (f"{s}Shldr", f"{s}Collar", (8.77824 * x, -1.95073, 1.46304)),
+            (f"{s}ForeArm", f"{s}Shldr", (28.1742 * x, -1.7115, 0.48768)),
+            (f"{s}Hand", f"{s}ForeArm", (22.5879 * x, 0.773209, 7.07136)),
+            (f"{s}Thumb1", f"{s}Hand", (1.2192 * x, -0.487915, 3.41376)),
+            (f"{s}Index1", f"{s}Hand", (7.75947 * x, 0.938293, 5.60832)),
+            (f"{s}Mid1", f"{s}Hand", (8.24714 * x, 1.18213, 3.41376)),
+            (f"{s}Ring1", f"{s}Hand", (8.82822 * x, 0.546677, 1.51678)),
+            (f"{s}Pinky1", f"{s}Hand", (8.27202 * x, -0.0477905, -0.4584)),
+            (f"{s}Buttock", "hip", (8.77824 * x, 4.35084, 1.2192)),
+            (f"{s}Thigh", f"{s}Buttock", (0, -1.70687, -2.19456)),
+            (f"{s}Shin", f"{s}Thigh", (0, -36.8199, 0.73152)),
+            (f"{s}Foot", f"{s}Shin", (-0.73152 * x, -45.1104, -5.12064)),
+        ]
+    ends = {f"{s}Foot": (1.1221 * x, -3.69964, 12.103) for s, x in (("l", 1.0), ("r", -1.0))}
+    ends |= {
+        f"{s}{f}1": (2.0 * x, 0, 0) for s, x in (("l", 1.0), ("r", -1.0)) for f in "Thumb Index Mid Ring Pinky".split()
+    }
+    ends |= {"leftEye": (1, 0, 0), "rightEye": (1, 0, 0)}
+    return rest, ends
+
+
+DAZ_FRIENDLY_REST, DAZ_FRIENDLY_ENDS = _daz_rest()
+
 
 @pytest.mark.parametrize(
     "names, expected",
@@ -217,6 +265,8 @@ UNREAL = (
         ([f"Rokoko:{n}" for n in ROKOKO], "rokoko"),
         (list(JOINT_NAMES), "smpl"),
         (SMPL_ADDON, "smpl"),
+        (SMPL2BVH, "smpl"),
+        ([name for name, _, _ in DAZ_FRIENDLY_REST], "cmu"),
         (UNITY, "generic"),
         (UNREAL, "generic"),
     ],
@@ -308,6 +358,50 @@ def test_user_folders_come_first_and_a_saved_map_reads_back(tmp_path, monkeypatc
     assert found["cmu"].path.parent == bundled_bone_map_folder()
 
 
+def test_a_broken_user_bone_map_is_skipped_with_a_warning_unless_it_is_asked_for(
+    tmp_path, monkeypatch, y_up_bvh, capsys
+):
+    path, _ = y_up_bvh
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "studio.json").write_text('{"name": "Studio", "joints": {')  # cut while saving
+    (mine / "smpl.json").write_text(json.dumps({"name": "My SMPL"}))  # replaces the bundled one, but is incomplete
+    monkeypatch.setenv(BONE_MAPS_ENV, str(mine))
+    with pytest.raises(MotionError, match="smpl.json: field .joints.: missing"):  # read strictly, the first bad file
+        load_bone_maps()
+    skipped = {}
+    found = load_bone_maps(skipped=skipped)
+    assert sorted(skipped) == ["smpl", "studio"] and str(mine / "studio.json") in str(skipped["studio"])
+    assert found["smpl"].path.parent == bundled_bone_map_folder()  # the bundled map stands in for the broken one
+    # auto-detection still works, and says which files it left out
+    motion = motion_from_bvh(path)
+    notes = "\n".join(motion.notes)
+    assert "bone map: SMPL (smpl, detected, confidence 1.00)" in notes
+    assert f"warning: a bone map file was skipped ({mine / 'studio.json'}: not valid JSON" in notes
+    assert f"warning: a bone map file was skipped ({mine / 'smpl.json'}: field 'joints': missing" in notes
+    assert detect_bone_map(list(JOINT_NAMES)).skipped and load_motion(path).num_frames == 45
+    # asked for by id, a broken map is an error naming its file
+    for ident in ("studio", "smpl"):
+        with pytest.raises(MotionError, match=f"the bone map '{ident}' cannot be used: {mine / ident}.json"):
+            motion_from_bvh(path, bone_map=ident)
+    out = tmp_path / "dance.npz"
+    assert main(["motion", "convert", str(path), str(out)]) == 0
+    assert "warning: a bone map file was skipped" in capsys.readouterr().err
+    assert main(["motion", "convert", str(path), str(out), "--preset", "studio"]) == 1
+    assert f"cannot be used: {mine / 'studio.json'}: not valid JSON" in capsys.readouterr().err
+
+
+def test_a_bone_map_file_can_be_given_by_its_path(tmp_path, y_up_bvh, capsys):
+    path, _ = y_up_bvh
+    own = save_bone_map(replace(load_bone_maps([bundled_bone_map_folder()])["smpl"], name="Mine"), tmp_path / "my.json")
+    motion = motion_from_bvh(path, bone_map=str(own))
+    assert "bone map: Mine (my, as chosen)" in motion.notes
+    assert main(["motion", "convert", str(path), str(tmp_path / "out.npz"), "--preset", str(own)]) == 0
+    assert "bone map: Mine (my, as chosen)" in capsys.readouterr().err
+    with pytest.raises(MotionError, match="or the path of a bone-map .json file"):
+        motion_from_bvh(path, bone_map=str(tmp_path / "nope.json"))
+
+
 # --- units and axes -----------------------------------------------------------------------------------------
 
 
@@ -362,6 +456,64 @@ def test_rig_axes_map_to_blenders_world_as_blenders_importer_maps_them(clip_m, m
     np.testing.assert_allclose(rig_to_world(cm, ("Y", "Z")), expected, atol=1e-12)  # detected
     world = rig_to_world(cm, ("Y", "Z"), "cm")
     assert (world[:, J["head"], 2] > world[:, J["left_ankle"], 2]).all()  # upright in a Z-up world
+
+
+def test_the_up_axis_is_the_bone_maps_unless_rest_pose_and_clip_both_stand_along_another(clip_m, maps):
+    mixamo = maps["mixamo"]  # Y up, facing Z
+    turn = {  # rotations of the Y-up clip: standing along Z (as Blender's exporter writes Z-up rigs), along -X …
+        "Z": np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),
+        "-X": np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]),
+    }
+    z_up = clip_m @ turn["Z"].T
+    assert choose_axes(mixamo, clip_m, clip_m[:1]) == ("Y", "Z", "axes: Y up, facing Z (the bone map's)")
+    up, forward, note = choose_axes(mixamo, z_up, z_up[:1])
+    assert (up, forward) == ("Z", "-Y") and "detected: the skeleton stands along Z; the bone map says Y" in note
+    x_down = clip_m @ turn["-X"].T
+    assert choose_axes(mixamo, x_down, x_down[:1])[:2] == ("-X", "Z")  # facing from the rest pose's hips and shoulders
+    # a rest pose that does not stand (datasets whose zero pose is folded or lying) leaves the bone map's axes …
+    assert choose_axes(mixamo, clip_m, x_down[:1])[:2] == ("Y", "Z")
+    # … and so does a clip lying on the floor from a standing rest pose
+    assert choose_axes(mixamo, z_up, clip_m[:1])[:2] == ("Y", "Z")
+    # an explicit up axis wins
+    assert choose_axes(mixamo, z_up, z_up[:1], up="y") == ("Y", "Z", "axes: Y up (as given), facing Z")
+    assert choose_axes(mixamo, clip_m, clip_m[:1], up="Z")[:2] == ("Z", "-Y")  # their left stays their left
+    assert choose_axes(mixamo, clip_m, None, up="Z")[:2] == ("Z", "-Y")  # no rest pose: the map's axes turned
+    with pytest.raises(MotionError, match="an axis is one of"):
+        choose_axes(mixamo, clip_m, clip_m[:1], up="up")
+
+
+def z_up_cgspeed(tmp_path) -> Path:
+    """A CMU rest pose in metres written Z up, facing −Y (what Blender's exporter writes for a Z-up rig)."""
+    z_up = [(n, p, (o[0] * 0.0564, -o[2] * 0.0564, o[1] * 0.0564)) for n, p, o in CGSPEED_REST]
+    ends = {n: (e[0] * 0.0564, -e[2] * 0.0564, e[1] * 0.0564) for n, e in CGSPEED_ENDS.items()}
+    path = tmp_path / "z_up.bvh"
+    path.write_text(rest_bvh(z_up, ends, (0.0, 0.0, 0.93)))
+    return path
+
+
+def test_a_z_up_export_stands_in_front_of_the_camera(tmp_path, capsys):
+    path = z_up_cgspeed(tmp_path)
+    motion = motion_from_bvh(path)
+    joints = motion.joints[0]
+    assert joints[J["head"], 1] < joints[J["pelvis"], 1] < joints[J["left_ankle"], 1]  # upright: image y is down
+    assert joints[J["left_hip"], 0] > joints[J["right_hip"], 0]  # facing the camera
+    assert "axes: Z up, facing -Y (detected: the skeleton stands along Z; the bone map says Y)" in "\n".join(
+        motion.notes
+    )
+    assert "unit: m (detected" in "\n".join(motion.notes)
+    # told Y, it lies down as told: head to ankle is no longer the image's vertical
+    lying = motion_from_bvh(path, up="Y")
+    body = lying.joints[0, J["head"]] - lying.joints[0, J["left_ankle"]]
+    assert abs(body[1]) < 0.3 * np.linalg.norm(body) and "axes: Y up (as given), facing Z" in "\n".join(lying.notes)
+    out = tmp_path / "z.npz"
+    assert main(["motion", "convert", str(path), str(out), "--up", "z"]) == 0
+    assert "axes: Z up, facing -Y (up as given)" in capsys.readouterr().err
+    np.testing.assert_allclose(load_motion(out).joints, motion.joints, atol=1e-3)
+    with pytest.raises(SystemExit):
+        main(["motion", "convert", str(path), str(out), "--up", "W"])
+    assert "expected X, Y, Z, -X, -Y, -Z or auto" in capsys.readouterr().err
+    with pytest.raises(MotionError, match="applies to BVH files only"):
+        load_motions(ROOT / "examples" / "sampled_data.pkl", up="Z")
 
 
 # --- cameras ------------------------------------------------------------------------------------------------
@@ -560,6 +712,26 @@ def test_a_cmu_file_lands_on_an_anatomical_smpl_skeleton(tmp_path):
     assert 1.2 < skeleton_size(world) < 1.7  # an adult, in metres
 
 
+def test_cmus_daz_friendly_files_are_cmu_in_centimetres_on_an_anatomical_skeleton(tmp_path):
+    path = tmp_path / "01_01_daz.bvh"
+    path.write_text(rest_bvh(DAZ_FRIENDLY_REST, DAZ_FRIENDLY_ENDS, (0.0, 90.0, 0.0)))
+    motion = motion_from_bvh(path)
+    notes = "\n".join(motion.notes)
+    assert "(cmu, detected, confidence 1.00)" in notes and "unit: cm (detected" in notes
+    world = rig_to_world(map_points_of(path, "cmu")[0], ("Y", "Z"), "cm")
+    # against the neutral SMPL body scaled to this skeleton: every joint but the forearms and hands (held forward in
+    # this rest pose) within 7 cm — the ankles and shoulders differ most (this subject's shoulders are narrower)
+    neutral = NEUTRAL_REST_JOINTS_M @ axes_matrix("Y", "Z").T
+    neutral = (neutral - neutral[J["pelvis"]]) * skeleton_size(world) / skeleton_size(neutral)
+    error = np.linalg.norm(world - world[J["pelvis"]] - neutral, axis=-1)
+    torso = [J[n] for n in JOINT_NAMES if not n.endswith(("wrist", "hand", "elbow"))]
+    assert error[torso].max() < 0.07, dict(zip(JOINT_NAMES, error.round(3), strict=True))
+    lateral = np.abs(world[:, 0] - world[J["pelvis"], 0])
+    assert 0.05 < lateral[J["left_collar"]] < 0.09  # between the sternum end (2.7 cm) and the shoulder (11.5 cm)
+    assert 0.07 < np.linalg.norm(world[J["left_hand"]] - world[J["left_wrist"]]) < 0.11  # the middle knuckle
+    assert world[J["left_hip"], 2] < world[J["pelvis"], 2] < world[J["spine1"], 2]  # pelvis above the hips
+
+
 def test_a_bvh_that_fits_no_map_or_the_wrong_map_is_refused(tmp_path, y_up_bvh):
     path, _ = y_up_bvh
     car = tmp_path / "car.bvh"
@@ -574,6 +746,41 @@ def test_a_bvh_that_fits_no_map_or_the_wrong_map_is_refused(tmp_path, y_up_bvh):
         motion_from_bvh(path, bone_map="nope")
     with pytest.raises(MotionError, match="applies to BVH files only"):
         load_motions(ROOT / "examples" / "sampled_data.pkl", bone_map="smpl")
+
+
+def test_a_file_without_frames_or_with_a_joint_kilometres_away_is_refused_naming_the_line(tmp_path, capsys):
+    text = rest_bvh(CGSPEED_REST, CGSPEED_ENDS, (0.0, 16.5, 0.0))
+    empty = tmp_path / "empty.bvh"
+    lines = text.rstrip("\n").split("\n")
+    frames_line = lines.index("Frames: 1") + 1
+    empty.write_text("\n".join(lines[:-3] + ["Frames: 0", lines[-2]]) + "\n")  # a hierarchy without motion
+    with pytest.raises(MotionError, match=f"line {frames_line}: 'Frames: 0': the file holds a skeleton but no motion"):
+        motion_from_bvh(empty)
+    assert main(["motion", "info", str(empty)]) == 1
+    assert f"line {frames_line}: 'Frames: 0'" in capsys.readouterr().err
+    # a glitch 113 km away in one frame would put the camera kilometres back and the performer out of sight
+    row = lines[-1].split()
+    glitch = row.copy()
+    glitch[0] = "2000000"  # CMU units: 113 km
+    far = tmp_path / "far.bvh"
+    far.write_text("\n".join(lines[:-3] + ["Frames: 3", lines[-2], lines[-1], " ".join(glitch), lines[-1]]) + "\n")
+    with pytest.raises(MotionError, match=rf"frame 1 \(line {len(lines) + 1}\): a joint lies 1.13e\+05 m from where"):
+        motion_from_bvh(far)
+    assert main(["motion", "convert", str(far), str(tmp_path / "far.npz")]) == 1
+    assert "more than 10 km" in capsys.readouterr().err
+
+
+def test_a_camera_given_that_misses_the_performer_is_warned(tmp_path, y_up_bvh, capsys):
+    path, _ = y_up_bvh
+    away = tmp_path / "away.json"
+    away.write_text(json.dumps({"position": [0, 4, 1], "look_at": [0, 8, 1]}))  # looking away from them
+    motion = motion_from_bvh(path, camera=away)
+    assert motion.notes[-1].startswith("warning: the camera given sees 0% of the joint positions (100% are behind")
+    assert main(["motion", "convert", str(path), str(tmp_path / "away.npz"), "--camera", str(away)]) == 0
+    assert "warning: the camera given sees 0%" in capsys.readouterr().err
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"position": [0, -6, 0], "look_at": [0, 0, 0]}))
+    assert not any("warning" in note for note in motion_from_bvh(path, camera=good).notes)
 
 
 # --- command line and packaging -----------------------------------------------------------------------------

@@ -24,11 +24,14 @@ armature Blender imports from it pose the same (Blender then turns Y up into Z u
 - ``End Site`` blocks are not joints: their offsets are kept per joint in ``end_sites`` and posed by
   :func:`bvh_end_positions` (a name after ``End Site`` is ignored).
 - Joint names: the words after ``ROOT``/``JOINT`` joined with ``_``; a repeated name gets ``.001``,
-  ``.002`` … as in Blender. Several ``ROOT`` hierarchies are read (parent −1 each).
+  ``.002`` … as in Blender, and :attr:`Bvh.notes` says so (a bone map then finds the first one). Several
+  ``ROOT`` hierarchies are read (parent −1 each).
 - ``MOTION`` is followed by ``Frames: N`` and ``Frame Time: dt`` (either order, any spacing and case),
   then one row per frame with one value per channel, in hierarchy order. Blank lines are ignored.
   Fewer rows than ``Frames:`` is an error (a truncated file). More rows than ``Frames:`` are all kept,
   as Blender's importer keeps them, and :attr:`Bvh.notes` says so. ``Frame Time`` must be > 0.
+  Rotation values beyond ±1,000,000 degrees (thousands of turns) and offsets or positions beyond ±10⁹
+  (1,000 km even in millimetres) are damaged numbers and refused.
 - Whitespace may be spaces or tabs, line ends LF, CRLF or CR; a UTF-8 BOM is skipped.
 
 Every malformed input raises :class:`~mtvcrafter.motion.errors.MotionError` naming the file and the
@@ -56,6 +59,11 @@ from .rotations import quaternion_to_matrix
 from .skeleton import CHILDREN, JOINT_NAMES
 
 LEAF_END_CM = 8.0
+
+#: Rotation values beyond this many degrees (2,777 turns) are a damaged row, not an angle.
+MAX_ANGLE_DEG = 1e6
+#: Offsets and positions beyond this (1,000 km in millimetres, the smallest unit in use) are damaged numbers.
+MAX_POSITION = 1e9
 
 #: Channel names (lower case) → canonical spelling, kind and axis.
 _CHANNELS = {
@@ -109,7 +117,10 @@ class Bvh:
         values: ``(F, C)`` float64, one column per channel in hierarchy order, as in the file
             (positions in file units, rotations in degrees).
         source: the path, for messages.
-        notes: facts about the file a user should know (e.g. rows beyond ``Frames:``).
+        notes: facts about the file a user should know (e.g. rows beyond ``Frames:``, repeated names).
+        frame_lines: ``(F,)`` int, the file's line number of each frame row (for messages); None for a
+            Bvh made in code.
+        frames_line: the line number of ``Frames:`` (0 when unknown).
     """
 
     skeleton: BvhSkeleton
@@ -117,6 +128,14 @@ class Bvh:
     values: np.ndarray
     source: str
     notes: tuple[str, ...] = ()
+    frame_lines: np.ndarray | None = None
+    frames_line: int = 0
+
+    def line_of_frame(self, frame: int) -> str:
+        """``"frame N (line L)"`` for messages (``"frame N"`` where the line is unknown)."""
+        if self.frame_lines is not None and 0 <= frame < len(self.frame_lines):
+            return f"frame {frame} (line {int(self.frame_lines[frame])})"
+        return f"frame {frame}"
 
     @property
     def fps(self) -> float:
@@ -220,6 +239,8 @@ class _Parser:
         self.end_sites: dict[int, np.ndarray] = {}
         self.stack: list[_Block] = []
         self.pending: _Block | None = None  # a block whose '{' has not come yet
+        self.first_line: dict[str, int] = {}  # name → the line that named it first
+        self.notes: list[str] = []
 
     # -- helpers -------------------------------------------------------------------------------------
     def fail(self, line: int, message: str) -> MotionError:
@@ -281,8 +302,16 @@ class _Parser:
             end_sites=self.end_sites,
         )
         frames, frame_time, frames_line, start = self.motion_header(i, motion_line)
-        values, rows_note = self.motion_rows(start, skeleton.num_channels, frames, frames_line)
-        return Bvh(skeleton, frame_time, values, self.source, rows_note)
+        values, rows_note, frame_lines = self.motion_rows(start, skeleton, frames, frames_line)
+        return Bvh(
+            skeleton,
+            frame_time,
+            values,
+            self.source,
+            (*self.notes, *rows_note),
+            frame_lines=frame_lines,
+            frames_line=frames_line,
+        )
 
     def hierarchy_line(self, lineno: int, tokens: list[str]) -> None:
         keyword = tokens[0].lower()
@@ -352,7 +381,13 @@ class _Parser:
             number = 1
             while f"{name}.{number:03d}" in self.names:
                 number += 1
-            name = f"{name}.{number:03d}"
+            renamed = f"{name}.{number:03d}"
+            self.notes.append(
+                f"line {lineno}: the joint name '{name}' is used again (first on line {self.first_line[name]}); "
+                f"this one is read as '{renamed}', and a bone map finds the first one"
+            )
+            name = renamed
+        self.first_line.setdefault(name, lineno)
         parent = -1
         if kind == "joint":
             parent = self.stack[-1].joint
@@ -384,6 +419,12 @@ class _Parser:
         numbers = _floats(tokens[1:])
         if numbers is None or len(numbers) != 3:
             raise self.fail(lineno, f"OFFSET needs three numbers (x y z), found '{' '.join(tokens[1:]):.60}'")
+        if max(abs(x) for x in numbers) > MAX_POSITION:
+            raise self.fail(
+                lineno,
+                f"OFFSET {' '.join(f'{x:g}' for x in numbers)} is beyond ±{MAX_POSITION:g} (1,000 km even in "
+                "millimetres): a damaged number; export the file again",
+            )
         block.has_offset = True
         if block.kind == "end":
             self.end_sites[block.joint] = np.asarray(numbers, dtype=np.float64)
@@ -480,15 +521,18 @@ class _Parser:
         assert frames is not None and frame_time is not None
         return frames, frame_time, frames_line, i
 
-    def motion_rows(self, start: int, width: int, frames: int, frames_line: int) -> tuple[np.ndarray, tuple[str, ...]]:
-        """The data rows from line index ``start`` on, in bulk: (values (F, width), notes)."""
+    def motion_rows(
+        self, start: int, skeleton: BvhSkeleton, frames: int, frames_line: int
+    ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+        """The data rows from line index ``start`` on, in bulk: (values (F, width), notes, line of each row)."""
+        width = skeleton.num_channels
         data_lines = self.lines[start:]
         counts = np.array([len(line.split()) for line in data_lines], dtype=np.int64)
         rows = np.flatnonzero(counts)  # blank lines are skipped
         if width == 0:
             if rows.size:
                 raise self.fail(start + int(rows[0]) + 1, "motion values, but the hierarchy has no CHANNELS")
-            return np.zeros((frames, 0)), ()
+            return np.zeros((frames, 0)), (), np.zeros(0, dtype=np.int64)
         flat = None
         if np.all(counts[rows] == width):
             offset = sum(len(line) + 1 for line in self.lines[:start])
@@ -506,13 +550,38 @@ class _Parser:
                 f"the motion data ends after {rows.size} of the {frames} frames that 'Frames:' (line {frames_line}) "
                 f"announces; the file is truncated — export it again (or set 'Frames: {rows.size}')",
             )
+        values = flat.reshape(rows.size, width)
+        frame_lines = start + rows + 1
+        rotation = np.array([c.endswith("rotation") for joint in skeleton.channels for c in joint], dtype=bool)
+        limit = np.where(rotation, MAX_ANGLE_DEG, MAX_POSITION)
+        wild = np.abs(values) > limit
+        if wild.any():
+            row, column = (int(k) for k in np.argwhere(wild)[0])
+            what = (
+                f" degrees, more than {MAX_ANGLE_DEG:,.0f} (thousands of turns)"
+                if rotation[column]
+                else f", beyond ±{MAX_POSITION:g} (1,000 km even in millimetres)"
+            )
+            raise self.fail(
+                int(frame_lines[row]),
+                f"value {column + 1} ({self.channel_name(skeleton, column)}) is {values[row, column]:.6g}{what}: "
+                "the row is damaged; export the file again",
+            )
         notes: tuple[str, ...] = ()
         if rows.size > frames:
             notes = (
                 f"{rows.size} frame rows, more than the {frames} of 'Frames:' (line {frames_line}); all rows were "
                 "read, as Blender's importer reads them",
             )
-        return flat.reshape(rows.size, width), notes
+        return values, notes, frame_lines
+
+    @staticmethod
+    def channel_name(skeleton: BvhSkeleton, column: int) -> str:
+        """``"Zrotation of 'LeftArm'"`` for a column of the motion values."""
+        for name, channels, first in zip(skeleton.names, skeleton.channels, skeleton.columns, strict=True):
+            if first <= column < first + len(channels):
+                return f"{channels[column - first]} of '{name}'"
+        return f"column {column + 1}"
 
     def first_bad_row(self, data_lines: list[str], start: int, width: int) -> MotionError:
         """The error for the first malformed data line (the slow path, only taken on errors)."""

@@ -27,6 +27,7 @@ def load_motions(
     bone_map: str | BoneMap | None = None,
     unit: str | float | None = None,
     camera: CameraPlacement | CameraFile | str | Path | None = None,
+    up: str | None = None,
 ) -> list[Motion]:
     """Every clip in a motion file.
 
@@ -34,17 +35,19 @@ def load_motions(
         path: an official pickle (``.pkl``; every clip), our ``.npz``, an AMASS ``.npz`` or a ``.bvh``.
         fps: frame rate for files that do not store one (30 otherwise; BVH files always store one).
         body_model: SMPL/SMPL-H/SMPL-X model ``.npz`` (or a folder of them) for exact AMASS joints.
-        bone_map, unit, camera: BVH only (see :func:`~mtvcrafter.motion.retarget.motion_from_bvh`): the
-            bone map (id, ``"auto"`` or a BoneMap; default auto), the file's unit (default: detected)
-            and the camera (a placement or a camera JSON file; default: one in front of the performer).
+        bone_map, unit, camera, up: BVH only (see :func:`~mtvcrafter.motion.retarget.motion_from_bvh`):
+            the bone map (id, ``"auto"``, a BoneMap or a bone-map ``.json`` path; default auto), the file's
+            unit (default: detected), the camera (a placement or a camera JSON file; default: one in front
+            of the performer) and the file's up axis (default: the bone map's, unless the skeleton clearly
+            stands along another).
     """
     path = Path(path)
     if not path.is_file():
         raise MotionError("no such file" if not path.exists() else "not a file", source=str(path))
     suffix = path.suffix.lower()
     if suffix == ".bvh":
-        return [motion_from_bvh(path, bone_map=bone_map, unit=unit, camera=camera)]
-    for name, value in (("bone_map", bone_map), ("unit", unit), ("camera", camera)):
+        return [motion_from_bvh(path, bone_map=bone_map, unit=unit, camera=camera, up=up)]
+    for name, value in (("bone_map", bone_map), ("unit", unit), ("camera", camera), ("up", up)):
         if value is not None:
             raise MotionError(
                 f"applies to BVH files only (this is a '{path.suffix}' file)", source=str(path), field=name

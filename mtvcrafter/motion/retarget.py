@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE, frame_person_z_up
+from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE, frame_person_z_up, project
 from .errors import MotionError
 from .motion import Motion
 from .rig import CameraPlacement, world_to_camera_mm
@@ -315,17 +315,35 @@ def read_bone_map(path: str | Path) -> BoneMap:
     return BoneMap.from_dict(data, path)
 
 
-def load_bone_maps(folders: Iterable[str | Path] | None = None) -> dict[str, BoneMap]:
+def load_bone_maps(
+    folders: Iterable[str | Path] | None = None, *, skipped: dict[str, MotionError] | None = None
+) -> dict[str, BoneMap]:
     """Every bone map (``*.json``) in ``folders`` (default :func:`bone_map_folders`), by id (the file
-    name without ``.json``); for an id in several folders, the first folder's. Missing folders are skipped."""
+    name without ``.json``); for an id in several folders, the first folder's. Missing folders are skipped.
+
+    A file that is not a valid bone map raises MotionError naming it and the field — unless ``skipped`` is
+    given: then the file is left out, its error is stored in ``skipped`` under its id, and a valid map of
+    the same id from a later folder (a bundled one) stands in for it.
+    """
     maps: dict[str, BoneMap] = {}
     for folder in bone_map_folders() if folders is None else [Path(f) for f in folders]:
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.json")):
-            if path.stem not in maps:
+            if path.stem in maps:
+                continue
+            try:
                 maps[path.stem] = read_bone_map(path)
+            except MotionError as exc:
+                if skipped is None:
+                    raise
+                skipped.setdefault(path.stem, exc)
     return maps
+
+
+def skipped_note(error: MotionError) -> str:
+    """The note a motion carries for a bone-map file that was left out."""
+    return f"warning: a bone map file was skipped ({error}); fix or remove it"
 
 
 def save_bone_map(bone_map: BoneMap, path: str | Path) -> Path:
@@ -339,17 +357,37 @@ def save_bone_map(bone_map: BoneMap, path: str | Path) -> Path:
 
 
 def get_bone_map(
-    choice: str | BoneMap | Mapping[str, Any], maps: Mapping[str, BoneMap] | None = None, source: str | None = None
+    choice: str | BoneMap | Mapping[str, Any],
+    maps: Mapping[str, BoneMap] | None = None,
+    source: str | None = None,
+    skipped: Mapping[str, MotionError] | None = None,
 ) -> BoneMap:
-    """A bone map by id (or a :class:`BoneMap`, or its JSON form as a dict); ``source`` for messages."""
+    """A bone map by id (or a :class:`BoneMap`, its JSON form as a dict, or the path of a bone-map
+    ``.json`` file); ``source`` for messages.
+
+    ``maps`` default: :func:`load_bone_maps` (a broken file does not hide the others). An id whose file
+    is broken (in ``skipped``) raises that file's error.
+    """
     if isinstance(choice, BoneMap):
         return choice
     if isinstance(choice, Mapping):
         return BoneMap.from_dict(dict(choice))
-    maps = load_bone_maps() if maps is None else maps
+    if maps is None:
+        found: dict[str, MotionError] = {}
+        maps = load_bone_maps(skipped=found)
+        skipped = {**found, **(skipped or {})}
+    if skipped and choice in skipped:
+        raise MotionError(
+            f"the bone map {choice!r} cannot be used: {skipped[choice]}", source=source, field="bone_map"
+        ) from None
+    if choice not in maps and choice.lower() in maps:  # ids are file names: "Mixamo" means mixamo
+        choice = choice.lower()
+    if choice not in maps and choice.lower().endswith(".json") and Path(choice).is_file():
+        return read_bone_map(choice)
     if choice not in maps:
         raise MotionError(
-            f"no bone map {choice!r}; known: {', '.join(sorted(maps)) or 'none'} (or 'auto' to detect one)",
+            f"no bone map {choice!r}; known: {', '.join(sorted(maps)) or 'none'} (or 'auto' to detect one, "
+            "or the path of a bone-map .json file)",
             source=source,
             field="bone_map",
         )
@@ -371,6 +409,8 @@ class Detection:
         unmapped_bones: the rig's bones no joint uses (fingers, twist bones, props …), in rig order.
         missing_joints: SMPL joints the map cannot place on this rig.
         ranking: ``(id, confidence)`` of every map tried, best first.
+        skipped: notes on the bone-map files that were left out because they are broken (only when
+            :func:`detect_bone_map` read the files itself).
     """
 
     bone_map: BoneMap
@@ -379,6 +419,7 @@ class Detection:
     unmapped_bones: tuple[str, ...]
     missing_joints: tuple[str, ...]
     ranking: tuple[tuple[str, float], ...] = ()
+    skipped: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -464,12 +505,14 @@ def detect_bone_map(
 
     Args:
         bone_names: the rig's bone (BVH joint) names, namespaces and case as they are.
-        maps: id → map (default :func:`load_bone_maps`).
+        maps: id → map (default :func:`load_bone_maps`; a broken file is left out and named in
+            :attr:`Detection.skipped`).
         ends: the bones that have an end point (BVH joints with an End Site); default: all (Blender).
         source: the file, for messages.
     """
     names = list(bone_names)
-    maps = load_bone_maps() if maps is None else maps
+    skipped: dict[str, MotionError] = {}
+    maps = load_bone_maps(skipped=skipped) if maps is None else maps
     if not maps:
         raise MotionError(
             f"no bone maps found (looked in {', '.join(map(str, bone_map_folders()))})", source=source, field="bone_map"
@@ -492,6 +535,8 @@ def detect_bone_map(
             f"Choose a map with --preset ID ({', '.join(sorted(maps))}), or write a bone map for this rig "
             f"(presets/README.md) into {bone_map_folders()[0]}"
         )
+        if skipped:
+            fix += ". Skipped as broken: " + "; ".join(str(error) for error in skipped.values())
         if placed == 0:
             raise MotionError(
                 f"no bone map finds a single SMPL joint among the {len(names)} bones ({listed}); this does not "
@@ -514,6 +559,7 @@ def detect_bone_map(
         unmapped_bones=best.unmapped_bones,
         missing_joints=(),
         ranking=ranking,
+        skipped=tuple(skipped_note(error) for error in skipped.values()),
     )
 
 
@@ -696,6 +742,88 @@ def rig_to_world(
     return points @ axes_matrix(up, forward).T * scale
 
 
+def _axis_name(vector: np.ndarray, min_cos: float) -> str | None:
+    """The signed axis (``"Y"``, ``"-Z"`` …) a vector points along, if within ``acos(min_cos)`` of it."""
+    vector = np.asarray(vector, dtype=np.float64)
+    length = float(np.linalg.norm(vector))
+    if not length > 1e-12:
+        return None
+    k = int(np.argmax(np.abs(vector)))
+    if abs(vector[k]) / length < min_cos:
+        return None
+    return ("-" if vector[k] < 0 else "") + "XYZ"[k]
+
+
+def _axis_vector(name: str) -> np.ndarray:
+    v = np.zeros(3)
+    v["XYZ".index(name[-1])] = -1.0 if name.startswith("-") else 1.0
+    return v
+
+
+def body_up(joints: np.ndarray) -> str | None:
+    """The axis SMPL joints ``(F, 24, 3)`` stand along — from the ankles' middle to the head, averaged over
+    (at most 1000) frames — when it is within 37° of one; else None."""
+    joints = np.asarray(joints, dtype=np.float64)
+    joints = joints[:: max(1, len(joints) // 1000)]
+    ankles = (joints[:, _JOINT_INDEX["left_ankle"]] + joints[:, _JOINT_INDEX["right_ankle"]]) / 2.0
+    axis = joints[:, _JOINT_INDEX["head"]] - ankles
+    axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-12)
+    return _axis_name(axis.mean(axis=0), 0.8)
+
+
+def body_facing(joints: np.ndarray, up: str) -> str | None:
+    """The axis SMPL joints ``(24, 3)`` (one pose) face, given their up axis: their left (hips and
+    shoulders) turned a quarter turn about ``up``; None when that is not within 45° of an axis."""
+    joints = np.asarray(joints, dtype=np.float64)
+    left = np.zeros(3)
+    for a, b in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")):
+        d = joints[_JOINT_INDEX[a]] - joints[_JOINT_INDEX[b]]
+        n = float(np.linalg.norm(d))
+        if n > 1e-12:
+            left += d / n
+    facing = _axis_name(np.cross(left, _axis_vector(up)), 0.7)
+    return facing if facing is not None and facing[-1] != up[-1] else None
+
+
+def choose_axes(
+    bone_map: BoneMap, joints: np.ndarray, rest_joints: np.ndarray | None = None, up: str | None = None
+) -> tuple[str, str, str]:
+    """The rig's ``(up, forward)`` axes and why (a note for the user).
+
+    Rule: an explicit ``up`` wins (facing: the rest pose's, else the bone map's axes turned onto it).
+    Otherwise the bone map's axes stand, unless the skeleton clearly stands along another axis both in
+    its rest pose (``rest_joints``, SMPL joints ``(1, 24, 3)`` of the hierarchy with no rotation) and over
+    the clip (``joints``, ``(F, 24, 3)``) — a BVH that Blender wrote from a Z-up armature, say: then that
+    axis is up and the rest pose's facing is forward. A rest pose that does not stand (some datasets
+    pose it lying down) or a clip lying down (floor work) leaves the bone map's axes.
+    """
+    given = up is not None and not (isinstance(up, str) and up.lower() == "auto")
+    if given:
+        up = str(up).upper()
+        if up not in AXES:
+            raise MotionError(f"an axis is one of {', '.join(AXES)} or auto, got {up!r}", field="up")
+        if up == bone_map.up:
+            return up, bone_map.forward, f"axes: {up} up (as given), facing {bone_map.forward}"
+        how = "up as given"
+    else:
+        standing = body_up(joints)
+        rest = body_up(rest_joints) if rest_joints is not None else None
+        if standing is None or standing != rest or standing == bone_map.up:
+            return bone_map.up, bone_map.forward, f"axes: {bone_map.up} up, facing {bone_map.forward} (the bone map's)"
+        up = standing
+        how = f"detected: the skeleton stands along {up}; the bone map says {bone_map.up}"
+    forward = body_facing(rest_joints[0], up) if rest_joints is not None else None
+    if forward is None:  # the bone map's axes turned so that its up becomes this up
+        u0, f0, u1 = _axis_vector(bone_map.up), _axis_vector(bone_map.forward), _axis_vector(up)
+        if abs(float(u0 @ u1)) < 0.5:  # a quarter turn about u0 × u1
+            a = np.cross(u0, u1)
+            turned = np.cross(a, f0) + a * float(a @ f0)
+        else:  # the same axis (forward stands) or the opposite one (a half turn about the rig's left)
+            turned = f0 if float(u0 @ u1) > 0 else -f0
+        forward = _axis_name(turned, 0.5) or bone_map.forward
+    return up, forward, f"axes: {up} up, facing {forward} ({how})"
+
+
 # --- cameras ------------------------------------------------------------------------------------------------
 
 
@@ -816,6 +944,21 @@ def _file_fps(frame_time: float) -> float:
     return float(round(fps)) if abs(fps - round(fps)) <= 2e-4 * fps else fps
 
 
+#: World joints farther than this from where the clip starts are damaged values, not motion: the motion is
+#: stored as float32 millimetres, which keep about a millimetre up to here.
+MAX_TRAVEL_M = 10_000.0
+
+
+def rest_points(skeleton: Any) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The rest pose of a BVH hierarchy (:class:`~mtvcrafter.motion.bvh.BvhSkeleton`): every joint at its
+    ``OFFSET`` with no rotation — heads ``(1, J, 3)`` and End Sites ``(1, 3)`` by joint index."""
+    heads = np.zeros((skeleton.num_joints, 3))
+    for j, parent in enumerate(skeleton.parents):
+        heads[j] = skeleton.offsets[j] + (heads[parent] if parent >= 0 else 0.0)
+    ends = {j: (heads[j] + np.asarray(offset, dtype=np.float64))[None] for j, offset in skeleton.end_sites.items()}
+    return heads[None], ends
+
+
 def motion_from_bvh(
     path: str | Path,
     bone_map: str | BoneMap | Mapping[str, Any] | None = None,
@@ -823,6 +966,7 @@ def motion_from_bvh(
     camera: CameraPlacement | CameraFile | str | Path | None = None,
     fps: float | None = None,
     *,
+    up: str | None = None,
     image_size: tuple[int, int] | None = None,
     fov_deg: float | None = None,
     maps: Mapping[str, BoneMap] | None = None,
@@ -831,23 +975,36 @@ def motion_from_bvh(
 
     Args:
         path: the ``.bvh`` file.
-        bone_map: ``None``/``"auto"`` (detected, :func:`detect_bone_map`), a map id, a BoneMap or its
-            JSON form.
+        bone_map: ``None``/``"auto"`` (detected, :func:`detect_bone_map`), a map id, a BoneMap, its
+            JSON form, or the path of a bone-map ``.json`` file.
         unit: the file's unit (a name of :data:`UNITS` or metres per unit); default: :func:`choose_unit`.
         camera: a placement in Blender's world, a :class:`CameraFile`, or a camera JSON file
             (:func:`read_camera`); default :func:`default_camera`.
         fps: overrides the file's frame rate (``1 / Frame Time``, rounded to a whole number within 0.02 %).
+        up: the file's up axis (``"Y"``, ``"Z"``, ``"-Y"`` …); default (None or ``"auto"``): the bone
+            map's, unless the skeleton clearly stands along another axis (:func:`choose_axes`).
         image_size, fov_deg: the camera's image ``(H, W)`` and view across its larger side (default:
             the camera file's, else 1024×1024 and 55°).
-        maps: the bone maps to detect among (default :func:`load_bone_maps`).
+        maps: the bone maps to detect among (default :func:`load_bone_maps`; a broken bone-map file is
+            left out, with a warning in the notes, and choosing it by id raises its error).
 
-    The motion's ``notes`` say which bone map (and how sure), the unit and why, the bones left out and
-    the camera.
+    The motion's ``notes`` say which bone map (and how sure), the unit and why, the axes, the bones left
+    out and the camera. A file with no frames, or with values that put a joint more than 10 km away,
+    raises MotionError naming the line.
     """
     from .bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh
 
     source = str(path)
     bvh = read_bvh(path)
+    if bvh.num_frames == 0:
+        raise MotionError(
+            f"line {bvh.frames_line}: 'Frames: 0': the file holds a skeleton but no motion; export it with "
+            "its animation (at least one frame)",
+            source=source,
+        )
+    skipped: dict[str, MotionError] = {}
+    if maps is None:
+        maps = load_bone_maps(skipped=skipped)
     names = list(bvh.skeleton.names)
     end_names = [names[j] for j in bvh.skeleton.end_sites]
     if bone_map is None or (isinstance(bone_map, str) and bone_map.lower() == "auto"):
@@ -855,7 +1012,7 @@ def motion_from_bvh(
         chosen = detection.bone_map
         how = f"detected, confidence {detection.confidence:.2f}"
     else:
-        chosen = get_bone_map(bone_map, maps, source)
+        chosen = get_bone_map(bone_map, maps, source, skipped=skipped)
         detection = fit_bone_map(chosen, names, end_names)
         if detection.missing_joints:
             raise MotionError(_missing_message(chosen, detection.missing_joints), source=source, field="bone_map")
@@ -863,10 +1020,15 @@ def motion_from_bvh(
     positions, rotations = bvh_forward_kinematics(bvh)
     ends = bvh_end_positions(bvh, positions, rotations)
     rig_points = map_points(names, positions, chosen, ends=ends)
+    rest_heads, rest_ends = rest_points(bvh.skeleton)
+    rest = map_points(names, rest_heads, chosen, ends=rest_ends)
+    rig_up, rig_forward, axes_note = choose_axes(chosen, rig_points, rest, up)
     scale, unit_note = choose_unit(rig_points, unit, chosen.unit)
-    world = rig_to_world(rig_points, chosen, scale)
+    world = rig_to_world(rig_points, (rig_up, rig_forward), scale)
+    _check_travel(world, bvh, source)
 
     camera_note = "seen by the camera given"
+    given_camera = camera is not None
     if isinstance(camera, str | Path):
         camera = read_camera(camera)
     if isinstance(camera, CameraFile):
@@ -881,21 +1043,25 @@ def motion_from_bvh(
             "placed in front of a default camera (level, facing the performer, whole clip in view; "
             f"{image_size[1]}x{image_size[0]}, {fov_deg:g}°)"
         )
+    joints = world_to_camera_mm(world, camera)
     unused = detection.unmapped_bones
     notes = [
         f"BVH: {len(names)} joints, {bvh.num_frames} frames, Frame Time {bvh.frame_time:.7g} s "
         f"({_file_fps(bvh.frame_time):.6g} fps)",
         f"bone map: {chosen.name} ({chosen.id}, {how})",
         unit_note,
-        f"axes: {chosen.up} up, facing {chosen.forward} → Blender's Z up, facing −Y",
+        f"{axes_note} → Blender's Z up, facing −Y",
         *bvh.notes,
+        *(skipped_note(error) for error in skipped.values()),
     ]
     if unused:
         listed = ", ".join(unused[:12]) + (f" and {len(unused) - 12} more" if len(unused) > 12 else "")
         notes.append(f"{len(unused)} rig bone(s) not used: {listed}")
     notes.append(camera_note)
+    if given_camera:
+        notes += _visibility_warning(joints, image_size, fov_deg)  # type: ignore[arg-type]
     return Motion(
-        joints=world_to_camera_mm(world, camera),
+        joints=joints,
         fps=float(fps) if fps else _file_fps(bvh.frame_time),
         image_size=image_size,  # type: ignore[arg-type]
         fov_deg=fov_deg,
@@ -904,3 +1070,35 @@ def motion_from_bvh(
         source_format="bvh",
         notes=tuple(notes),
     )
+
+
+def _check_travel(world: np.ndarray, bvh: Any, source: str) -> None:
+    """MotionError naming the frame and its line where a joint lies beyond :data:`MAX_TRAVEL_M` from the
+    first frame's pelvis (or is not a number): damaged values, or a unit wildly wrong."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        distance = np.linalg.norm(world - world[:1, _JOINT_INDEX["pelvis"]][:, None], axis=-1).max(axis=-1)
+    bad = np.flatnonzero(~(distance <= MAX_TRAVEL_M))
+    if bad.size:
+        frame = int(bad[0])
+        far = f"{distance[frame]:.3g} m" if np.isfinite(distance[frame]) else "infinitely far (numbers overflow)"
+        raise MotionError(
+            f"{bvh.line_of_frame(frame)}: a joint lies {far} from where the clip starts (more than "
+            f"{MAX_TRAVEL_M / 1000:g} km; {bad.size} frame(s) like this): the values are damaged, or the unit is "
+            "wrong (--unit); export the file again",
+            source=source,
+        )
+
+
+def _visibility_warning(joints_mm: np.ndarray, image_size: tuple[int, int], fov_deg: float) -> list[str]:
+    """A warning note when a camera that was given does not see every joint of every frame."""
+    height, width = image_size
+    uv = project(joints_mm, image_size, fov_deg)
+    with np.errstate(invalid="ignore"):
+        inside = (uv[..., 0] >= 0) & (uv[..., 0] <= width) & (uv[..., 1] >= 0) & (uv[..., 1] <= height)
+    if inside.all():
+        return []
+    behind = float((joints_mm[..., 2] <= 1.0).mean())
+    return [
+        f"warning: the camera given sees {inside.mean():.0%} of the joint positions ({behind:.0%} are behind it; "
+        f"{int((~inside.all(axis=1)).sum())} of {len(joints_mm)} frames are not fully in view); check the camera"
+    ]
