@@ -781,6 +781,14 @@ def test_a_camera_given_that_misses_the_performer_is_warned(tmp_path, y_up_bvh, 
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"position": [0, -6, 0], "look_at": [0, 0, 0]}))
     assert not any("warning" in note for note in motion_from_bvh(path, camera=good).notes)
+    far = tmp_path / "far.json"
+    far.write_text(json.dumps({"position": [0, -300, 0], "look_at": [0, 0, 0]}))  # a dot in the image
+    assert "warning: the performer is only 0.4% of the image's height" in motion_from_bvh(path, camera=far).notes[-1]
+    for distance in (1e5, 1e37):  # kilometres away (and beyond float32 millimetres): an error, not an overflow
+        far.write_text(json.dumps({"position": [0, -distance, 0], "look_at": [0, 0, 0]}))
+        said = f"{distance:.3g}".replace("+", r"\+")
+        with pytest.raises(MotionError, match=f"field 'camera': the camera given is {said} m from the"):
+            motion_from_bvh(path, camera=far)
 
 
 # --- command line and packaging -----------------------------------------------------------------------------

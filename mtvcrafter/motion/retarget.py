@@ -1059,6 +1059,14 @@ def motion_from_bvh(
         notes.append(f"{len(unused)} rig bone(s) not used: {listed}")
     notes.append(camera_note)
     if given_camera:
+        distance = float(np.abs(joints).max())
+        if not distance <= MAX_TRAVEL_M * 1000.0:
+            raise MotionError(
+                f"the camera given is {distance / 1000:.3g} m from the performer (more than {MAX_TRAVEL_M / 1000:g} "
+                "km): check its position (metres, in Blender's world)",
+                source=source,
+                field="camera",
+            )
         notes += _visibility_warning(joints, image_size, fov_deg)  # type: ignore[arg-type]
     return Motion(
         joints=joints,
@@ -1095,10 +1103,17 @@ def _visibility_warning(joints_mm: np.ndarray, image_size: tuple[int, int], fov_
     uv = project(joints_mm, image_size, fov_deg)
     with np.errstate(invalid="ignore"):
         inside = (uv[..., 0] >= 0) & (uv[..., 0] <= width) & (uv[..., 1] >= 0) & (uv[..., 1] <= height)
-    if inside.all():
-        return []
-    behind = float((joints_mm[..., 2] <= 1.0).mean())
-    return [
-        f"warning: the camera given sees {inside.mean():.0%} of the joint positions ({behind:.0%} are behind it; "
-        f"{int((~inside.all(axis=1)).sum())} of {len(joints_mm)} frames are not fully in view); check the camera"
-    ]
+    if not inside.all():
+        behind = float((joints_mm[..., 2] <= 1.0).mean())
+        return [
+            f"warning: the camera given sees {inside.mean():.0%} of the joint positions ({behind:.0%} are behind "
+            f"it; {int((~inside.all(axis=1)).sum())} of {len(joints_mm)} frames are not fully in view); check the "
+            "camera"
+        ]
+    tall = float(np.median(np.ptp(uv[..., 1], axis=1))) / height
+    if tall < 0.05:
+        return [
+            f"warning: the performer is only {tall:.1%} of the image's height through the camera given (too far "
+            "away for the model to see the pose); check the camera"
+        ]
+    return []
