@@ -255,15 +255,6 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
         # A sequencer scene at another frame rate gets a video rendered at its rate (the motion sampled at
         # sub-frames), starting at the same moment: never a clip that plays too fast or too slow.
         other_rate = abs(scene_fps(target) - scene_fps(scene)) > 1e-6
-        tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
-        try:
-            motion = motion_from_scene(context, armature, fps=scene_fps(target) if other_rate else None)
-            reference = reference_path(context, tmp)
-            output_folder(context).mkdir(parents=True, exist_ok=True)
-        except (MotionError, RuntimeError, OSError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
         params = {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
         if scene.mtvcrafter_backend != "DEFAULT":
             params["backend"] = scene.mtvcrafter_backend
@@ -273,6 +264,15 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
                 self.report({"ERROR"}, f"render preset {scene.mtvcrafter_preset!r} is gone; choose another")
                 return {"CANCELLED"}
             params = job_params(preset)
+        tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
+        try:
+            motion = motion_from_scene(context, armature, fps=scene_fps(target) if other_rate else None)
+            reference = reference_path(context, tmp)
+            output_folder(context).mkdir(parents=True, exist_ok=True)
+        except (MotionError, RuntimeError, OSError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         folder = output_folder(context)
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"

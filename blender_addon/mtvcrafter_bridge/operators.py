@@ -55,7 +55,14 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
         motion = motions[self.clip_index]
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        obj, camera, fit = build_armature(context, motion)
+        before, active = datablocks(), context.view_layer.objects.active
+        try:
+            obj, camera, fit = build_armature(context, motion)
+        except Exception as exc:  # noqa: BLE001 - whatever failed: one report, and nothing half-made left
+            remove_new(context, before)
+            context.view_layer.objects.active = active
+            self.report({"ERROR"}, str(exc) if isinstance(exc, MotionError) else f"{type(exc).__name__}: {exc}")
+            return {"CANCELLED"}
         for other in context.selected_objects:
             other.select_set(False)
         obj.select_set(True)
@@ -68,6 +75,25 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
         notes = "".join(f"; {note}" for note in motion.notes)  # for BVH: the bone map, its confidence, unused bones
         self.report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, {how}{notes}")
         return {"FINISHED"}
+
+
+_KINDS = ("objects", "armatures", "cameras", "actions")
+
+
+def datablocks() -> dict[str, set]:
+    """The objects, armatures, cameras and actions there are (to remove what an operator that failed made)."""
+    return {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
+
+
+def remove_new(context, before: dict[str, set]) -> None:
+    """Nothing half-made stays behind after an error (an armature left in edit mode leaves it first)."""
+    obj = context.view_layer.objects.active
+    if obj is not None and obj not in before["objects"] and obj.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    for kind in _KINDS:
+        collection = getattr(bpy.data, kind)
+        for block in [b for b in collection if b not in before[kind]]:
+            collection.remove(block)
 
 
 def smpl_armature(context):

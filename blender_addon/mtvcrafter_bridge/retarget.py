@@ -21,7 +21,7 @@ from bpy.props import (
 
 from mtvcrafter.motion import Motion, MotionError
 from mtvcrafter.motion.retarget import BoneMap, default_camera, map_points
-from mtvcrafter.motion.rig import CameraPlacement, world_to_camera_mm
+from mtvcrafter.motion.rig import world_to_camera_mm
 
 from .armature import DEFAULT_FOV_DEG, SMPL_TAG, build_armature, camera_placement, ensure_camera, fov_on_larger_side
 from .bone_maps import (
@@ -36,40 +36,45 @@ from .bone_maps import (
     save_bone_map,
     source_items,
 )
-from .operators import frame_range
+from .operators import datablocks, frame_range, remove_new
 
 # --- evaluating the rig ----------------------------------------------------------------------------------------
 
 
-def evaluate_rig(context, rig, frame_start: int, frame_end: int, camera=None):
+def evaluate_rig(context, rig, frame_start: int, frame_end: int):
     """The rig's evaluated bone heads and tails in world space, metres, per frame (constraints, drivers and
-    NLA included: one depsgraph evaluation per frame, bone positions read in bulk).
+    NLA included: one depsgraph evaluation per frame, bone positions read in bulk); the scene's frame is put
+    back where it was.
 
-    Returns ``(bone names, heads (F, J, 3), tails (F, J, 3), camera placements per frame or None)``."""
+    Returns ``(bone names, heads (F, J, 3), tails (F, J, 3))``. A rig the view layer does not evaluate (disabled
+    in viewports, in an excluded or disabled collection, in another scene) would give one frozen pose: that is
+    an error."""
     scene = context.scene
+    if not rig.evaluated_get(context.evaluated_depsgraph_get()).is_evaluated:
+        raise MotionError(
+            f"{rig.name} is not evaluated in the view layer {context.view_layer.name!r} of the scene {scene.name!r} "
+            "(disabled in viewports, in an excluded or disabled collection, or not in this scene): enable it there "
+            "to retarget it"
+        )
     names = [b.name for b in rig.pose.bones]
     count = len(names)
     frames = frame_end - frame_start + 1
     heads = np.empty((frames, count, 3))
     tails = np.empty((frames, count, 3))
     buffer = np.empty(count * 3, dtype=np.float32)
-    placements = [] if camera is not None else None
-    current = scene.frame_current
+    current, subframe = scene.frame_current, scene.frame_subframe
     try:
         for t, frame in enumerate(range(frame_start, frame_end + 1)):
             scene.frame_set(frame)
-            depsgraph = context.evaluated_depsgraph_get()
-            evaluated = rig.evaluated_get(depsgraph)
+            evaluated = rig.evaluated_get(context.evaluated_depsgraph_get())
             world = np.array(evaluated.matrix_world)
             bones = evaluated.pose.bones
             for out, prop in ((heads, "head"), (tails, "tail")):
                 bones.foreach_get(prop, buffer)
                 out[t] = buffer.reshape(count, 3) @ world[:3, :3].T + world[:3, 3]
-            if camera is not None:
-                placements.append(camera_placement(camera.evaluated_get(depsgraph)))
     finally:
-        scene.frame_set(current)
-    return names, heads, tails, placements
+        scene.frame_set(current, subframe=subframe)
+    return names, heads, tails
 
 
 def rig_joints(names, heads, tails, bone_map: BoneMap) -> np.ndarray:
@@ -78,22 +83,26 @@ def rig_joints(names, heads, tails, bone_map: BoneMap) -> np.ndarray:
     return map_points(names, (heads, ends), bone_map)
 
 
-def _through(world_m: np.ndarray, placements: list[CameraPlacement]) -> np.ndarray:
-    return np.stack([world_to_camera_mm(world_m[t], p) for t, p in enumerate(placements)])
-
-
 def retarget_rig(context, rig, choice: str = AUTO, name: str | None = None):
     """Build an SMPL armature performing ``rig``'s animation over the scene (or preview) range, seen through
     the scene camera (a default camera in front of the performer is added when the scene has none).
 
+    The armature performs the rig's motion in the world (the joints go into the camera's view as it stands now
+    and back out through the same view), so the camera, moving or not, sees it as it sees the rig.
+
     Returns ``(armature, camera, fit, detection, detected)`` (how the bone map fits the rig, and whether it
     was detected); the rig itself is not changed."""
     scene = context.scene
+    camera = scene.camera
+    if camera is not None and camera.type != "CAMERA":
+        raise MotionError(
+            f"the scene camera {camera.name!r} is not a camera: make a camera the scene camera, or clear it to have "
+            "one added"
+        )
     detection, detected = choose_bone_map(choice, [b.name for b in rig.data.bones], rig)
     bone_map = detection.bone_map
     start, end = frame_range(scene)
-    camera = scene.camera
-    names, heads, tails, placements = evaluate_rig(context, rig, start, end, camera)
+    names, heads, tails = evaluate_rig(context, rig, start, end)
     world = rig_joints(names, heads, tails, bone_map)
     fps = scene.render.fps / scene.render.fps_base
     label = name or f"{rig.name}SMPL"
@@ -102,9 +111,9 @@ def retarget_rig(context, rig, choice: str = AUTO, name: str | None = None):
         placement = default_camera(world, (height, width), DEFAULT_FOV_DEG)
         seen = Motion(joints=world_to_camera_mm(world, placement).astype(np.float32), fov_deg=DEFAULT_FOV_DEG)
         camera = ensure_camera(scene, seen, placement, f"{label}Camera")
-        placements = [placement] * len(world)
     motion = Motion(
-        joints=_through(world, placements).astype(np.float32),
+        # the view build_armature places the armature back through
+        joints=world_to_camera_mm(world, camera_placement(camera)).astype(np.float32),
         fps=fps,
         image_size=(height, width),
         fov_deg=fov_on_larger_side(camera.data, width, height),
@@ -119,11 +128,23 @@ def retarget_rig(context, rig, choice: str = AUTO, name: str | None = None):
 
 
 def target_rig(context, name: str = ""):
-    """The armature a retarget operator works on: the one named, else the active object."""
-    obj = bpy.data.objects.get(name) if name else context.active_object
+    """The armature a retarget operator works on: the one named, else the active object. A linked rig may share
+    its name with a local object: the active object, then the scene's objects, come first."""
+    active = context.active_object
+    if name:
+        same = [o for o in (active, *context.scene.objects) if o is not None and o.name == name]
+        obj = same[0] if same else bpy.data.objects.get(name)
+    else:
+        obj = active
     if obj is None or obj.type != "ARMATURE":
         return None
     return obj
+
+
+def mapping_editable(rig) -> bool:
+    """Whether the mapping list can be kept on the rig: not on a linked rig or a library override, whose
+    properties Blender does not let the user edit nor saves (those are only read: a preset maps them)."""
+    return rig.library is None and rig.override_library is None
 
 
 # --- UI: properties, list, operators, panel --------------------------------------------------------------------
@@ -170,9 +191,19 @@ class MTVCRAFTER_OT_retarget_rig(bpy.types.Operator):
     bl_label = "Retarget Rig to SMPL"
     bl_options = {"REGISTER", "UNDO"}
 
-    armature: StringProperty(name="Armature", description="The rig (default: the active object)")
-    bone_map: EnumProperty(name="Bone map", items=source_items)
-    name: StringProperty(name="Name", description="Name of the new SMPL armature (default: the rig's + SMPL)")
+    # one rig's settings: SKIP_SAVE, so the next call from a menu does not reuse another rig's
+    armature: StringProperty(name="Armature", description="The rig (default: the active object)", options={"SKIP_SAVE"})
+    bone_map: EnumProperty(
+        name="Bone map",
+        items=source_items,
+        description="How the rig's bones map to SMPL joints (default: the rig's choice in the Retarget Rig panel)",
+        options={"SKIP_SAVE"},
+    )
+    name: StringProperty(
+        name="Name",
+        description="Name of the new SMPL armature (default: the rig's + SMPL)",
+        options={"SKIP_SAVE"},
+    )
 
     @classmethod
     def poll(cls, context):
@@ -183,19 +214,28 @@ class MTVCRAFTER_OT_retarget_rig(bpy.types.Operator):
         if rig is None:
             self.report({"ERROR"}, f"{self.armature or 'the active object'} is not an armature")
             return {"CANCELLED"}
-        if context.object is not None and context.object.mode != "OBJECT":
+        self.armature = rig.name  # redo and Repeat Last retarget this rig, not the armature made from it
+        if not self.properties.is_property_set("bone_map"):
+            self.bone_map = rig.mtvcrafter_retarget.source or AUTO  # empty: its preset file is gone
+        view_layer = context.view_layer
+        active, mode = view_layer.objects.active, context.object.mode if context.object is not None else "OBJECT"
+        if mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        before = _datablocks()
+        before = datablocks()
         try:
             obj, camera, fit, detection, detected = retarget_rig(context, rig, self.bone_map, self.name or None)
-        except MotionError as exc:
-            _remove_new(before)
-            self.report({"ERROR"}, str(exc))
+        except Exception as exc:  # noqa: BLE001 - whatever failed: one report, and nothing half-made left
+            remove_new(context, before)
+            if active is not None and active.name in view_layer.objects:
+                view_layer.objects.active = active
+                if mode != "OBJECT" and active.mode == "OBJECT":
+                    bpy.ops.object.mode_set(mode=mode)
+            self.report({"ERROR"}, str(exc) if isinstance(exc, MotionError) else f"{type(exc).__name__}: {exc}")
             return {"CANCELLED"}
         for other in context.selected_objects:
             other.select_set(False)
         obj.select_set(True)
-        context.view_layer.objects.active = obj
+        view_layer.objects.active = obj
         frames = len(fit.root_translation)
         self.report(
             {"INFO"},
@@ -205,21 +245,6 @@ class MTVCRAFTER_OT_retarget_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-_KINDS = ("objects", "armatures", "cameras", "actions")
-
-
-def _datablocks() -> dict[str, set]:
-    return {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
-
-
-def _remove_new(before: dict[str, set]) -> None:
-    """Nothing half-made stays behind after an error."""
-    for kind in _KINDS:
-        collection = getattr(bpy.data, kind)
-        for block in [b for b in collection if b not in before[kind]]:
-            collection.remove(block)
-
-
 class MTVCRAFTER_OT_fill_bone_map(bpy.types.Operator):
     """Fill the rig's mapping from a bone map (then edit it)"""
 
@@ -227,13 +252,21 @@ class MTVCRAFTER_OT_fill_bone_map(bpy.types.Operator):
     bl_label = "Fill from Preset"
     bl_options = {"REGISTER", "UNDO"}
 
-    armature: StringProperty(name="Armature", description="The rig (default: the active object)")
+    armature: StringProperty(name="Armature", description="The rig (default: the active object)", options={"SKIP_SAVE"})
     bone_map: EnumProperty(name="Bone map", items=preset_items)
 
     def execute(self, context):
         rig = target_rig(context, self.armature)
         if rig is None:
             self.report({"ERROR"}, "select an armature")
+            return {"CANCELLED"}
+        if not mapping_editable(rig):
+            where = f"linked from {rig.library.filepath}" if rig.library else "a library override"
+            self.report(
+                {"ERROR"},
+                f"{rig.name} is {where}: a mapping cannot be kept on it; retarget it with a bone map (auto-detect or "
+                "a preset), or edit a mapping on a local rig with its bone names and save it as a preset",
+            )
             return {"CANCELLED"}
         names = [b.name for b in rig.data.bones]
         try:
@@ -260,9 +293,12 @@ class MTVCRAFTER_OT_save_bone_map(bpy.types.Operator):
     bl_label = "Save as Preset"
     bl_options = {"REGISTER"}
 
-    armature: StringProperty(name="Armature", description="The rig (default: the active object)")
-    preset_name: StringProperty(name="Name", description="The preset's name (its file name is derived from it)")
-    description: StringProperty(name="Description")
+    # SKIP_SAVE: the dialog proposes this rig's name, never the last preset's (OK would overwrite that one)
+    armature: StringProperty(name="Armature", description="The rig (default: the active object)", options={"SKIP_SAVE"})
+    preset_name: StringProperty(
+        name="Name", description="The preset's name (its file name is derived from it)", options={"SKIP_SAVE"}
+    )
+    description: StringProperty(name="Description", options={"SKIP_SAVE"})
 
     def invoke(self, context, event):
         rig = target_rig(context, self.armature)
@@ -280,7 +316,8 @@ class MTVCRAFTER_OT_save_bone_map(bpy.types.Operator):
         except (MotionError, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        rig.mtvcrafter_retarget.source = path.stem
+        if mapping_editable(rig):
+            rig.mtvcrafter_retarget.source = path.stem
         self.report({"INFO"}, f"saved {path}")
         return {"FINISHED"}
 
@@ -300,6 +337,16 @@ class MTVCRAFTER_PT_retarget(bpy.types.Panel):
     def draw(self, context):
         layout, rig = self.layout, context.active_object
         settings = rig.mtvcrafter_retarget
+        start, end = frame_range(context.scene)
+        through = f"Frames {start}–{end}, through {getattr(context.scene.camera, 'name', 'a new camera')}"
+        if not mapping_editable(rig):  # only read: the bone map is chosen on the button
+            kind = "linked" if rig.library else "a library override"
+            layout.label(text=f"{rig.name} is {kind}: pick its bone map on the button", icon="LINKED")
+            layout.label(text=through)
+            layout.operator_menu_enum(
+                MTVCRAFTER_OT_retarget_rig.bl_idname, "bone_map", text="Retarget Rig to SMPL", icon="ARMATURE_DATA"
+            )
+            return
         layout.prop(settings, "source")
         if bone_map_error():
             layout.label(text=bone_map_error()[:120], icon="ERROR")
@@ -321,8 +368,7 @@ class MTVCRAFTER_PT_retarget(bpy.types.Panel):
             row.operator(MTVCRAFTER_OT_save_bone_map.bl_idname, icon="FILE_TICK")
         elif not settings.joints:
             layout.operator_menu_enum(MTVCRAFTER_OT_fill_bone_map.bl_idname, "bone_map", text="Edit a Mapping From")
-        start, end = frame_range(context.scene)
-        layout.label(text=f"Frames {start}–{end}, through {getattr(context.scene.camera, 'name', 'a new camera')}")
+        layout.label(text=through)
         op = layout.operator(MTVCRAFTER_OT_retarget_rig.bl_idname, icon="ARMATURE_DATA")
         op.armature = rig.name
         if settings.source:  # empty when its preset file is gone: the operator then auto-detects

@@ -269,3 +269,21 @@ def test_without_a_reference_image_nothing_is_sent(server, sample_pkl, reference
     with pytest.raises(RuntimeError, match="choose a reference image"):
         bpy.ops.mtvcrafter.animate(wait=True)
     assert strips(scene) == []
+
+
+def test_a_render_preset_that_is_gone_is_one_error_and_leaves_no_temporary_folder(
+    sample_pkl, reference_image, tmp_path, monkeypatch
+):
+    import tempfile
+
+    import mtvcrafter_bridge.animate as animate
+
+    scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{free_port()}", tmp_path)
+    scene.mtvcrafter_preset = "tiny-smoke"
+    made, mkdtemp = [], tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *args, **kwargs: made.append(mkdtemp(*args, **kwargs)) or made[-1])
+    monkeypatch.setattr(animate, "load_presets", dict)  # the preset's file was removed meanwhile
+    with pytest.raises(RuntimeError, match="render preset .* is gone"):
+        bpy.ops.mtvcrafter.animate(wait=True)
+    assert strips(scene) == []
+    assert not [folder for folder in made if Path(folder).exists()]  # no scratch folder (image copies) left behind

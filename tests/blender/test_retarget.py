@@ -300,12 +300,17 @@ def add_camera(context, location=(0.4, -6.0, 1.0)):
 
 
 def rig_joints_mm(context, rig, bone_map, camera) -> np.ndarray:
-    """The rig's SMPL joints (the bone map on Blender's evaluated bones) through ``camera``, mm."""
+    """The rig's SMPL joints (the bone map on Blender's evaluated bones) through ``camera`` as it stands on each
+    frame (it may move), mm."""
     from mtvcrafter_bridge.armature import camera_placement
 
     names, heads, tails = evaluated_bones(context, rig)
     world = map_points(names, (heads, tails), bone_map)
-    return world_to_camera_mm(world, camera_placement(camera))
+    out = np.empty_like(world)
+    for t in range(FRAMES):
+        context.scene.frame_set(t + 1)
+        out[t] = world_to_camera_mm(world[t], camera_placement(camera.evaluated_get(context.evaluated_depsgraph_get())))
+    return out
 
 
 def fcurve_values(obj) -> np.ndarray:
@@ -379,6 +384,218 @@ def test_retarget_errors_are_reported_and_create_nothing(clean_scene):
     with pytest.raises(RuntimeError, match="the mapping has no bone for pelvis"):
         bpy.ops.mtvcrafter.retarget_rig(armature=rig.name, bone_map="CUSTOM")
     assert set(bpy.data.objects) == objects
+
+
+def test_retarget_through_a_moving_camera_keeps_the_rigs_motion_and_the_users_frame(clean_scene):
+    """The SMPL armature performs the rig's motion in the world, so a camera that moves sees it as it sees the rig
+    (a rig parented to a moved, turned and scaled empty, in pose mode, with its animation in an NLA strip)."""
+    from mtvcrafter_bridge.armature import export_joints
+
+    context = clean_scene
+    scene = context.scene
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    rig = build_rig(context, "Hero", mixamo_bones("Hero_ns:"), "Y", "cm")
+    animate(rig, seed=2)
+    anim = rig.animation_data
+    anim.nla_tracks.new().strips.new("Dance", 1, anim.action)
+    anim.action = None
+    parent = bpy.data.objects.new("Mover", None)
+    scene.collection.objects.link(parent)
+    parent.location, parent.rotation_euler, parent.scale = (1.0, 2.0, 0.3), (0.0, 0.0, 0.7), (1.2, 1.2, 1.2)
+    rig.parent, rig.location = parent, (0.5, 0.0, 0.0)
+    camera = add_camera(context, location=(1.5, -8.0, 1.5))
+    camera.keyframe_insert("location", frame=1)
+    camera.location = (5.0, -5.0, 2.0)
+    camera.rotation_euler.z = math.radians(30.0)
+    camera.keyframe_insert("location", frame=FRAMES)
+    camera.keyframe_insert("rotation_euler", frame=FRAMES)
+    context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="POSE")
+    scene.frame_set(17)
+
+    assert bpy.ops.mtvcrafter.retarget_rig() == {"FINISHED"}
+    assert scene.frame_current == 17  # where the animator left it
+    smpl = context.active_object
+    assert smpl.get("mtvcrafter_retargeted_from") == rig.name and smpl.mode == "OBJECT"
+    got = export_joints(context, smpl, camera, 1, FRAMES)
+    expected = rig_joints_mm(context, rig, load_bone_maps()["mixamo"], camera)
+    error = np.linalg.norm(got - expected, axis=-1)
+    report(
+        HEADING,
+        f"Retarget Rig (namespaced Mixamo rig in an NLA strip, parented to a turned and scaled empty, a moving "
+        f"camera): max {error.max():.3f} mm",
+    )
+    assert error.max() < 5.0
+
+
+def test_retarget_of_a_one_frame_range_undoably(clean_scene):
+    """One frame is a clip too; what the operator makes is one undo step (Ctrl+Z removes armature and camera:
+    undo itself needs a window, which headless Blender has not)."""
+    from mtvcrafter_bridge.operators import IMPORT_ANIM_OT_mtvcrafter_motion
+    from mtvcrafter_bridge.retarget import MTVCRAFTER_OT_fill_bone_map, MTVCRAFTER_OT_retarget_rig
+
+    for operator in (MTVCRAFTER_OT_retarget_rig, MTVCRAFTER_OT_fill_bone_map, IMPORT_ANIM_OT_mtvcrafter_motion):
+        assert {"REGISTER", "UNDO"} <= operator.bl_options
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    context.scene.frame_start = context.scene.frame_end = 12
+    assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name) == {"FINISHED"}
+    from mtvcrafter_bridge.armature import fcurves
+
+    assert [k.co[0] for k in fcurves(context.active_object)[0].keyframe_points] == [12.0]
+
+
+def link_rig(context, tmp_path, family: str = "mixamo"):
+    """The rig of ``scene_with_rig``, linked from a library file into an empty scene (read-only here)."""
+    rig = scene_with_rig(context, family)
+    name, library = rig.name, tmp_path / "characters.blend"
+    bpy.data.libraries.write(str(library), {rig}, fake_user=True)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    context = bpy.context
+    context.scene.frame_start, context.scene.frame_end = 1, FRAMES
+    with bpy.data.libraries.load(str(library), link=True) as (_, linked):
+        linked.objects = [name]
+    rig = linked.objects[0]
+    context.scene.collection.objects.link(rig)
+    context.view_layer.objects.active = rig
+    return rig
+
+
+@pytest.mark.parametrize("how", ["hidden", "disabled in viewports", "excluded collection", "another scene"])
+def test_a_rig_the_view_layer_does_not_evaluate_is_one_error(clean_scene, how):
+    """A rig hidden with H is still evaluated and retargets; one the depsgraph leaves out would give a frozen pose
+    on every frame: that is one error, and nothing is created."""
+    context = clean_scene
+    scene = context.scene
+    rig = scene_with_rig(context, "mixamo")
+    camera = add_camera(context)
+    folder = bpy.data.collections.new("Characters")
+    scene.collection.children.link(folder)
+    folder.objects.link(rig)
+    scene.collection.objects.unlink(rig)
+    if how == "hidden":
+        rig.hide_set(True)
+    elif how == "disabled in viewports":
+        rig.hide_viewport = True
+    elif how == "excluded collection":
+        context.view_layer.layer_collection.children[folder.name].exclude = True
+    else:
+        scene.collection.children.unlink(folder)
+        bpy.data.scenes.new("Other").collection.children.link(folder)
+        scene.collection.objects.link(bpy.data.objects.new("Other rig", bpy.data.armatures.new("Other rig")))
+    before = {kind: set(getattr(bpy.data, kind)) for kind in ("objects", "armatures", "actions", "cameras")}
+    if how == "hidden":
+        assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name) == {"FINISHED"}
+        from mtvcrafter_bridge.armature import export_joints
+
+        got = export_joints(context, context.active_object, camera, 1, FRAMES)
+        rig.hide_set(False)
+        expected = rig_joints_mm(context, rig, load_bone_maps()["mixamo"], camera)
+        assert np.linalg.norm(got - expected, axis=-1).max() < 5.0
+        return
+    with pytest.raises(RuntimeError, match=r"Mixamo is not evaluated in the view layer"):
+        bpy.ops.mtvcrafter.retarget_rig(armature=rig.name)
+    assert {kind: set(getattr(bpy.data, kind)) for kind in before} == before
+
+
+def test_a_scene_camera_that_is_not_a_camera_is_one_error(clean_scene):
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    viewpoint = bpy.data.objects.new("Viewpoint", None)  # an empty can be the scene camera
+    context.scene.collection.objects.link(viewpoint)
+    context.scene.camera = viewpoint
+    context.view_layer.objects.active = rig
+    objects = set(bpy.data.objects)
+    with pytest.raises(RuntimeError, match=r"the scene camera 'Viewpoint' is not a camera") as error:
+        bpy.ops.mtvcrafter.retarget_rig()
+    assert "Traceback" not in str(error.value)
+    assert set(bpy.data.objects) == objects
+
+
+@pytest.mark.parametrize("where", ["keying", "building bones"])
+def test_an_unexpected_error_is_one_report_and_leaves_nothing_half_made(clean_scene, monkeypatch, where):
+    """Whatever fails while the armature is built (here: a simulated failure after its keys were written, or in
+    edit mode while its bones are made), one error, no armature, camera or action left, the rig active again in
+    the mode it was in."""
+    from mtvcrafter_bridge import armature, retarget
+
+    def fail(*args, **kwargs):
+        raise ValueError("simulated failure")
+
+    if where == "keying":
+        build = retarget.build_armature
+
+        def build_then_fail(*args, **kwargs):
+            build(*args, **kwargs)
+            fail()
+
+        monkeypatch.setattr(retarget, "build_armature", build_then_fail)
+    else:
+        monkeypatch.setattr(armature, "rest_bones", fail)
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="POSE")
+    before = {kind: set(getattr(bpy.data, kind)) for kind in ("objects", "armatures", "actions", "cameras")}
+    with pytest.raises(RuntimeError, match=r"ValueError: simulated failure") as error:
+        bpy.ops.mtvcrafter.retarget_rig(bone_map="mixamo")
+    assert "Traceback" not in str(error.value)
+    assert {kind: set(getattr(bpy.data, kind)) for kind in before} == before
+    assert context.scene.camera is None  # the camera it added is gone with the rest
+    assert context.view_layer.objects.active == rig and rig.mode == "POSE"
+
+
+@pytest.mark.parametrize("kind", ["linked", "library override"])
+def test_a_linked_rig_is_only_read(clean_scene, tmp_path, kind):
+    """A rig linked from a library (or its library override) retargets: it is only read, also when a local object
+    has the linked rig's name. A mapping cannot be kept on it (Blender neither lets the user edit nor saves the
+    add-on's properties there), so Fill from Preset refuses and the panel offers the bone maps on the button."""
+    from mtvcrafter_bridge.armature import export_joints
+
+    rig = link_rig(clean_scene, tmp_path)
+    context = bpy.context
+    assert rig.library is not None
+    if kind == "linked":
+        namesake = bpy.data.objects.new(rig.name, None)  # a local object may share the linked one's name
+        context.scene.collection.objects.link(namesake)
+        assert namesake.name == rig.name and bpy.data.objects.get(rig.name) == namesake
+    else:
+        rig = rig.override_create(remap_local_usages=True)
+        context.view_layer.objects.active = rig
+        assert rig.override_library is not None and rig.name in context.scene.objects
+    camera = add_camera(context)
+
+    assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name) == {"FINISHED"}  # as the panel calls it
+    got = export_joints(context, context.active_object, camera, 1, FRAMES)
+    expected = rig_joints_mm(context, rig, load_bone_maps()["mixamo"], camera)
+    assert np.linalg.norm(got - expected, axis=-1).max() < 5.0
+
+    context.view_layer.objects.active = rig
+    refusal = r"Mixamo is linked from .*characters\.blend" if kind == "linked" else "Mixamo is a library override"
+    with pytest.raises(RuntimeError, match=refusal):
+        bpy.ops.mtvcrafter.fill_bone_map(armature=rig.name, bone_map="mixamo")
+    assert len(rig.mtvcrafter_retarget.joints) == 0
+    calls = draw_panel(context)
+    assert ("operator_menu_enum", "mtvcrafter.retarget_rig") in [(name, args.get("operator")) for name, args in calls]
+    assert "template_list" not in [name for name, _ in calls]
+
+
+def test_the_operator_carries_no_rig_over_and_uses_the_rigs_own_bone_map(clean_scene, capfd):
+    """Armature, name and bone map are not carried over to the next call from the menus (they belong to one rig);
+    called without a bone map, the operator uses the rig's own choice in the panel."""
+    context = clean_scene
+    properties = bpy.ops.mtvcrafter.retarget_rig.get_rna_type().properties
+    assert all(properties[name].is_skip_save for name in ("armature", "name", "bone_map"))
+    save = bpy.ops.mtvcrafter.save_bone_map.get_rna_type().properties  # its dialog proposes this rig's name
+    assert all(save[name].is_skip_save for name in ("armature", "preset_name", "description"))
+    assert bpy.ops.mtvcrafter.fill_bone_map.get_rna_type().properties["armature"].is_skip_save
+    rig = scene_with_rig(context, "mixamo")
+    rig.mtvcrafter_retarget.source = "mixamo"
+    context.view_layer.objects.active = rig
+    capfd.readouterr()
+    assert bpy.ops.mtvcrafter.retarget_rig() == {"FINISHED"}
+    out = capfd.readouterr().out
+    assert "bone map Mixamo;" in out and "detected" not in out, out
 
 
 # --- c. File › Import of a BVH -----------------------------------------------------------------------------------
@@ -460,6 +677,26 @@ def test_import_of_a_malformed_bvh_names_the_line_and_creates_nothing(clean_scen
     assert set(bpy.data.objects) == objects and set(bpy.data.actions) == actions
 
 
+def test_an_import_that_fails_while_building_is_one_error_and_creates_nothing(clean_scene, tmp_path, monkeypatch):
+    from mtvcrafter_bridge import armature
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    path = tmp_path / "dance.bvh"
+    export_bvh(context, rig, path)
+
+    def fail(*args, **kwargs):
+        raise ValueError("simulated failure")
+
+    monkeypatch.setattr(armature, "rest_bones", fail)  # fails in edit mode, while the bones are made
+    before = {kind: set(getattr(bpy.data, kind)) for kind in ("objects", "armatures", "actions", "cameras")}
+    with pytest.raises(RuntimeError, match=r"ValueError: simulated failure") as error:
+        bpy.ops.import_anim.mtvcrafter_motion(filepath=str(path))
+    assert "Traceback" not in str(error.value)
+    assert {kind: set(getattr(bpy.data, kind)) for kind in before} == before
+    assert context.view_layer.objects.active == rig
+
+
 # --- d. Save as preset --------------------------------------------------------------------------------------------
 
 
@@ -497,3 +734,150 @@ def test_a_saved_preset_is_in_the_user_folder_in_the_menus_and_retargets_the_sam
     report(HEADING, f"a saved preset retargets as the built-in one: max difference {difference:.2e} mm")
     assert difference < 1e-3
     json.loads(path.read_text())  # plain JSON, editable by hand
+
+
+# --- e. UI code paths and registration ----------------------------------------------------------------------------
+
+UI_FUNCTIONS = bpy.types.UILayout.bl_rna.functions
+ICONS = set(UI_FUNCTIONS["prop"].parameters["icon"].enum_items.keys())
+
+
+def _rna_properties(data):
+    return (data if isinstance(data, bpy.types.Struct) else data.bl_rna).properties
+
+
+class OperatorButton:
+    """What ``layout.operator`` returns: its properties, checked against the operator's."""
+
+    def __init__(self, idname):
+        object.__setattr__(self, "properties", bpy.ops._op_get_rna_type(idname).properties)
+        object.__setattr__(self, "values", {})
+
+    def __setattr__(self, name, value):
+        assert name in self.properties, name
+        self.values[name] = value
+
+
+class FakeLayout:
+    """A stand-in for ``UILayout`` (headless Blender cannot draw): every call is checked against the real
+    UILayout's RNA — function, argument names, icons, the properties it names — and recorded."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def __getattr__(self, name):
+        function = UI_FUNCTIONS.get(name)
+        assert function is not None, f"UILayout has no {name}()"
+        accepted = [p.identifier for p in function.parameters if not p.is_output]
+
+        def call(*args, **kwargs):
+            assert len(args) <= len(accepted) and all(key in accepted for key in kwargs), (name, args, kwargs)
+            bound = {**dict(zip(accepted[: len(args)], args, strict=True)), **kwargs}
+            assert bound.get("icon", "NONE") in ICONS, bound["icon"]
+            for data, prop in (("data", "property"), ("dataptr", "propname"), ("active_dataptr", "active_propname")):
+                if data in bound:
+                    assert bound[prop] in _rna_properties(bound[data]), (name, bound[prop])
+            if "search_data" in bound:
+                assert bound["search_property"] in _rna_properties(bound["search_data"])
+            if name in ("operator", "operator_menu_enum"):
+                assert "." in bound["operator"]
+                properties = bpy.ops._op_get_rna_type(bound["operator"]).properties
+                assert name == "operator" or bound["property"] in properties
+            self.calls.append((name, bound))
+            if name in ("row", "column", "box", "split"):
+                return FakeLayout(self.calls)
+            if name == "operator":
+                return OperatorButton(bound["operator"])
+            return None
+
+        return call
+
+
+def draw_panel(context, panel=None):
+    """The calls a panel's draw makes (default: the Retarget Rig panel, for the active object)."""
+    from types import SimpleNamespace
+
+    from mtvcrafter_bridge.retarget import MTVCRAFTER_PT_retarget
+
+    calls = []
+    (panel or MTVCRAFTER_PT_retarget).draw(SimpleNamespace(layout=FakeLayout(calls)), context)
+    return calls
+
+
+@pytest.mark.parametrize("source", ["AUTO", "mixamo", "CUSTOM"])
+def test_the_panel_list_and_dialogs_draw_with_the_real_layout_api(clean_scene, source):
+    from types import SimpleNamespace
+
+    from mtvcrafter_bridge.animate import MTVCRAFTER_PT_panel
+    from mtvcrafter_bridge.operators import IMPORT_ANIM_OT_mtvcrafter_motion
+    from mtvcrafter_bridge.retarget import MTVCRAFTER_PT_retarget, MTVCRAFTER_UL_joint_bones
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    context.view_layer.objects.active = rig
+    settings = rig.mtvcrafter_retarget
+    if source == "CUSTOM":
+        assert bpy.ops.mtvcrafter.fill_bone_map(armature=rig.name, bone_map="mixamo") == {"FINISHED"}
+        settings.active = JOINT_NAMES.index("spine2")  # a row blended towards a second bone
+    settings.source = source
+    assert MTVCRAFTER_PT_retarget.poll(context)
+    calls = draw_panel(context)
+    names = [name for name, _ in calls]
+    assert ("template_list" in names) == (source == "CUSTOM")
+    button = next(args for name, args in calls if name == "operator" and args["operator"] == "mtvcrafter.retarget_rig")
+    assert button is not None
+    for row in settings.joints:
+        layout = FakeLayout([])
+        MTVCRAFTER_UL_joint_bones.draw_item(None, context, layout, settings, row, 0, settings, "active", 0)
+    draw_panel(context, MTVCRAFTER_PT_panel)
+    dialog = SimpleNamespace(layout=FakeLayout([]), bl_rna=bpy.ops.import_anim.mtvcrafter_motion.get_rna_type())
+    IMPORT_ANIM_OT_mtvcrafter_motion.draw(dialog, context)
+
+
+def test_register_unregister_register_in_one_session(clean_scene):
+    import mtvcrafter_bridge
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    rig.mtvcrafter_retarget.source = "mixamo"
+    mtvcrafter_bridge.unregister()
+    try:
+        assert not hasattr(bpy.types.Object, "mtvcrafter_retarget")
+        assert not hasattr(bpy.types, "MTVCRAFTER_OT_retarget_rig")
+        assert not hasattr(bpy.types.Scene, "mtvcrafter_preset")
+    finally:
+        mtvcrafter_bridge.register()
+    assert rig.mtvcrafter_retarget.source == "mixamo"  # stored on the rig, read again after registering
+    mtvcrafter_bridge.unregister()
+    mtvcrafter_bridge.register()
+    context.view_layer.objects.active = rig
+    assert bpy.ops.mtvcrafter.fill_bone_map(bone_map="mixamo") == {"FINISHED"}
+    assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name) == {"FINISHED"}
+
+
+def test_enum_items_are_kept_alive_and_stable(clean_scene, user_folder):
+    """Blender keeps pointers into the strings an items callback returns: the same list object comes back while the
+    files are unchanged, and an item keeps its number when a preset is added."""
+    from mtvcrafter_bridge import bone_maps
+
+    first = bone_maps.source_items(None, None)
+    assert bone_maps.source_items(None, None) is first
+    assert bone_maps.preset_items(None, None) is bone_maps.preset_items(None, None)
+    identifiers = [item[0] for item in first]
+    assert len(set(identifiers)) == len(identifiers) and len({item[3] for item in first}) == len(first)
+    user_folder.mkdir(parents=True)
+    (user_folder / "aaa.json").write_text((bone_maps.bone_maps()["mixamo"].path).read_text())
+    second = bone_maps.source_items(None, None)
+    assert "aaa" in [item[0] for item in second]
+    numbers = {item[0]: item[3] for item in second}
+    assert all(numbers[item[0]] == item[3] for item in first)
+
+
+def test_save_as_preset_refuses_the_id_of_a_bundled_map(clean_scene, user_folder):
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo")
+    assert bpy.ops.mtvcrafter.fill_bone_map(armature=rig.name, bone_map="mixamo") == {"FINISHED"}
+    with pytest.raises(RuntimeError, match=r"'mixamo' is the id of the bone map .*mixamo\.json; choose another"):
+        bpy.ops.mtvcrafter.save_bone_map(armature=rig.name, preset_name="  MIXAMO ")
+    assert not user_folder.exists() or not list(user_folder.iterdir())
+    assert rig.mtvcrafter_retarget.source == "CUSTOM"
