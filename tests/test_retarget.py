@@ -35,6 +35,7 @@ from mtvcrafter.motion.retarget import (
     read_camera,
     rig_to_world,
     save_bone_map,
+    shared_prefix,
     skeleton_size,
 )
 from mtvcrafter.motion.rig import with_skeleton, world_to_camera_mm
@@ -279,6 +280,24 @@ def test_detection_picks_the_family_of_the_names(maps, names, expected):
     assert detection.ranking[0] == (expected, detection.confidence)
     used = set(names) - set(detection.unmapped_bones)
     assert all(any(u.lower() in m.lower() for u in used) for m in detection.mapped.values())
+
+
+@pytest.mark.parametrize("prefix", ["mixamorig_", "Character1_", "Bip01 ", "DEF-"])
+def test_a_prefix_every_bone_shares_is_stripped_like_a_namespace(maps, clip_m, prefix):
+    """Exporters that flatten the namespace (mixamorig_Hips), characters named before every bone
+    (Character1_Hips, Bip01 …): the shared prefix is dropped for matching; the rig's names are kept."""
+    rng = np.random.default_rng(3)
+    heads, ends = solve_rig(maps["mixamo"], clip_m, rng)
+    names = [prefix + n for n in heads] + [prefix.rstrip("_ -")]  # Bip01 itself, say
+    stacked = np.stack([*heads.values(), rng.normal(size=(len(clip_m), 3))], axis=1)
+    detection = detect_bone_map(names, maps)
+    assert detection.bone_map.id == "mixamo" and detection.confidence == 1.0
+    assert detection.mapped["left_knee"] == f"{prefix}LeftLeg"  # in the rig's own spelling
+    assert prefix.rstrip("_ -") in detection.unmapped_bones and f"{prefix}LeftUpLeg" not in detection.unmapped_bones
+    got = map_points(names, (stacked, {prefix + k: v for k, v in ends.items()}), maps["mixamo"])
+    np.testing.assert_allclose(got, clip_m, atol=1e-9)
+    # a prefix only some bones have is no prefix: "Left" is not stripped from a rig's left side
+    assert shared_prefix(["Left_arm", "Left_leg", "Right_arm", "Right_leg", "Spine"]) == ""
 
 
 def test_detection_reports_unused_bones_and_names_in_the_rigs_spelling(maps):

@@ -6,23 +6,22 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import replace
 from pathlib import Path
 
 import bpy
 import numpy as np
 
-from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError, read_bvh
+from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError
 from mtvcrafter.motion.retarget import (
     UNITS,
     BoneMap,
     Detection,
-    bone_key,
     bone_map_folders,
     detect_bone_map,
     fit_bone_map,
     motion_from_bvh,
     read_bone_map,
+    rig_lookup,
 )
 from mtvcrafter.motion.retarget import save_bone_map as write_bone_map
 
@@ -39,11 +38,15 @@ UNIT_ITEMS = (
 )
 #: The file's up axis, and the axis its character faces with it.
 UP_ITEMS = (
-    ("AUTO", "Bone map's", "The axes the bone map gives (Y up for the bundled ones, as most BVH files)"),
+    (
+        "AUTO",
+        "Auto",
+        "The bone map's axes (Y up for the bundled ones, as most BVH files), unless rest pose and clip "
+        "both clearly stand along another axis",
+    ),
     ("Y", "Y up", "Y up, facing +Z: most BVH files, and Blender's exporter from rigs imported from FBX or BVH"),
     ("Z", "Z up", "Z up, facing −Y: Blender's exporter from rigs built in Blender (or with applied rotation)"),
 )
-FORWARD_OF_UP = {"Y": "Z", "Z": "-Y"}
 
 
 def user_bone_folder(create: bool = False) -> Path:
@@ -167,16 +170,9 @@ def bvh_motion(path, choice: str = AUTO, unit: str = "AUTO", up: str = "AUTO") -
     unit_arg = None if unit == "AUTO" else unit
     if choice != AUTO and choice not in maps:
         raise MotionError(f"no bone map {choice!r}; known: {', '.join(sorted(maps))}", source=str(path))
-    if up == "AUTO":
-        return motion_from_bvh(path, bone_map=maps.get(choice, AUTO), unit=unit_arg, maps=maps)
-    if choice == AUTO:
-        skeleton = read_bvh(path).skeleton
-        ends = [skeleton.names[j] for j in skeleton.end_sites]
-        bone_map = detect_bone_map(skeleton.names, maps, ends=ends, source=str(path)).bone_map
-    else:
-        bone_map = maps[choice]
-    bone_map = replace(bone_map, up=up, forward=FORWARD_OF_UP[up])
-    return motion_from_bvh(path, bone_map=bone_map, unit=unit_arg, maps=maps)
+    return motion_from_bvh(
+        path, bone_map=maps.get(choice, AUTO), unit=unit_arg, maps=maps, up=None if up == "AUTO" else up
+    )
 
 
 # --- the mapping edited on a rig -------------------------------------------------------------------------------
@@ -239,9 +235,7 @@ def resolve_bone_map(bone_map: BoneMap, bone_names) -> dict[str, tuple[str, bool
     """Each joint's source in this rig's bones: ``(bone, tail, blend bone, blend tail, factor)``, the blend
     bone empty for a plain point. As :func:`~mtvcrafter.motion.retarget.map_points` does, the first
     alternative whose bones all exist wins, and names match without namespace and case."""
-    lookup: dict[str, str] = {}
-    for name in bone_names:
-        lookup.setdefault(bone_key(name), name)
+    lookup = rig_lookup(list(bone_names))
     resolved = {}
     for joint, alternatives in bone_map.alternatives.items():
         for alternative in alternatives:

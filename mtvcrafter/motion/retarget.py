@@ -426,10 +426,37 @@ class Detection:
         return not self.missing_joints
 
 
-def _lookup(names: Sequence[str]) -> dict[str, str]:
+_SEPARATORS = "_.- "
+
+
+def shared_prefix(names: Sequence[str]) -> str:
+    """A prefix most of a rig's bone names share after their namespace, up to a separator (``Bip01_``,
+    ``Character1_``, ``J_Bip_``): what a rig's author put before every bone name. Empty if there is none."""
+    keys = [bone_key(n) for n in names]
+    if len(keys) < 4:
+        return ""
+    counts: dict[str, int] = {}
+    for key in keys:
+        for i, char in enumerate(key[:-1]):
+            if char in _SEPARATORS:
+                counts[key[: i + 1]] = counts.get(key[: i + 1], 0) + 1
+    # the longest prefix that at least 80 % of the names start with (and at least one name continues past)
+    common = [p for p, c in counts.items() if c >= 0.8 * len(keys)]
+    return max(common, key=len, default="")
+
+
+def rig_lookup(names: Sequence[str]) -> dict[str, str]:
+    """Comparison key → the rig's own bone name: :func:`bone_key`, and the same without the rig's
+    :func:`shared_prefix` (exact keys win where both exist)."""
     lookup: dict[str, str] = {}
     for name in names:
         lookup.setdefault(bone_key(name), name)
+    prefix = shared_prefix(names)
+    if prefix:
+        for name in names:
+            key = bone_key(name)
+            if key.startswith(prefix) and len(key) > len(prefix):
+                lookup.setdefault(key[len(prefix) :], name)
     return lookup
 
 
@@ -456,13 +483,13 @@ def _fit(
     bone_map: BoneMap, names: Sequence[str], lookup: Mapping[str, str], ends: Mapping[str, Any] | None
 ) -> Detection:
     chosen, missing = _resolve(bone_map, lookup, ends)
-    used = {ref.key for alternative in chosen.values() for ref, weight in alternative if weight != 0.0}
+    used = {lookup[ref.key] for alternative in chosen.values() for ref, weight in alternative if weight != 0.0}
     confidence = len(chosen) / NUM_JOINTS * (FALLBACK_CONFIDENCE if bone_map.fallback else 1.0)
     return Detection(
         bone_map=bone_map,
         confidence=round(confidence, 4),
         mapped={joint: _describe(alt, lookup) for joint, alt in chosen.items()},
-        unmapped_bones=tuple(n for n in names if bone_key(n) not in used),
+        unmapped_bones=tuple(n for n in names if n not in used),
         missing_joints=tuple(missing),
     )
 
@@ -470,7 +497,15 @@ def _fit(
 def fit_bone_map(bone_map: BoneMap, bone_names: Sequence[str], ends: Iterable[str] | None = None) -> Detection:
     """How ``bone_map`` fits these bones (``ends``: the bones that have an end point; default all)."""
     names = list(bone_names)
-    return _fit(bone_map, names, _lookup(names), None if ends is None else {bone_key(n): n for n in ends})
+    return _fit(bone_map, names, rig_lookup(names), _end_lookup(names, ends))
+
+
+def _end_lookup(names: Sequence[str], ends: Iterable[str] | None) -> dict[str, str] | None:
+    """Comparison key → bone, for the bones that have an end point (None: all of them)."""
+    if ends is None:
+        return None
+    with_end = set(ends)
+    return {key: name for key, name in rig_lookup(names).items() if name in with_end}
 
 
 def _missing_message(bone_map: BoneMap, missing: Sequence[str]) -> str:
@@ -517,8 +552,8 @@ def detect_bone_map(
         raise MotionError(
             f"no bone maps found (looked in {', '.join(map(str, bone_map_folders()))})", source=source, field="bone_map"
         )
-    lookup = _lookup(names)
-    end_keys = None if ends is None else {bone_key(n): n for n in ends}
+    lookup = rig_lookup(names)
+    end_keys = _end_lookup(names, ends)
     fits = []
     for ident, bone_map in maps.items():
         fit = _fit(bone_map, names, lookup, end_keys)
@@ -616,6 +651,12 @@ def map_points(
         key = bone_key(names[name]) if isinstance(name, int | np.integer) else bone_key(str(name))
         value = np.asarray(value, dtype=np.float64)
         end_of.setdefault(key, value[None] if value.ndim == 1 else value)
+    # the rig's shared prefix (Bip01_, Character1_, DEF-, …) dropped too, as rig_lookup does
+    prefix = shared_prefix(list(head_of))
+    if prefix:
+        for table in (head_of, end_of):
+            for key in [k for k in table if k.startswith(prefix) and len(k) > len(prefix)]:
+                table.setdefault(key[len(prefix) :], table[key])
     chosen, missing = _resolve(bone_map, head_of, end_of)
     if missing:
         raise MotionError(_missing_message(bone_map, missing), field="bone_map")
