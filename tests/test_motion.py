@@ -101,6 +101,10 @@ def test_npz_errors_name_the_file_and_the_field(tmp_path):
         joints = person()
         joints[3, 5, 1] = np.nan
         load_motion(write("nan.npz", joints=joints))
+    with pytest.raises(MotionError, match=r"'joints'.*frames 2"):  # beyond float32: as bad as infinite
+        joints = person().astype(np.float64)
+        joints[2, 0, 0] = 1e300
+        Motion(joints, fps=30)
     with pytest.raises(MotionError, match=r"ver\.npz.*'version'"):
         load_motion(write("ver.npz", version=np.array("one")))
     with pytest.raises(MotionError, match=r"info\.npz.*'info'"):

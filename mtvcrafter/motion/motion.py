@@ -97,6 +97,8 @@ class Motion:
                 source=src,
                 field="joints",
             )
+        with np.errstate(over="ignore"):  # beyond float32's range is as unusable as infinite: said so below
+            joints = np.ascontiguousarray(joints, dtype=np.float32)
         bad = ~np.isfinite(joints).all(axis=(1, 2))
         if bad.any():
             frames = np.flatnonzero(bad)
@@ -106,7 +108,7 @@ class Motion:
                 source=src,
                 field="joints",
             )
-        self.joints = np.ascontiguousarray(joints, dtype=np.float32)
+        self.joints = joints
         sample = self.joints[:: max(1, len(self.joints) // 1000)]  # a median needs no more than ~1000 frames
         typical = float(np.median(bone_lengths(sample.astype(np.float64))[:, 1:]))
         low, high = PLAUSIBLE_BONE_MM
