@@ -129,6 +129,28 @@ def test_kabsch_matches_scipy_on_noisy_weighted_and_degenerate_points():
         )
 
 
+def test_kabsch_aligns_one_point_or_a_line_exactly_whatever_the_spin_and_scale():
+    """One point, or points on a line, that a rotation aligns exactly: the largest eigenvalue of K is repeated and
+    is the Newton start itself, where the polynomial's value and slope are both rounding noise (their ratio once
+    threw λ far below it, and about one pair in five came back turned away, some exactly reversed)."""
+    rng = np.random.default_rng(11)
+    n = 2000
+    source, target = rng.normal(size=(n, 1, 3)), rng.normal(size=(n, 1, 3))
+    turned = np.einsum("nij,nj->ni", best_fit_rotation(source, target), source[:, 0])
+    cosine = np.sum(turned * target[:, 0], axis=1) / np.linalg.norm(source[:, 0], axis=1)
+    np.testing.assert_allclose(cosine / np.linalg.norm(target[:, 0], axis=1), 1.0, atol=1e-12)
+    line = source * np.array([1.0, -2.0, 0.5])[None, :, None]  # (n, 3, 3): three points on a line through 0
+    moved = np.einsum("nij,nkj->nki", Rotation.random(n, random_state=12).as_matrix(), line)
+    aligned = best_fit_rotation(line, moved)
+    np.testing.assert_allclose(np.einsum("nij,nkj->nki", aligned, line), moved, atol=1e-9)
+    # the rotation does not depend on the scale, however far from 1 (no overflow into NaN)
+    noisy = np.einsum("nij,nkj->nki", Rotation.random(20, random_state=13).as_matrix(), rng.normal(size=(20, 5, 3)))
+    points = rng.normal(size=(20, 5, 3))
+    expected = best_fit_rotation(points, noisy)
+    for scale in (1e-100, 1e100):
+        np.testing.assert_allclose(best_fit_rotation(points * scale, noisy * scale), expected, atol=1e-9)
+
+
 def test_forward_kinematics_matches_reference():
     offsets = rest_offsets_from_joints(NEUTRAL_REST_JOINTS_M)
     rotvecs = RNG.normal(size=(6, 24, 3)) * 0.6

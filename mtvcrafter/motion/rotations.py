@@ -150,6 +150,11 @@ def best_fit_rotation(source: np.ndarray, target: np.ndarray, weights: np.ndarra
     pairs = np.sum(vector_norm(source) * vector_norm(target), axis=-1).reshape(-1)
     batch = h.shape[:-2]
     h = h.reshape(-1, 3, 3)
+    # The rotation does not depend on h's scale: entries up to 1 keep λ⁴ and the cofactors far from overflow.
+    size = np.abs(h).max(axis=(1, 2))
+    size = np.where(size > 0, size, 1.0)
+    h = h / size[:, None, None]
+    pairs = pairs / size
     (sxx, sxy, sxz), (syx, syy, syz), (szx, szy, szz) = np.moveaxis(h, 0, -1)
     # Horn's symmetric matrix K (its top eigenvector is the rotation's quaternion w, x, y, z), as 10 entries.
     k = {
@@ -163,19 +168,25 @@ def best_fit_rotation(source: np.ndarray, target: np.ndarray, weights: np.ndarra
     c2 = -2.0 * frobenius2
     c1 = -8.0 * (sxx * (syy * szz - syz * szy) - sxy * (syx * szz - syz * szx) + sxz * (syx * szy - syy * szx))
     c0 = _determinant_and_null_vector(k, 0.0)[0]
-    # λmax = max over rotations of trace(R h) = max of sum_i w_i t_i·(R s_i), at most sum_i w_i |s_i| |t_i|.
+    # λmax = max over rotations of trace(R h) = max of sum_i w_i t_i·(R s_i), at most sum_i w_i |s_i| |t_i|, and
+    # at most the sum of h's singular values, so at most √3 |h|; at least any diagonal entry of K.
     # Newton started above the largest root of a polynomial whose roots are all real descends to it monotonically.
-    lam = pairs.copy()
+    lam = np.minimum(pairs, np.sqrt(3.0 * frobenius2))
+    lowest = np.maximum.reduce([k[(i, i)] for i in range(4)])
     for _ in range(100):
         lam2 = lam * lam
         value = (lam2 + c2) * lam2 + c1 * lam + c0
         slope = 4.0 * lam2 * lam + 2.0 * c2 * lam + c1
-        step = np.divide(value, slope, out=np.zeros_like(value), where=slope > 0)
+        # At a (nearly) repeated root value and slope are both rounding noise, and their ratio any number: stop
+        # where the value is within its rounding error, and never step below λmax's lower bound.
+        noise = 2e-15 * (lam2 * lam2 - c2 * lam2 + np.abs(c1 * lam) + c2 * c2)
+        step = np.divide(value, slope, out=np.zeros_like(value), where=(slope > 0) & (np.abs(value) > noise))
+        step = np.where(lam - step >= lowest, step, 0.0)
         lam = lam - step
-        if np.all(np.abs(step) <= 1e-14 * np.maximum(lam, 1e-300)):
+        if not np.any(np.abs(step) > 1e-14 * lam):
             break
     _, q, norm = _determinant_and_null_vector(k, lam)
-    weak = norm <= 1e-10 * np.maximum(lam, 1e-300) ** 3
+    weak = norm <= 1e-6 * np.maximum(lam, 1e-300) ** 3
     if weak.any():
         full = np.empty((int(weak.sum()), 4, 4))
         for (i, j), value in k.items():
