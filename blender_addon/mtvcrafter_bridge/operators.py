@@ -10,6 +10,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
+from mtvcrafter.motion.rig import carries_skeleton
 
 from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side
 from .bone_maps import UNIT_ITEMS, UP_ITEMS, bvh_motion, preset_items
@@ -69,7 +70,7 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
         context.view_layer.objects.active = obj
         how = (
             "rotations from the file"
-            if motion.rotations is not None
+            if carries_skeleton(motion)
             else f"rotations fitted, {fit.mean_error:.1f} mm mean error per joint"
         )
         notes = "".join(f"; {note}" for note in motion.notes)  # for BVH: the bone map, its confidence, unused bones

@@ -115,11 +115,17 @@ def with_skeleton(motion: Motion, fit: SkeletonFit) -> Motion:
     )
 
 
+def carries_skeleton(motion: Motion) -> bool:
+    """Whether ``motion`` carries its own rotations, rest skeleton and root translation (all three, as
+    :func:`skeleton_of` needs them; rotations alone are fitted again)."""
+    return motion.rotations is not None and motion.rest_offsets is not None and motion.root_translation is not None
+
+
 def skeleton_of(motion: Motion) -> SkeletonFit:
     """The rotations that pose a motion: its own (``rotations``, ``rest_offsets``, ``root_translation``,
     e.g. from AMASS, BVH or a saved fit) when it carries them, else an inverse-kinematics fit."""
 
-    if motion.rotations is not None and motion.rest_offsets is not None and motion.root_translation is not None:
+    if carries_skeleton(motion):
         return SkeletonFit(
             "fit",
             np.asarray(motion.rest_offsets, np.float64),

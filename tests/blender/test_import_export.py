@@ -116,6 +116,29 @@ def test_import_of_a_10000_frame_motion(clean_scene, sample_pkl, tmp_path):
     assert len(fcurves_of(bpy.context.active_object)[0].keyframe_points) == 10_000
 
 
+def test_the_import_report_says_rotations_came_from_the_file_only_when_they_did(
+    clean_scene, sample_motions, tmp_path, capfd
+):
+    """Rotations without the rest skeleton and root translation they go with are fitted again (skeleton_of): the
+    report must say so, with the fit error, rather than 'rotations from the file'."""
+    from dataclasses import replace
+
+    from mtvcrafter.motion import inverse_kinematics
+    from mtvcrafter.motion.rig import with_skeleton
+
+    motion = sample_motions[0]
+    whole = with_skeleton(motion, inverse_kinematics(motion.joints))
+    reports = {}
+    for name, carried in (("whole", whole), ("rotations_only", replace(whole, rest_offsets=None))):
+        save_motion(carried, tmp_path / f"{name}.npz")
+        capfd.readouterr()
+        assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(tmp_path / f"{name}.npz")) == {"FINISHED"}
+        reports[name] = capfd.readouterr().out
+    assert "rotations from the file" in reports["whole"]
+    fitted = reports["rotations_only"]
+    assert "rotations fitted" in fitted and "rotations from the file" not in fitted
+
+
 def test_blenders_bvh_importer_reads_our_bvh_of_the_same_skeleton(clean_scene, sample_motions, tmp_path):
     from mtvcrafter.motion import inverse_kinematics
     from mtvcrafter.motion.bvh import write_bvh
