@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from mtvcrafter.motion import (
     save_motions,
 )
 from mtvcrafter.motion.camera import focal_length, project
+from mtvcrafter.motion.npz import motion_to_arrays
 
 
 def person(frames: int = 5) -> np.ndarray:
@@ -82,6 +84,14 @@ def test_our_npz_is_plain_arrays_with_every_field(tmp_path):
     assert (back.fps, back.image_size, back.fov_deg, back.frame_start, back.name) == (24, (720, 1280), 40, 101, "walk")
     np.testing.assert_allclose(back.rotations, quats, atol=1e-7)
     np.testing.assert_array_equal(back.betas, np.arange(10))
+    # written stored (not deflated) now; the compressed files earlier versions wrote still load the same
+    with zipfile.ZipFile(tmp_path / "walk.npz") as archive:
+        assert {m.compress_type for m in archive.infolist()} == {zipfile.ZIP_STORED}
+    np.savez_compressed(tmp_path / "old.npz", **motion_to_arrays(motion))
+    old = load_motion(tmp_path / "old.npz")
+    for name in ("joints", "rotations", "root_translation", "betas"):
+        np.testing.assert_array_equal(getattr(old, name), getattr(back, name))
+    assert (old.fps, old.image_size, old.fov_deg, old.frame_start, old.name) == (24, (720, 1280), 40, 101, "walk")
 
 
 def test_npz_errors_name_the_file_and_the_field(tmp_path):
