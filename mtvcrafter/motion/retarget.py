@@ -445,18 +445,20 @@ def shared_prefix(names: Sequence[str]) -> str:
     return max(common, key=len, default="")
 
 
+def _add_unprefixed(table: dict[str, Any], prefix: str) -> None:
+    """Give every key that starts with ``prefix`` a second key without it (existing keys win)."""
+    if prefix:
+        for key in [k for k in table if k.startswith(prefix) and len(k) > len(prefix)]:
+            table.setdefault(key[len(prefix) :], table[key])
+
+
 def rig_lookup(names: Sequence[str]) -> dict[str, str]:
     """Comparison key → the rig's own bone name: :func:`bone_key`, and the same without the rig's
     :func:`shared_prefix` (exact keys win where both exist)."""
     lookup: dict[str, str] = {}
     for name in names:
         lookup.setdefault(bone_key(name), name)
-    prefix = shared_prefix(names)
-    if prefix:
-        for name in names:
-            key = bone_key(name)
-            if key.startswith(prefix) and len(key) > len(prefix):
-                lookup.setdefault(key[len(prefix) :], name)
+    _add_unprefixed(lookup, shared_prefix(names))
     return lookup
 
 
@@ -653,10 +655,8 @@ def map_points(
         end_of.setdefault(key, value[None] if value.ndim == 1 else value)
     # the rig's shared prefix (Bip01_, Character1_, DEF-, …) dropped too, as rig_lookup does
     prefix = shared_prefix(list(head_of))
-    if prefix:
-        for table in (head_of, end_of):
-            for key in [k for k in table if k.startswith(prefix) and len(k) > len(prefix)]:
-                table.setdefault(key[len(prefix) :], table[key])
+    for table in (head_of, end_of):
+        _add_unprefixed(table, prefix)
     chosen, missing = _resolve(bone_map, head_of, end_of)
     if missing:
         raise MotionError(_missing_message(bone_map, missing), field="bone_map")
