@@ -222,24 +222,42 @@ def sample_frames(scene, frame_start: int, frame_end: int, fps: float | None = N
     return frame_start + step * np.arange(count)
 
 
+def sample_evaluated(context, frames, read) -> list:
+    """``read(depsgraph)`` with the scene at each of ``frames`` (fractional ones as sub-frames), in order: one
+    depsgraph evaluation per frame (constraints, drivers, NLA included). The scene's frame, sub-frame
+    included, is put back afterwards."""
+    scene = context.scene
+    current, subframe = scene.frame_current, scene.frame_subframe
+    out = []
+    try:
+        for time in frames:
+            whole = math.floor(time + 1e-9)
+            scene.frame_set(int(whole), subframe=max(0.0, float(time - whole)))
+            out.append(read(context.evaluated_depsgraph_get()))
+    finally:
+        scene.frame_set(current, subframe=subframe)
+    return out
+
+
+def world_bone_points(evaluated, prop: str = "head") -> np.ndarray:
+    r"""An evaluated armature's bone heads (or ``"tail"``\s) in world space, ``(bones, 3)`` in pose-bone order,
+    read in bulk."""
+    bones = evaluated.pose.bones
+    buffer = np.empty(len(bones) * 3, dtype=np.float32)
+    bones.foreach_get(prop, buffer)
+    world = np.array(evaluated.matrix_world)
+    return buffer.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
+
+
 def export_joints(context, obj, camera, frame_start: int, frame_end: int, fps: float | None = None) -> np.ndarray:
     """Evaluated bone heads (constraints, drivers, NLA included) through ``camera``: ``(T, 24, 3)`` mm, one
     sample per scene frame, or at ``fps`` (sub-frames evaluated) when given."""
-    scene = context.scene
-    current = scene.frame_current
-    frames = sample_frames(scene, frame_start, frame_end, fps)
-    out = np.empty((len(frames), NUM_JOINTS, 3))
-    try:
-        for t, time in enumerate(frames):
-            whole = math.floor(time + 1e-9)
-            scene.frame_set(whole, subframe=max(0.0, float(time - whole)))
-            depsgraph = context.evaluated_depsgraph_get()
-            placement = camera_placement(camera.evaluated_get(depsgraph))  # the camera may move too
-            evaluated = obj.evaluated_get(depsgraph)
-            world = np.array(evaluated.matrix_world)
-            heads = np.array([list(evaluated.pose.bones[n].head) for n in JOINT_NAMES])
-            heads = heads @ world[:3, :3].T + world[:3, 3]
-            out[t] = world_to_camera_mm(heads, placement)
-    finally:
-        scene.frame_set(current)
-    return out
+    names = [bone.name for bone in obj.pose.bones]
+    order = [names.index(name) for name in JOINT_NAMES]
+
+    def read(depsgraph) -> np.ndarray:
+        placement = camera_placement(camera.evaluated_get(depsgraph))  # the camera may move too
+        return world_to_camera_mm(world_bone_points(obj.evaluated_get(depsgraph))[order], placement)
+
+    samples = sample_evaluated(context, sample_frames(context.scene, frame_start, frame_end, fps), read)
+    return np.reshape(samples, (len(samples), NUM_JOINTS, 3))

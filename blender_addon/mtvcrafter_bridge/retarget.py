@@ -23,7 +23,16 @@ from mtvcrafter.motion import Motion, MotionError
 from mtvcrafter.motion.retarget import BoneMap, default_camera, map_points
 from mtvcrafter.motion.rig import world_to_camera_mm
 
-from .armature import DEFAULT_FOV_DEG, SMPL_TAG, build_armature, camera_placement, ensure_camera, fov_on_larger_side
+from .armature import (
+    DEFAULT_FOV_DEG,
+    SMPL_TAG,
+    build_armature,
+    camera_placement,
+    ensure_camera,
+    fov_on_larger_side,
+    sample_evaluated,
+    world_bone_points,
+)
 from .bone_maps import (
     AUTO,
     CUSTOM,
@@ -57,24 +66,14 @@ def evaluate_rig(context, rig, frame_start: int, frame_end: int):
             "to retarget it"
         )
     names = [b.name for b in rig.pose.bones]
-    count = len(names)
-    frames = frame_end - frame_start + 1
-    heads = np.empty((frames, count, 3))
-    tails = np.empty((frames, count, 3))
-    buffer = np.empty(count * 3, dtype=np.float32)
-    current, subframe = scene.frame_current, scene.frame_subframe
-    try:
-        for t, frame in enumerate(range(frame_start, frame_end + 1)):
-            scene.frame_set(frame)
-            evaluated = rig.evaluated_get(context.evaluated_depsgraph_get())
-            world = np.array(evaluated.matrix_world)
-            bones = evaluated.pose.bones
-            for out, prop in ((heads, "head"), (tails, "tail")):
-                bones.foreach_get(prop, buffer)
-                out[t] = buffer.reshape(count, 3) @ world[:3, :3].T + world[:3, 3]
-    finally:
-        scene.frame_set(current, subframe=subframe)
-    return names, heads, tails
+
+    def read(depsgraph) -> tuple[np.ndarray, np.ndarray]:
+        evaluated = rig.evaluated_get(depsgraph)
+        return world_bone_points(evaluated, "head"), world_bone_points(evaluated, "tail")
+
+    samples = sample_evaluated(context, range(frame_start, frame_end + 1), read)
+    shape = (len(samples), len(names), 3)
+    return names, np.reshape([h for h, _ in samples], shape), np.reshape([t for _, t in samples], shape)
 
 
 def rig_joints(names, heads, tails, bone_map: BoneMap) -> np.ndarray:
