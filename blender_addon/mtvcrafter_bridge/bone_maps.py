@@ -19,8 +19,9 @@ from mtvcrafter.motion.retarget import (
     bone_map_folders,
     detect_bone_map,
     fit_bone_map,
+    load_bone_maps,
     motion_from_bvh,
-    read_bone_map,
+    rank_bone_maps,
     rig_lookup,
 )
 from mtvcrafter.motion.retarget import save_bone_map as write_bone_map
@@ -78,16 +79,9 @@ def bone_maps() -> dict[str, BoneMap]:
     ]
     key = tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in paths)
     if key != _CACHE["key"]:
-        maps: dict[str, BoneMap] = {}
-        errors = []
-        for path in paths:
-            if path.stem in maps:
-                continue
-            try:
-                maps[path.stem] = read_bone_map(path)
-            except MotionError as exc:
-                errors.append(str(exc))
-        _CACHE.update(key=key, maps=maps, error="; ".join(errors))
+        skipped: dict[str, MotionError] = {}
+        maps = load_bone_maps(bone_map_folders(extra=[user_bone_folder()]), skipped=skipped)
+        _CACHE.update(key=key, maps=maps, error="; ".join(str(error) for error in skipped.values()))
     return _CACHE["maps"]
 
 
@@ -145,11 +139,10 @@ def choose_bone_map(choice: str, bone_names, rig=None) -> tuple[Detection, bool]
 def closest_bone_map(bone_names) -> Detection:
     """The bone map placing the most joints on these bones, even if not all: as :func:`detect_bone_map` ranks
     them (specific maps before fallback ones, then the one using more bones)."""
-    names = list(bone_names)
-    fits = [fit_bone_map(bone_map, names) for bone_map in bone_maps().values()]
+    fits = rank_bone_maps(list(bone_names), bone_maps())
     if not fits:
         raise MotionError("no bone maps found")
-    return min(fits, key=lambda fit: (len(fit.missing_joints), fit.bone_map.fallback, len(fit.unmapped_bones)))
+    return fits[0][1]
 
 
 def describe(detection: Detection, detected: bool) -> str:

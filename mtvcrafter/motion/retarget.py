@@ -526,6 +526,21 @@ def _looked_for(bone_map: BoneMap, joints: Sequence[str], limit: int = 6) -> str
     return ", ".join(parts) + more
 
 
+def rank_bone_maps(
+    bone_names: Sequence[str], maps: Mapping[str, BoneMap], *, ends: Iterable[str] | None = None
+) -> list[tuple[str, Detection]]:
+    """``(id, how the map fits)`` for every map, best first, by :func:`detect_bone_map`'s rule: more SMPL
+    joints placed, then a specific map before a fallback one, then more of the rig's bones used, then id."""
+    names = list(bone_names)
+    lookup = rig_lookup(names)
+    end_keys = _end_lookup(names, ends)
+    fits = [(ident, _fit(bone_map, names, lookup, end_keys)) for ident, bone_map in maps.items()]
+    return sorted(
+        fits,
+        key=lambda item: (len(item[1].missing_joints), item[1].bone_map.fallback, len(item[1].unmapped_bones), item[0]),
+    )
+
+
 def detect_bone_map(
     bone_names: Sequence[str],
     maps: Mapping[str, BoneMap] | None = None,
@@ -554,17 +569,9 @@ def detect_bone_map(
         raise MotionError(
             f"no bone maps found (looked in {', '.join(map(str, bone_map_folders()))})", source=source, field="bone_map"
         )
-    lookup = rig_lookup(names)
-    end_keys = _end_lookup(names, ends)
-    fits = []
-    for ident, bone_map in maps.items():
-        fit = _fit(bone_map, names, lookup, end_keys)
-        rig_bones_used = len(names) - len(fit.unmapped_bones)
-        rank = (-(NUM_JOINTS - len(fit.missing_joints)), bone_map.fallback, -rig_bones_used, ident)
-        fits.append((rank, ident, fit))
-    fits.sort(key=lambda item: item[0])
-    ranking = tuple((ident, fit.confidence) for _, ident, fit in fits)
-    _, best_id, best = fits[0]
+    fits = rank_bone_maps(names, maps, ends=ends)
+    ranking = tuple((ident, fit.confidence) for ident, fit in fits)
+    best_id, best = fits[0]
     if best.missing_joints:
         placed = NUM_JOINTS - len(best.missing_joints)
         listed = f"{', '.join(names[:6])}{' …' if len(names) > 6 else ''}"
