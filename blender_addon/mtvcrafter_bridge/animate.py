@@ -18,6 +18,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 from mtvcrafter.motion import MotionError
 
+from .armature import scene_fps
 from .operators import motion_from_scene, smpl_armature
 from .presets import job_params, load_presets
 
@@ -216,10 +217,6 @@ def place_strip(context, state: JobState):
 
 def target_scene(context):
     return getattr(context, "sequencer_scene", None) or context.scene
-
-
-def scene_fps(scene) -> float:
-    return scene.render.fps / scene.render.fps_base
 
 
 def strip_start(frame: int, scene, target) -> int:

@@ -212,12 +212,17 @@ def camera_placement(camera) -> CameraPlacement:
     return CameraPlacement(rotation, world[:3, 3].copy())
 
 
+def scene_fps(scene) -> float:
+    """The scene's frame rate (``fps / fps_base``)."""
+    return scene.render.fps / scene.render.fps_base
+
+
 def sample_frames(scene, frame_start: int, frame_end: int, fps: float | None = None) -> np.ndarray:
     """Scene frames (fractional where needed) at which to sample ``frame_start..frame_end`` at ``fps``
     (default: the scene's own, one sample per frame); the samples cover the same span of time."""
     if fps is None:
         return np.arange(frame_start, frame_end + 1, dtype=np.float64)
-    step = (scene.render.fps / scene.render.fps_base) / fps  # scene frames per sample
+    step = scene_fps(scene) / fps  # scene frames per sample
     count = max(1, int(round((frame_end - frame_start + 1) / step)))
     return frame_start + step * np.arange(count)
 

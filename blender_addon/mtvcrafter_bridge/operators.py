@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
 from mtvcrafter.motion.rig import carries_skeleton
 
-from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side
+from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side, scene_fps
 from .bone_maps import UNIT_ITEMS, UP_ITEMS, bvh_motion, preset_items
 
 
@@ -127,7 +127,7 @@ def motion_from_scene(context, obj, fps: float | None = None) -> Motion:
         raise MotionError("the scene has no camera: the motion is exported through the scene camera")
     start, end = frame_range(scene)
     joints = export_joints(context, obj, camera, start, end, fps=fps)
-    fps = fps or scene.render.fps / scene.render.fps_base
+    fps = fps or scene_fps(scene)
     data = camera.data
     size = (scene.render.resolution_y, scene.render.resolution_x)
     fov = fov_on_larger_side(data, scene.render.resolution_x, scene.render.resolution_y)

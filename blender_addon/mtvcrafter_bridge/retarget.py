@@ -31,6 +31,7 @@ from .armature import (
     ensure_camera,
     fov_on_larger_side,
     sample_evaluated,
+    scene_fps,
     world_bone_points,
 )
 from .bone_maps import (
@@ -103,7 +104,7 @@ def retarget_rig(context, rig, choice: str = AUTO, name: str | None = None):
     start, end = frame_range(scene)
     names, heads, tails = evaluate_rig(context, rig, start, end)
     world = rig_joints(names, heads, tails, bone_map)
-    fps = scene.render.fps / scene.render.fps_base
+    fps = scene_fps(scene)
     label = name or f"{rig.name}SMPL"
     width, height = scene.render.resolution_x, scene.render.resolution_y
     if camera is None:  # level, facing the performer, the whole clip in view at the render's aspect
