@@ -333,7 +333,7 @@ def _animate_with_model(args: argparse.Namespace, motion) -> Path:
 def _animate_on_server(args: argparse.Namespace, motion) -> int:
     import os
 
-    from mtvcrafter_server.client import Client, ServerError
+    from mtvcrafter.client import Client, ServerError
 
     if args.model_dir:
         raise _UsageError("--model-dir is the server's setting (mtvcrafter serve --model-dir); not with --server")
@@ -711,7 +711,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         ("mtvcrafter.render", "RenderError"),
         ("mtvcrafter.tokenizer", "TokenizerError"),
         ("mtvcrafter.dit", "DiTError"),
-        ("mtvcrafter_server.client", "ServerError"),
+        ("mtvcrafter.client", "ServerError"),
     ):
         if module in sys.modules:  # only where the command imported it
             errors.append(getattr(sys.modules[module], name))

@@ -69,7 +69,7 @@ def server_settings(context) -> tuple[str, str | None, float]:
 
 def check_network(url: str) -> str | None:
     """A reason not to contact ``url``, or None: non-loopback servers need Blender's online access."""
-    from mtvcrafter_server.config import is_loopback
+    from mtvcrafter.client import is_loopback
 
     host = (urlparse(url).hostname or "").lower()
     if not is_loopback(host) and not bpy.app.online_access:
@@ -124,7 +124,7 @@ def reference_path(context, tmp: Path) -> Path:
 
 def run_job(url, token, timeout, motion, reference, out, params, state: JobState, scratch: Path | None = None) -> None:
     """Submit, follow and download (plain Python: runs on a thread, or inline with wait=True)."""
-    from mtvcrafter_server.client import Client, ServerError
+    from mtvcrafter.client import Client, ServerError
 
     def on_event(event: dict) -> None:
         with state.lock:
@@ -163,7 +163,7 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
 
 def cancel_job(url: str, token: str | None, job_id: str, timeout: float = 10.0) -> None:
     """DELETE the job (on its own connection; a job that already ended is fine)."""
-    from mtvcrafter_server.client import Client, ServerError
+    from mtvcrafter.client import Client, ServerError
 
     try:
         with Client(url, token=token, timeout=timeout) as client:
@@ -432,7 +432,7 @@ class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
 
     def execute(self, context):
         from mtvcrafter.motion import Motion
-        from mtvcrafter_server.client import Client, ServerError
+        from mtvcrafter.client import Client, ServerError
 
         from .armature import build_armature
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hmac
 import json
 
-from .config import ServerConfig, is_loopback
+from mtvcrafter.client import is_loopback
+
+from .config import ServerConfig
 
 
 def _header(scope, name: bytes) -> str | None:

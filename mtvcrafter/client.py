@@ -1,10 +1,12 @@
-"""A small client of the HTTP API (httpx): submit, follow events, cancel, download.
+"""The client of the server's HTTP API (httpx): submit, follow events, cancel, download.
 
-Used by ``mtvcrafter animate --server URL``. Motion is always uploaded as our ``.npz``.
+The one client: ``mtvcrafter animate --server URL`` and the Blender add-on both use it. It imports only
+httpx and :mod:`mtvcrafter.motion`, so it runs inside Blender. Motion is always uploaded as our ``.npz``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tempfile
@@ -17,6 +19,17 @@ import httpx
 from mtvcrafter.motion import Motion, save_motion
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) stays on this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerError(Exception):
