@@ -431,8 +431,8 @@ class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
         return smpl_armature(context) is not None
 
     def execute(self, context):
-        from mtvcrafter.motion import Motion
         from mtvcrafter.client import Client, ServerError
+        from mtvcrafter.motion import Motion
 
         from .armature import build_armature
 

@@ -62,8 +62,8 @@ def _summary(latencies: list[float], seconds: float) -> dict:
 
 
 def server_benchmark(seconds: float = 10.0, quick: bool = False) -> tuple[list[tuple[str, dict, int]], bool]:
-    from mtvcrafter.motion import load_motions
     from mtvcrafter.client import Client
+    from mtvcrafter.motion import load_motions
     from mtvcrafter_server.local import local_server
 
     if quick:
