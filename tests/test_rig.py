@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from mtvcrafter.motion import inverse_kinematics
-from mtvcrafter.motion.rig import (
-    BODY_TO_BLENDER,
-    camera_for_motion,
-    pose_channels,
-    rest_bones,
-    world_to_camera_mm,
-)
+from mtvcrafter.motion.camera import camera_for_motion, world_to_camera_mm
+from mtvcrafter.motion.rig import BODY_TO_BLENDER, pose_channels, rest_bones
 from mtvcrafter.motion.rotations import quaternion_to_matrix
 from mtvcrafter.motion.skeleton import NUM_JOINTS, PARENTS
 

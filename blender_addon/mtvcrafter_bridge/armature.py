@@ -9,20 +9,19 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from mtvcrafter.motion import Motion
-from mtvcrafter.motion.rig import (
+from mtvcrafter.motion.camera import (
+    BLENDER_CAMERA_AXES,
+    DEFAULT_FOV_DEG,
     CameraPlacement,
     camera_for_motion,
-    pose_channels,
-    rest_bones,
-    skeleton_of,
     world_to_camera_mm,
 )
+from mtvcrafter.motion.rig import pose_channels, rest_bones, skeleton_of
 from mtvcrafter.motion.skeleton import JOINT_NAMES, NUM_JOINTS
 
 #: Custom properties marking our objects (and the camera an armature belongs to).
 SMPL_TAG = "mtvcrafter_smpl"
 CAMERA_TAG = "mtvcrafter_camera"
-DEFAULT_FOV_DEG = 55.0
 
 
 def _ensure_fcurves(obj, paths: list[tuple[str, int, str]]):
@@ -208,7 +207,7 @@ def fov_on_larger_side(data, width: int, height: int) -> float:
 def camera_placement(camera) -> CameraPlacement:
     """The OpenCV-axes placement of a Blender camera object (as :func:`world_to_camera_mm` takes it)."""
     world = np.array(camera.matrix_world.normalized())
-    rotation = world[:3, :3] @ np.diag([1.0, -1.0, -1.0])
+    rotation = world[:3, :3] @ BLENDER_CAMERA_AXES
     return CameraPlacement(rotation, world[:3, 3].copy())
 
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError
 from mtvcrafter.motion.retarget import (
-    UNITS,
     BoneMap,
     Detection,
     bone_map_folders,
@@ -25,6 +24,7 @@ from mtvcrafter.motion.retarget import (
     rig_lookup,
 )
 from mtvcrafter.motion.retarget import save_bone_map as write_bone_map
+from mtvcrafter.motion.units import UNITS
 
 AUTO = "AUTO"
 #: The rig's own mapping (the list edited on the rig) rather than a preset.

@@ -20,11 +20,10 @@ from bpy.props import (
 )
 
 from mtvcrafter.motion import Motion, MotionError
-from mtvcrafter.motion.retarget import BoneMap, default_camera, map_points
-from mtvcrafter.motion.rig import world_to_camera_mm
+from mtvcrafter.motion.camera import DEFAULT_FOV_DEG, default_camera, world_to_camera_mm
+from mtvcrafter.motion.retarget import BoneMap, map_points
 
 from .armature import (
-    DEFAULT_FOV_DEG,
     SMPL_TAG,
     build_armature,
     camera_placement,

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from .amass import is_amass, read_amass
+from .camera import CameraFile, CameraPlacement
 from .errors import MotionError
 from .motion import Motion
 from .npz import is_our_npz, read_npz, write_npz
 from .official import read_official_pickle, write_official_pickle
-from .retarget import BoneMap, CameraFile, motion_from_bvh
-from .rig import CameraPlacement
+from .retarget import BoneMap, motion_from_bvh
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
 READABLE = "official motion pickle (.pkl), our motion .npz, AMASS/SMPL parameters .npz, BVH mocap (.bvh)"

@@ -11,20 +11,10 @@ import numpy as np
 from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE
 from .errors import MotionError
 from .skeleton import NUM_JOINTS, bone_lengths
+from .units import PLAUSIBLE_BONE_MM, millimetre_hint
 
-#: A person's median bone length lies well inside this range when joints are in millimetres.
-PLAUSIBLE_BONE_MM = (20.0, 1500.0)
-#: A typical adult's median SMPL bone length, for telling which unit wrong data is in.
-TYPICAL_BONE_MM = 130.0
 #: Longest motion accepted (about 9 hours at 30 fps); longer ones should be split.
 MAX_FRAMES = 1_000_000
-_UNITS = {
-    1000.0: "metres",
-    100.0: "decimetres",
-    10.0: "centimetres",
-    0.1: "tenths of a millimetre",
-    0.001: "micrometres",
-}
 
 
 def _number(value: Any, source: str | None, name: str) -> float:
@@ -113,14 +103,9 @@ class Motion:
         typical = float(np.median(bone_lengths(sample.astype(np.float64))[:, 1:]))
         low, high = PLAUSIBLE_BONE_MM
         if not low <= typical <= high:
-            if typical < 1e-6:
-                hint = "the joints are (nearly) all at one point"
-            else:
-                factor = 10.0 ** round(math.log10(TYPICAL_BONE_MM / typical))
-                unit = _UNITS.get(factor)
-                hint = f"the joints look like {unit}; multiply by {factor:g}" if unit else "check the unit of the data"
             raise MotionError(
-                f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); {hint}",
+                f"median bone length is {typical:.4g}, expected millimetres ({low:g}–{high:g}); "
+                f"{millimetre_hint(typical)}",
                 source=src,
                 field="joints",
             )

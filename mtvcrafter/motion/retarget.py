@@ -16,7 +16,7 @@ The way from a rig's joints to a :class:`~mtvcrafter.motion.Motion`:
    importer maps it, ``(x, y, z) → (x, −z, y)``; the unit is the one given, else detected from the
    skeleton's size (:func:`choose_unit`);
 4. a camera — the user's, or :func:`default_camera` — gives camera-space millimetres
-   (:func:`~mtvcrafter.motion.rig.world_to_camera_mm`).
+   (:func:`~mtvcrafter.motion.camera.world_to_camera_mm`).
 
 :func:`motion_from_bvh` does all of it for a BVH file.
 """
@@ -34,35 +34,25 @@ from typing import Any
 
 import numpy as np
 
-from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE, frame_person_z_up, project
+from .camera import (
+    DEFAULT_FOV_DEG,
+    DEFAULT_IMAGE_SIZE,
+    CameraFile,
+    CameraPlacement,
+    default_camera,
+    project,
+    read_camera,
+    world_to_camera_mm,
+)
 from .errors import MotionError
 from .motion import Motion
-from .rig import CameraPlacement, world_to_camera_mm
 from .skeleton import JOINT_NAMES, NUM_JOINTS
+from .units import UNITS, choose_unit, unit_scale
 
-#: Metres per unit. ``cmu`` is the length unit of the CMU mocap database (1/0.45 inch), which its BVH
-#: conversions (cgspeed's and others) keep.
-UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}
 AXES = ("X", "Y", "Z", "-X", "-Y", "-Z")
 #: Folders of the user's own bone maps (``os.pathsep``-separated); else ``~/.config/mtvcrafter/bones``.
 BONE_MAPS_ENV = "MTVCRAFTER_BONE_MAPS"
 
-#: Joint chain whose length measures a skeleton (ankle to head, through knee, hip, pelvis and spine):
-#: 1.51 m for the neutral SMPL body (an adult of about 1.70 m), 1.38–1.60 m on the official sample clips.
-HEIGHT_CHAIN = (
-    ("left_ankle", "left_knee"),
-    ("left_knee", "left_hip"),
-    ("left_hip", "pelvis"),
-    ("pelvis", "spine1"),
-    ("spine1", "spine2"),
-    ("spine2", "spine3"),
-    ("spine3", "neck"),
-    ("neck", "head"),
-)
-#: A human's chain length in metres: people of about 1.15–2.5 m; and the typical value, which decides
-#: when two units both give a human.
-HUMAN_CHAIN_M = (1.0, 2.2)
-TYPICAL_CHAIN_M = 1.5
 #: Confidence of a fallback map (``"fallback": true``, the generic one), whose names are guesses.
 FALLBACK_CONFIDENCE = 0.8
 
@@ -677,74 +667,7 @@ def map_points(
     return out[0] if single else out
 
 
-# --- units and axes -----------------------------------------------------------------------------------------
-
-
-def unit_scale(unit: str | float) -> float:
-    """Metres per unit, for a unit name (:data:`UNITS`) or a number (metres per unit)."""
-    if isinstance(unit, str):
-        if unit.lower() in UNITS:
-            return UNITS[unit.lower()]
-        try:
-            value = float(unit)
-        except ValueError:
-            raise MotionError(
-                f"unknown unit {unit!r}; use {', '.join(UNITS)}, auto, or metres per unit (e.g. 0.01)", field="unit"
-            ) from None
-    else:
-        value = float(unit)
-    if not (math.isfinite(value) and value > 0):
-        raise MotionError(f"metres per unit must be a positive number, got {unit!r}", field="unit")
-    return value
-
-
-def skeleton_size(joints: np.ndarray) -> float:
-    """Length of the :data:`HEIGHT_CHAIN` (ankle → head) of SMPL joints ``(F, 24, 3)``, median over
-    frames, in the joints' unit: independent of the pose and of the axes."""
-    joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim == 2:
-        joints = joints[None]
-    sample = joints[:: max(1, len(joints) // 500)]
-    total = np.zeros(len(sample))
-    for a, b in HEIGHT_CHAIN:
-        total += np.linalg.norm(sample[:, _JOINT_INDEX[a]] - sample[:, _JOINT_INDEX[b]], axis=-1)
-    return float(np.median(total))
-
-
-def choose_unit(joints: np.ndarray, unit: str | float | None = None, preferred: str = "auto") -> tuple[float, str]:
-    """The rig's unit, as metres per unit, and why (a note for the user).
-
-    Rule: an explicit ``unit`` wins. Otherwise the skeleton's size (:func:`skeleton_size`, about
-    1.5 m for an adult, 1.0–2.2 m taken as human) decides: the ``preferred`` unit (the bone map's)
-    when it gives a human size; else the unit of :data:`UNITS` that does (the one nearest 1.5 m if
-    several); else the preferred unit (metres for ``auto``) with a warning.
-    """
-    if unit is not None and not (isinstance(unit, str) and unit.lower() == "auto"):
-        scale = unit_scale(unit)
-        return scale, f"unit: {unit} (as given)"
-    size = skeleton_size(joints)
-    low, high = HUMAN_CHAIN_M
-    preferred = (preferred or "auto").lower()
-
-    def human(scale: float) -> bool:
-        return low <= size * scale <= high
-
-    if preferred != "auto" and human(UNITS[preferred]):
-        metres = size * UNITS[preferred]
-        return UNITS[preferred], f"unit: {preferred} (the bone map's; ankle-to-head chain {metres:.2f} m)"
-    fitting = [name for name, scale in UNITS.items() if human(scale)]
-    if fitting:
-        best = min(fitting, key=lambda name: abs(math.log(size * UNITS[name] / TYPICAL_CHAIN_M)))
-        said = f"; the bone map says {preferred}" if preferred != "auto" else ""
-        return UNITS[best], (
-            f"unit: {best} (detected from the skeleton's size: ankle-to-head chain {size:.4g} units = "
-            f"{size * UNITS[best]:.2f} m{said})"
-        )
-    fallback = preferred if preferred != "auto" else "m"
-    return UNITS[fallback], (
-        f"warning: unit {fallback} assumed, but the ankle-to-head chain is then {size * UNITS[fallback]:.3g} m, not a "
-        f"human's {low:g}–{high:g} m; pass the unit (--unit) if the size is wrong"
-    )
+# --- axes -----------------------------------------------------------------------------------------------
 
 
 def axes_matrix(up: str, forward: str) -> np.ndarray:
@@ -870,116 +793,6 @@ def choose_axes(
             turned = f0 if float(u0 @ u1) > 0 else -f0
         forward = _axis_name(turned, 0.5) or bone_map.forward
     return up, forward, f"axes: {up} up, facing {forward} ({how})"
-
-
-# --- cameras ------------------------------------------------------------------------------------------------
-
-
-def default_camera(
-    world_joints_m: np.ndarray,
-    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
-    fov_deg: float = DEFAULT_FOV_DEG,
-) -> CameraPlacement:
-    """A level camera in front of the performer that keeps the whole clip in view.
-
-    Placement: it looks horizontally at the side the performer faces in the first frame (the mean of
-    their hips' and shoulders' left-to-right directions, turned a quarter turn about Z), aimed at the
-    middle of the box around every joint of every frame, and far enough back that all of them fall
-    within 85 % of a ``fov_deg`` view (55° across the larger side) of an ``image_size`` image
-    (default 1024×1024) — the camera AMASS clips get. ``world_joints_m``: ``(F, 24, 3)``, Z up, metres.
-    """
-    joints = np.asarray(world_joints_m, dtype=np.float64)
-    if joints.ndim == 2:
-        joints = joints[None]
-    left = np.zeros(3)
-    for a, b in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")):
-        d = joints[0, _JOINT_INDEX[a]] - joints[0, _JOINT_INDEX[b]]
-        d[2] = 0.0
-        n = np.linalg.norm(d)
-        if n > 1e-9:
-            left += d / n
-    rotation, position = frame_person_z_up(joints, image_size, fov_deg, left=left)
-    return CameraPlacement(rotation.T.copy(), position)
-
-
-def _vector(value: Any, src: str, key: str) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
-    if array is None or array.shape != (3,) or not np.isfinite(array).all():
-        raise MotionError(f"expected [x, y, z] in metres, got {json.dumps(value)[:60]}", source=src, field=key)
-    return array
-
-
-@dataclass(frozen=True)
-class CameraFile:
-    """A camera read by :func:`read_camera`: its placement, and the field of view and image size if given."""
-
-    placement: CameraPlacement
-    fov_deg: float | None = None
-    image_size: tuple[int, int] | None = None
-
-
-def read_camera(path: str | Path) -> CameraFile:
-    """A camera from a JSON file, in Blender's world (Z up, metres)::
-
-        {"position": [0, -4, 1], "look_at": [0, 0, 1]}                 # level unless "up" says otherwise
-        {"position": [0, -4, 1], "look_at": [0, 0, 1], "up": [0, 0, 1], "fov_deg": 40, "width": 1280, "height": 720}
-        {"matrix_world": [[...], [...], [...], [...]]}                  # a Blender camera's 4×4 matrix_world
-
-    ``fov_deg`` is the view across the larger image side (55 if absent); ``width``/``height`` the image
-    in pixels (1024×1024 if absent).
-    """
-    src = str(path)
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MotionError(f"cannot read the camera file ({exc.strerror or exc})", source=src) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MotionError(f"not valid JSON ({exc})", source=src) from None
-    if not isinstance(data, dict):
-        raise MotionError('expected an object such as {"position": [x, y, z], "look_at": [x, y, z]}', source=src)
-    known = {"position", "look_at", "up", "matrix_world", "fov_deg", "width", "height"}
-    unknown = sorted(k for k in data if k not in known and not str(k).startswith("_"))
-    if unknown:
-        raise MotionError(f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", source=src)
-    if "matrix_world" in data:
-        matrix = np.asarray(data["matrix_world"], dtype=np.float64) if isinstance(data["matrix_world"], list) else None
-        if matrix is None or matrix.shape != (4, 4) or not np.isfinite(matrix).all():
-            raise MotionError("expected a 4×4 list of rows (Blender's matrix_world)", source=src, field="matrix_world")
-        axes = matrix[:3, :3]
-        lengths = np.linalg.norm(axes, axis=0)
-        if (lengths < 1e-9).any() or np.linalg.det(axes) <= 0:
-            raise MotionError("its rotation part is degenerate or mirrored", source=src, field="matrix_world")
-        blender = axes / lengths
-        u, _, vt = np.linalg.svd(blender)  # the nearest rotation (tolerates rounding in the file)
-        blender = u @ vt
-        rotation = blender @ np.diag([1.0, -1.0, -1.0])  # Blender camera axes → OpenCV's
-        position = matrix[:3, 3].copy()
-    else:
-        for key in ("position", "look_at"):
-            if key not in data:
-                raise MotionError('missing (or give "matrix_world")', source=src, field=key)
-        position = _vector(data["position"], src, "position")
-        target = _vector(data["look_at"], src, "look_at")
-        up = _vector(data["up"], src, "up") if "up" in data else np.array([0.0, 0.0, 1.0])
-        z = target - position
-        if np.linalg.norm(z) < 1e-9:
-            raise MotionError("the camera looks at its own position", source=src, field="look_at")
-        z /= np.linalg.norm(z)
-        x = np.cross(z, up)
-        if np.linalg.norm(x) < 1e-6:
-            raise MotionError("'up' is parallel to the viewing direction", source=src, field="up")
-        x /= np.linalg.norm(x)
-        rotation = np.stack([x, np.cross(z, x), z], axis=1)  # columns: OpenCV x (right), y (down), z (forward)
-    fov = data.get("fov_deg")
-    if fov is not None and (isinstance(fov, bool) or not isinstance(fov, int | float) or not 1 <= fov <= 179):
-        raise MotionError(f"must be between 1 and 179 degrees, got {fov!r}", source=src, field="fov_deg")
-    size = None
-    if "width" in data or "height" in data:
-        w, h = data.get("width"), data.get("height")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65536 for v in (w, h)):
-            raise MotionError(f"width and height must both be whole pixels, got {w!r} × {h!r}", source=src)
-        size = (int(h), int(w))
-    return CameraFile(CameraPlacement(rotation, position), None if fov is None else float(fov), size)
 
 
 # --- BVH ----------------------------------------------------------------------------------------------------

@@ -2,14 +2,14 @@
 
 The Blender add-on builds bones from :func:`rest_bones`, reads back each bone's rest rotation
 (``bone.matrix_local``), and keys what :func:`pose_channels` returns; exporting reads the posed bone
-heads and maps them through the camera with :func:`world_to_camera_mm`.
+heads and maps them through the camera with :func:`~mtvcrafter.motion.camera.world_to_camera_mm`.
 
 Frames and conventions:
 
 - Motion joints are in an OpenCV camera frame (x right, y down, z forward), millimetres.
-- The world is Z-up in metres. The camera placed by :func:`camera_for_motion` is level and looks
-  along +Y: camera ``x → X``, ``y (down) → −Z``, ``z (forward) → +Y``; it sits at the height that puts
-  the lowest joint of the clip on the floor (Z = 0).
+- The world is Z-up in metres. The camera placed by :func:`~mtvcrafter.motion.camera.camera_for_motion`
+  is level and looks along +Y: camera ``x → X``, ``y (down) → −Z``, ``z (forward) → +Y``; it sits at
+  the height that puts the lowest joint of the clip on the floor (Z = 0).
 - The armature object sits at the world origin unrotated (armature space = world). Its rest pose is
   the fitted SMPL rest skeleton turned from the SMPL body frame (Y up, facing +Z, left +X) to
   Blender's (Z up, facing −Y, left +X).
@@ -20,10 +20,11 @@ Frames and conventions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
+from .camera import CameraPlacement, camera_to_world_m
 from .kinematics import SkeletonFit, inverse_kinematics
 from .motion import Motion
 from .rotations import matrix_to_quaternion
@@ -31,44 +32,10 @@ from .skeleton import CHILDREN, JOINT_NAMES, NUM_JOINTS, PARENTS
 
 #: SMPL body frame (Y up, facing +Z, left +X) → Blender's (Z up, facing −Y, left +X), as columns.
 BODY_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-#: OpenCV camera axes → world, for the level camera looking along +Y.
-CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-#: The Blender camera object's own axes (x right, y up, looking down −z) relative to OpenCV's.
-BLENDER_CAMERA_AXES = np.diag([1.0, -1.0, -1.0])
 #: Length of bones that end the chain (head, hands, feet, …), metres.
 LEAF_LENGTH_M = 0.08
 #: The child whose joint a bone points at, where a joint has several (pelvis → spine, spine3 → neck).
 MAIN_CHILD = {0: 3, 9: 12}
-
-
-@dataclass(frozen=True)
-class CameraPlacement:
-    """``rotation`` maps OpenCV camera axes to the world; ``position`` in metres."""
-
-    rotation: np.ndarray
-    position: np.ndarray
-
-    @property
-    def blender_rotation(self) -> np.ndarray:
-        """The Blender camera object's rotation matrix (its local −Z looks where OpenCV's +z does)."""
-        return self.rotation @ BLENDER_CAMERA_AXES
-
-
-def camera_for_motion(joints_mm: np.ndarray) -> CameraPlacement:
-    """A level camera looking along +Y, raised so that the clip's lowest joint touches the floor."""
-    joints = np.asarray(joints_mm, dtype=np.float64) / 1000.0
-    world = joints.reshape(-1, 3) @ CAMERA_TO_WORLD.T
-    height = -float(world[:, 2].min())
-    return CameraPlacement(CAMERA_TO_WORLD.copy(), np.array([0.0, 0.0, height]))
-
-
-def camera_to_world_m(points_mm: np.ndarray, camera: CameraPlacement) -> np.ndarray:
-    return np.asarray(points_mm, dtype=np.float64) / 1000.0 @ camera.rotation.T + camera.position
-
-
-def world_to_camera_mm(points_m: np.ndarray, camera: CameraPlacement) -> np.ndarray:
-    """World points (metres) → OpenCV camera space in millimetres (the export direction)."""
-    return (np.asarray(points_m, dtype=np.float64) - camera.position) @ camera.rotation * 1000.0
 
 
 def rest_joints_m(rest_offsets_mm: np.ndarray) -> np.ndarray:

@@ -34,6 +34,8 @@ JOINT_NAMES: tuple[str, ...] = (
     "right_hand",
 )
 NUM_JOINTS = 24
+#: Joint name → index in :data:`JOINT_NAMES`.
+JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 #: Parent of each joint (-1 for the pelvis, the root). Every parent index is smaller than its child's.
 PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)

@@ -17,9 +17,10 @@ from mathutils import Euler, Matrix
 
 from mtvcrafter.motion import JOINT_NAMES, load_motions
 from mtvcrafter.motion.bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh
-from mtvcrafter.motion.retarget import UNITS, detect_bone_map, load_bone_maps, map_points, rig_to_world
-from mtvcrafter.motion.rig import world_to_camera_mm
+from mtvcrafter.motion.camera import world_to_camera_mm
+from mtvcrafter.motion.retarget import detect_bone_map, load_bone_maps, map_points, rig_to_world
 from mtvcrafter.motion.skeleton import NEUTRAL_REST_JOINTS_M, PARENTS
+from mtvcrafter.motion.units import UNITS
 
 HEADING = f"Blender add-on: BVH import and rig retargeting (bpy {bpy.app.version_string}, headless)"
 FRAMES = 40
