@@ -1,5 +1,5 @@
 """Build hook (the project is configured in pyproject.toml): the bone maps in ``presets/bones`` go into
-the wheel as ``mtvcrafter/motion/bones``, where :mod:`mtvcrafter.motion.retarget` finds them once
+the wheel as ``mtvcrafter/motion/bones``, where :mod:`mtvcrafter.motion.bone_maps` finds them once
 installed. (In a checkout or an editable install it reads ``presets/bones`` directly.)"""
 
 from pathlib import Path

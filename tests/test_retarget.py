@@ -15,28 +15,24 @@ import pytest
 
 from mtvcrafter.cli import main
 from mtvcrafter.motion import JOINT_NAMES, MotionError, inverse_kinematics, load_motion, load_motions, project
-from mtvcrafter.motion.bvh import write_bvh
-from mtvcrafter.motion.camera import default_camera, read_camera, world_to_camera_mm
-from mtvcrafter.motion.retarget import (
+from mtvcrafter.motion.bone_map_detection import detect_bone_map, fit_bone_map
+from mtvcrafter.motion.bone_maps import (
     BONE_MAPS_ENV,
     BoneMap,
-    axes_matrix,
     bone_map_folders,
     bundled_bone_map_folder,
-    choose_axes,
-    detect_bone_map,
-    fit_bone_map,
     load_bone_maps,
-    map_points,
-    motion_from_bvh,
     read_bone_map,
-    rig_to_world,
     save_bone_map,
     shared_prefix,
 )
+from mtvcrafter.motion.bvh import write_bvh
+from mtvcrafter.motion.bvh_motion import motion_from_bvh
+from mtvcrafter.motion.camera import default_camera, read_camera, world_to_camera_mm
 from mtvcrafter.motion.rig import with_skeleton
 from mtvcrafter.motion.rotations import matrix_to_quaternion, quaternion_to_matrix
 from mtvcrafter.motion.skeleton import NEUTRAL_REST_JOINTS_M
+from mtvcrafter.motion.skeleton_mapping import axes_matrix, choose_axes, map_points, rig_to_world
 from mtvcrafter.motion.units import UNITS, choose_unit, skeleton_size
 
 ROOT = Path(__file__).resolve().parents[1]

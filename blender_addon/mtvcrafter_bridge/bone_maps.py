@@ -1,5 +1,5 @@
 """Bone maps in Blender: the bundled presets (``presets/bones``) and the user's, as menu items; the mapping a
-user edits on a rig (one row per SMPL joint) as a :class:`~mtvcrafter.motion.retarget.BoneMap`, and saved
+user edits on a rig (one row per SMPL joint) as a :class:`~mtvcrafter.motion.bone_maps.BoneMap`, and saved
 as a preset file."""
 
 from __future__ import annotations
@@ -12,18 +12,10 @@ import bpy
 import numpy as np
 
 from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError
-from mtvcrafter.motion.retarget import (
-    BoneMap,
-    Detection,
-    bone_map_folders,
-    detect_bone_map,
-    fit_bone_map,
-    load_bone_maps,
-    motion_from_bvh,
-    rank_bone_maps,
-    rig_lookup,
-)
-from mtvcrafter.motion.retarget import save_bone_map as write_bone_map
+from mtvcrafter.motion.bone_map_detection import Detection, detect_bone_map, fit_bone_map, rank_bone_maps
+from mtvcrafter.motion.bone_maps import BoneMap, bone_map_folders, load_bone_maps, rig_lookup
+from mtvcrafter.motion.bone_maps import save_bone_map as write_bone_map
+from mtvcrafter.motion.bvh_motion import motion_from_bvh
 from mtvcrafter.motion.units import UNITS
 
 AUTO = "AUTO"
@@ -226,7 +218,7 @@ def custom_bone_map(rig, name: str | None = None, description: str = "") -> Bone
 
 def resolve_bone_map(bone_map: BoneMap, bone_names) -> dict[str, tuple[str, bool, str, bool, float]]:
     """Each joint's source in this rig's bones: ``(bone, tail, blend bone, blend tail, factor)``, the blend
-    bone empty for a plain point. As :func:`~mtvcrafter.motion.retarget.map_points` does, the first
+    bone empty for a plain point. As :func:`~mtvcrafter.motion.skeleton_mapping.map_points` does, the first
     alternative whose bones all exist wins, and names match without namespace and case."""
     lookup = rig_lookup(list(bone_names))
     resolved = {}

@@ -20,8 +20,9 @@ from bpy.props import (
 )
 
 from mtvcrafter.motion import Motion, MotionError
+from mtvcrafter.motion.bone_maps import BoneMap
 from mtvcrafter.motion.camera import DEFAULT_FOV_DEG, default_camera, world_to_camera_mm
-from mtvcrafter.motion.retarget import BoneMap, map_points
+from mtvcrafter.motion.skeleton_mapping import map_points
 
 from .armature import (
     SMPL_TAG,

@@ -38,8 +38,8 @@ def blender_benchmarks(quick: bool = False) -> tuple[list[Row], bool]:
         ) from None
     from mtvcrafter.motion import load_motions, save_motion
     from mtvcrafter.motion.bvh import write_bvh
+    from mtvcrafter.motion.bvh_motion import motion_from_bvh
     from mtvcrafter.motion.kinematics import inverse_kinematics
-    from mtvcrafter.motion.retarget import motion_from_bvh
     from mtvcrafter.motion.rig import with_skeleton
 
     root = Path(__file__).resolve().parents[2]

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from .amass import is_amass, read_amass
+from .bone_maps import BoneMap
+from .bvh_motion import motion_from_bvh
 from .camera import CameraFile, CameraPlacement
 from .errors import MotionError
 from .motion import Motion
 from .npz import is_our_npz, read_npz, write_npz
 from .official import read_official_pickle, write_official_pickle
-from .retarget import BoneMap, motion_from_bvh
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
 READABLE = "official motion pickle (.pkl), our motion .npz, AMASS/SMPL parameters .npz, BVH mocap (.bvh)"
@@ -35,7 +36,7 @@ def load_motions(
         path: an official pickle (``.pkl``; every clip), our ``.npz``, an AMASS ``.npz`` or a ``.bvh``.
         fps: frame rate for files that do not store one (30 otherwise; BVH files always store one).
         body_model: SMPL/SMPL-H/SMPL-X model ``.npz`` (or a folder of them) for exact AMASS joints.
-        bone_map, unit, camera, up: BVH only (see :func:`~mtvcrafter.motion.retarget.motion_from_bvh`):
+        bone_map, unit, camera, up: BVH only (see :func:`~mtvcrafter.motion.bvh_motion.motion_from_bvh`):
             the bone map (id, ``"auto"``, a BoneMap or a bone-map ``.json`` path; default auto), the file's
             unit (default: detected), the camera (a placement or a camera JSON file; default: one in front
             of the performer) and the file's up axis (default: the bone map's, unless the skeleton clearly

@@ -16,10 +16,12 @@ from conftest import report
 from mathutils import Euler, Matrix
 
 from mtvcrafter.motion import JOINT_NAMES, load_motions
+from mtvcrafter.motion.bone_map_detection import detect_bone_map
+from mtvcrafter.motion.bone_maps import load_bone_maps
 from mtvcrafter.motion.bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh
 from mtvcrafter.motion.camera import world_to_camera_mm
-from mtvcrafter.motion.retarget import detect_bone_map, load_bone_maps, map_points, rig_to_world
 from mtvcrafter.motion.skeleton import NEUTRAL_REST_JOINTS_M, PARENTS
+from mtvcrafter.motion.skeleton_mapping import map_points, rig_to_world
 from mtvcrafter.motion.units import UNITS
 
 HEADING = f"Blender add-on: BVH import and rig retargeting (bpy {bpy.app.version_string}, headless)"
