@@ -82,7 +82,8 @@ def motion_from_bvh(
         path: the ``.bvh`` file.
         bone_map: ``None``/``"auto"`` (detected, :func:`detect_bone_map`), a map id, a BoneMap, its
             JSON form, or the path of a bone-map ``.json`` file.
-        unit: the file's unit (a name of :data:`UNITS` or metres per unit); default: :func:`choose_unit`.
+        unit: the file's unit (a name of :data:`~mtvcrafter.motion.units.UNITS` or metres per unit); default:
+            :func:`choose_unit`.
         camera: a placement in Blender's world, a :class:`CameraFile`, or a camera JSON file
             (:func:`read_camera`); default :func:`default_camera`.
         fps: overrides the file's frame rate (``1 / Frame Time``, rounded to a whole number within 0.02 %).
