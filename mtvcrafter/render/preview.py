@@ -28,6 +28,37 @@ OVERLAY_COLOUR = (255, 255, 255)
 MAX_IMAGE_PIXELS = 64_000_000
 
 
+def open_reference(path: str | Path) -> Image.Image:
+    """The reference image file as RGB (:func:`flatten_reference`), or :class:`RenderError` naming the file."""
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                raise RenderError(
+                    f"{path}: the image is {opened.width}x{opened.height}, more than "
+                    f"{MAX_IMAGE_PIXELS:,} pixels; scale it down first"
+                )
+            opened.load()
+            return flatten_reference(opened)
+    except FileNotFoundError:
+        raise RenderError(f"{path}: no such reference image") from None
+    except Image.DecompressionBombError:
+        raise RenderError(
+            f"{path}: the image declares more than {MAX_IMAGE_PIXELS:,} pixels; scale it down first"
+        ) from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RenderError(f"{path}: not a readable image ({exc})") from None
+
+
+def flatten_reference(picture: Image.Image) -> Image.Image:
+    """``picture`` as RGB, transparency composited over white (every render path sees the same pixels)."""
+    if picture.mode in ("RGBA", "LA", "P", "PA"):
+        picture = picture.convert("RGBA")
+        canvas = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+        picture = Image.alpha_composite(canvas, picture)
+    return picture.convert("RGB")
+
+
 def load_reference(image: str | Path | Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The reference image as uint8 RGB ``(H, W, 3)`` for an output ``size = (W, H)``: centre-cropped
     to the output's aspect ratio, then resized (transparency is composited over white)."""
@@ -36,29 +67,8 @@ def load_reference(image: str | Path | Image.Image | np.ndarray, size: tuple[int
     elif isinstance(image, Image.Image):
         picture = image
     else:
-        path = Path(image)
-        try:
-            with Image.open(path) as opened:
-                if opened.width * opened.height > MAX_IMAGE_PIXELS:
-                    raise RenderError(
-                        f"{path}: the image is {opened.width}x{opened.height}, more than "
-                        f"{MAX_IMAGE_PIXELS:,} pixels; scale it down first"
-                    )
-                opened.load()
-                picture = opened.copy()
-        except FileNotFoundError:
-            raise RenderError(f"{path}: no such reference image") from None
-        except Image.DecompressionBombError:
-            raise RenderError(
-                f"{path}: the image declares more than {MAX_IMAGE_PIXELS:,} pixels; scale it down first"
-            ) from None
-        except (UnidentifiedImageError, OSError) as exc:
-            raise RenderError(f"{path}: not a readable image ({exc})") from None
-    if picture.mode in ("RGBA", "LA", "P"):
-        picture = picture.convert("RGBA")
-        canvas = Image.new("RGBA", picture.size, (255, 255, 255, 255))
-        picture = Image.alpha_composite(canvas, picture)
-    picture = picture.convert("RGB")
+        picture = open_reference(image)
+    picture = flatten_reference(picture)
     left, top, width, height = _centre_crop(picture.width, picture.height, size)
     picture = picture.resize(size, Image.Resampling.LANCZOS, box=(left, top, left + width, top + height))
     return np.asarray(picture)
@@ -187,8 +197,6 @@ def render_preview(
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
     """Render the preview video (H.264 mp4, one frame per motion frame, at the motion's fps)."""
-    if Path(out).is_dir():
-        raise RenderError(f"{out}: is a folder; give a file name such as {Path(out) / 'animation.mp4'}")
     width, height = size
     if width < 16 or height < 16 or width % 2 or height % 2:
         raise RenderError(f"output size must be even and at least 16 pixels, got {width}x{height}")

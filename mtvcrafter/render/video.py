@@ -13,6 +13,14 @@ class RenderError(RuntimeError):
     """A video or image that cannot be read or written, with the file and the fix."""
 
 
+def check_output_path(path: str | Path) -> Path:
+    """``path`` if a video can be written there, else :class:`RenderError` (checked before any work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise RenderError(f"{path}: is a folder; give a file name such as {path / 'animation.mp4'}")
+    return path
+
+
 def write_mp4(
     frames: Iterable[np.ndarray],
     path: str | Path,
@@ -29,7 +37,7 @@ def write_mp4(
     """
     import imageio_ffmpeg
 
-    path = Path(path)
+    path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.part.mp4")
     writer = None

@@ -110,6 +110,16 @@ class TokenizedMotion:
         """Mean error of each joint over the frames, ``(24,)`` mm."""
         return self.error_mm.mean(axis=0)
 
+    @property
+    def warning(self) -> str | None:
+        """One sentence when the vq loss is above :data:`VQ_LOSS_WARNING`, else None."""
+        if self.vq_loss <= VQ_LOSS_WARNING:
+            return None
+        return (
+            f"vq loss {self.vq_loss:.3f} is above {VQ_LOSS_WARNING}: the motion is far from what the tokenizer "
+            "knows and the video may be poor"
+        )
+
 
 class MotionTokenizer:
     """4DMoT with its normalisation statistics, on a device.

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "blender_addon" / "mtvcrafter_bridge"
 #: httpx and what it imports at run time (all pure Python). numpy comes with Blender.
 CLIENT_WHEELS = ("httpx", "httpcore", "h11", "anyio", "idna", "certifi", "typing_extensions")

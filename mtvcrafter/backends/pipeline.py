@@ -1,0 +1,181 @@
+"""Backends that run the MV-DiT diffusers pipeline: ``tiny`` (seeded random weights, CPU, seconds) and
+``mvdit-7b`` (the authors' MV-DiT-7B on CogVideoX-5B from ``model_dir``). The pipeline is built once per
+precision and offload mode and then kept loaded."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from .base import Backend, RenderRequest, RenderResult, file_stamp, never_cancelled, no_progress
+from .errors import BackendError, Cancelled
+from .settings import RenderSettings
+
+#: share of the progress bar the denoising steps take (the rest: tokenizing, decoding, encoding the mp4)
+DENOISING_SHARE = 0.9
+
+
+class PipelineBackend(Backend):
+    """A backend running :class:`mtvcrafter.dit.MTVCrafterPipeline`; subclasses say how it is built."""
+
+    uses_gpu = True
+    default_steps = 50
+    size_multiple = 16
+    #: said when the backend runs on the CPU anyway (None: the CPU is fine for it)
+    cpu_warning: str | None = None
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self._pipe = None
+        self._loaded_as: tuple[str, str, str] | None = None
+        self._scheduler_config: dict | None = None
+
+    def load(self, torch_dtype):
+        """The pipeline with its weights in ``torch_dtype``, on the CPU."""
+        raise NotImplementedError
+
+    def device(self) -> str:
+        import torch
+
+        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"device {device}: this machine or torch build has no CUDA GPU; use the cpu device")
+        return device
+
+    def dtype_name(self, settings: RenderSettings, device: str) -> str:
+        return settings.dtype or ("bf16" if device.startswith("cuda") else "fp32")
+
+    def pipeline(self, settings: RenderSettings, progress=no_progress):
+        """The loaded pipeline for these settings' precision and offload mode (built on first use)."""
+        import torch
+
+        device = self.device()
+        dtype_name = self.dtype_name(settings, device)
+        wanted = (device, dtype_name, settings.offload)
+        with self._lock:
+            if self._pipe is None or self._loaded_as != wanted:
+                self._pipe = None  # the old one goes before the new one loads: never two in memory
+                gc.collect()
+                progress("loading model", 0.0, f"loading {self.name} in {dtype_name} (once; it stays loaded)")
+                dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
+                pipe = self.load(dtype)
+                if settings.offload == "model":
+                    pipe.enable_model_cpu_offload(device=device)
+                else:
+                    pipe.to(device)
+                pipe.enable_vae_tiling()  # as the official script
+                pipe.set_progress_bar_config(disable=True)
+                self._scheduler_config = dict(pipe.scheduler.config)
+                self._pipe, self._loaded_as = pipe, wanted
+            return self._pipe
+
+    def run(self, request: RenderRequest, progress=no_progress, cancelled=never_cancelled) -> RenderResult:
+        from mtvcrafter.dit import make_scheduler
+        from mtvcrafter.render import write_mp4
+
+        settings = request.settings
+        self.check(settings)
+        motion = request.motion
+        pipe = self.pipeline(settings, progress)
+        pipe.register_modules(scheduler=make_scheduler(settings.scheduler, config=self._scheduler_config))
+        frames = min(settings.num_frames or motion.num_frames, motion.num_frames)
+        progress("tokenizing", 0.0, "4DMoT motion tokens")
+        start = time.perf_counter()
+
+        def on_step(pipeline, step, timestep, tensors):
+            if cancelled():
+                pipeline.request_interrupt()
+            done = step + 1
+            total = pipeline.total_steps
+            eta = (time.perf_counter() - start) / done * (total - done)
+            window = f", window {pipeline.current_window + 1}" if total > pipeline.num_timesteps else ""
+            progress("denoising", DENOISING_SHARE * done / total, f"step {done}/{total}{window}", eta)
+            return tensors
+
+        result = pipe(
+            request.image,
+            motion,
+            height=settings.height,
+            width=settings.width,
+            num_frames=frames,
+            num_inference_steps=self.steps(settings),
+            guidance_scale=settings.guidance,
+            seed=settings.seed,
+            reference_encoding=settings.reference_encoding,
+            callback_on_step_end=on_step,
+        )
+        if result.interrupted or cancelled():
+            raise Cancelled()
+        video = result.frames[0]
+        progress("encoding video", 0.95, "writing the mp4")
+        write_mp4(video, request.out, fps=motion.fps, total=len(video))
+        warnings = result.warnings()
+        if self.cpu_warning and self._loaded_as[0] == "cpu":
+            warnings.insert(0, self.cpu_warning)
+        return RenderResult(request.out, len(video), motion.fps, settings.size, warnings)
+
+    def release(self) -> None:
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class TinyBackend(PipelineBackend):
+    name = "tiny"
+    description = "the MV-DiT pipeline with tiny random weights (CPU, seconds; the video is noise)"
+    default_steps = 4
+
+    def load(self, torch_dtype):
+        from mtvcrafter.dit import tiny_pipeline
+
+        return tiny_pipeline().to(dtype=torch_dtype)
+
+
+class MVDiT7BBackend(PipelineBackend):
+    name = "mvdit-7b"
+    description = "MTVCrafter MV-DiT-7B on CogVideoX-5B (GPU)"
+    cpu_warning = "no GPU: MV-DiT-7B on the CPU needs about 30 GB of memory (fp32) and hours per clip"
+
+    def status(self) -> tuple[bool, str]:
+        model_dir = self.config.model_dir
+        if model_dir is None:
+            return False, "no model folder given (--model-dir: a download of yanboding/MTVCrafter with CogVideoX-5b)"
+        try:
+            from mtvcrafter.dit.layout import TOKENIZER_DIR, TRANSFORMER_DIR, find_base_dir
+            from mtvcrafter.dit.loading import read_config, weight_files
+        except ImportError as exc:
+            return False, f"the model stack is not installed ({exc}); pip install 'mtvcrafter[ml]'"
+        try:
+            read_config(model_dir / TRANSFORMER_DIR, "yanboding/MTVCrafter")
+            weight_files(model_dir / TRANSFORMER_DIR, "yanboding/MTVCrafter")
+            if not (model_dir / TOKENIZER_DIR).exists():
+                return False, f"{model_dir / TOKENIZER_DIR}: missing (from yanboding/MTVCrafter)"
+            base = find_base_dir(model_dir, self.config.base_model_dir)
+            read_config(base / "vae", "THUDM/CogVideoX-5b")
+        except Exception as exc:  # noqa: BLE001 - any reason is shown to the user as the reason
+            return False, str(exc)
+        return True, ""
+
+    def identity(self) -> str:
+        model_dir = self.config.model_dir
+        config = model_dir / "MV-DiT" / "CogVideoX" / "config.json" if model_dir else None
+        return (
+            f"{super().identity()} model={file_stamp(model_dir)} config={file_stamp(config)} "
+            f"base={file_stamp(self.config.base_model_dir)} device={self.config.device}"
+        )
+
+    def load(self, torch_dtype):
+        from mtvcrafter.dit import load_pipeline
+
+        if self.config.model_dir is None:
+            raise BackendError(
+                "mvdit-7b needs a model folder (--model-dir: a download of yanboding/MTVCrafter; see README)"
+            )
+        return load_pipeline(
+            self.config.model_dir,
+            self.config.base_model_dir,
+            torch_dtype=torch_dtype,
+            trust_checkpoint=self.config.trust_checkpoint,
+        )

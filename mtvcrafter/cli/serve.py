@@ -1,0 +1,74 @@
+"""``mtvcrafter serve``: the server (HTTP API) for the Blender add-on and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mtvcrafter.backends import BACKENDS
+
+from .common import UsageError, add_checkpoint_trust_option, add_device_option
+
+
+def add_parser(commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="the local server (HTTP API) for the Blender add-on and scripts",
+        description="Every option can also be set in the environment as MTVCRAFTER_<OPTION> "
+        "(e.g. MTVCRAFTER_TOKEN, MTVCRAFTER_MODEL_DIR); an option on the command line wins.",
+    )
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1, loopback; others need --token)")
+    serve.add_argument("--port", type=int, help="default 8765")
+    serve.add_argument("--data-dir", help="jobs database, inputs and results (default ./mtvcrafter-data)")
+    serve.add_argument("--backend", choices=tuple(BACKENDS), help="default backend (default: the best available)")
+    serve.add_argument("--model-dir", help="a download of yanboding/MTVCrafter (+ CogVideoX-5b), for mvdit-7b")
+    serve.add_argument("--base-model-dir", help="the CogVideoX-5b folder, if not inside --model-dir")
+    serve.add_argument("--tokenizer", help="4DMoT checkpoint for /v1/tokenize and the preview's reconstruction")
+    serve.add_argument("--token", help="access token clients must send (or MTVCRAFTER_TOKEN); required off loopback")
+    serve.add_argument(
+        "--allow-origin", dest="allowed_origins", action="append", help="a browser origin allowed to call the API"
+    )
+    add_device_option(serve)
+    add_checkpoint_trust_option(serve)
+    serve.set_defaults(run=serve_command)
+
+
+OPTIONS = (
+    "host",
+    "port",
+    "data_dir",
+    "backend",
+    "model_dir",
+    "base_model_dir",
+    "tokenizer",
+    "token",
+    "allowed_origins",
+    "device",
+)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from mtvcrafter_server import Settings, serve
+
+    given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    if args.trust_checkpoint:
+        given["trust_checkpoint"] = True
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"{where}: {first['msg']}".removeprefix("Value error, ") if where else first["msg"]) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"mtvcrafter server on http://{settings.host}:{settings.port} (data in {settings.data_dir.resolve()})",
+        file=sys.stderr,
+    )
+    try:
+        serve(settings)
+    except RuntimeError as exc:  # the data folder is held by another server, the default backend is unusable
+        raise UsageError(str(exc)) from None
+    return 0

@@ -1,0 +1,1 @@
+"""Building what ships beside the library: the Blender extension zip."""
