@@ -40,7 +40,7 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check mtvcrafter server blender_addon tests
 	$(BIN)/ruff format --check mtvcrafter server blender_addon tests
-	$(BIN)/lint-imports
+	PYTHONPATH=blender_addon $(BIN)/lint-imports
 
 test: lint $(BLENDER_VENV)/.installed $(BLENDER_LTS_VENV)/.installed
 	$(BIN)/python -m pytest -q
