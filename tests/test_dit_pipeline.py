@@ -463,8 +463,7 @@ def test_rotary_tables_are_bit_identical_to_the_official_float32_formula():
 def _oracle_run(scheduler, frames, offset_per_window=0.0, steps=8):
     """The pipeline with a stand-in transformer that always predicts (as v) the clean latents of a known
     target video, shifted by ``offset_per_window × window``: what the windowing does with the predictions."""
-    from mtvcrafter.dit.layout import make_scheduler
-    from mtvcrafter.dit.tiny import COGVIDEOX_5B_SCHEDULER
+    from mtvcrafter.dit import COGVIDEOX_5B_SCHEDULER, make_scheduler
 
     pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
@@ -535,8 +534,7 @@ def test_fused_projections_compute_the_same_and_save_the_official_names(tmp_path
     [("FlowMatchEulerDiscreteScheduler", "not a DDPM-family"), ("HeunDiscreteScheduler", "noise schedule differs")],
 )
 def test_schedulers_that_cannot_drive_the_model_are_refused(name, why):
-    from mtvcrafter.dit.layout import make_scheduler
-    from mtvcrafter.dit.tiny import COGVIDEOX_5B_SCHEDULER
+    from mtvcrafter.dit import COGVIDEOX_5B_SCHEDULER, make_scheduler
 
     with pytest.raises(ModelFileError, match=why):
         make_scheduler(name, config=dict(COGVIDEOX_5B_SCHEDULER))

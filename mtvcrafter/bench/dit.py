@@ -165,8 +165,7 @@ def dit_benchmarks(
     size: str | None = None, quick: bool = False, compile_blocks: bool | None = None, clip_steps: int | None = None
 ) -> tuple[list[DiTRow], str, bool]:
     """Rows, a title line, and whether a goal was missed (only judged at full size on an H100)."""
-    from ..dit import MTVCrafterPipeline
-    from ..dit.tiny import COGVIDEOX_5B_SCHEDULER
+    from ..dit import COGVIDEOX_5B_SCHEDULER, MTVCrafterPipeline
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

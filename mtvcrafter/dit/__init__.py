@@ -4,14 +4,15 @@ Needs torch and diffusers (the ``ml`` extra).
 """
 
 from .errors import DiTError, ModelFileError
-from .layout import load_pipeline
-from .pipeline_7b import MotionWindow, MTVCrafterPipeline, MTVCrafterPipelineOutput, prepare_reference
+from .pipeline_7b import MotionWindow, MTVCrafterPipeline, MTVCrafterPipelineOutput, load_pipeline, prepare_reference
 from .rotary import motion_rotary, video_rotary
+from .schedulers import COGVIDEOX_5B_SCHEDULER, make_scheduler
 from .tiny import save_tiny_model_dir, tiny_pipeline
 from .transformer_7b import UNCONDITIONAL_TOKENS, WINDOW_LATENT_FRAMES, MVDiT7BTransformer
 from .windows import WindowPlan, plan_windows
 
 __all__ = [
+    "COGVIDEOX_5B_SCHEDULER",
     "UNCONDITIONAL_TOKENS",
     "WINDOW_LATENT_FRAMES",
     "DiTError",
@@ -22,6 +23,7 @@ __all__ = [
     "MotionWindow",
     "WindowPlan",
     "load_pipeline",
+    "make_scheduler",
     "motion_rotary",
     "plan_windows",
     "prepare_reference",

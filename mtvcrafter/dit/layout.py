@@ -16,17 +16,16 @@ The layout mirrors the two Hugging Face repositories the weights come from::
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXDPMScheduler
-from diffusers.utils import logging as diffusers_logging
+from diffusers import AutoencoderKLCogVideoX
 
 from ..motion import NormStats
 from ..tokenizer import MotionTokenizer, TokenizerError
 from .errors import ModelFileError
 from .loading import read_config
+from .schedulers import make_scheduler
 from .transformer_7b import MVDiT7BTransformer
 
 TRANSFORMER_DIR = "MV-DiT/CogVideoX"
@@ -35,9 +34,6 @@ STATS_DIR = "data"
 BASE_DIR_NAME = "CogVideoX-5b"
 MTVCRAFTER_REPO = "the Hugging Face repo yanboding/MTVCrafter"
 BASE_REPO = "the Hugging Face repo THUDM/CogVideoX-5b"
-
-#: Schedulers by short name; any other diffusers scheduler class name works too.
-SCHEDULERS = {"dpm": CogVideoXDPMScheduler, "ddim": CogVideoXDDIMScheduler}
 
 
 def find_base_dir(model_dir: Path, base_model_dir: str | Path | None = None) -> Path:
@@ -56,74 +52,13 @@ def find_base_dir(model_dir: Path, base_model_dir: str | Path | None = None) -> 
     )
 
 
-@contextmanager
-def _quiet():
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        diffusers_logging.set_verbosity(level)
-
-
-def check_scheduler(scheduler) -> None:
-    """Refuse a scheduler that cannot drive MV-DiT: the model predicts v on CogVideoX's DDPM schedule
-    with zero terminal SNR, and the pipeline needs the scheduler's noise scale, input scaling and
-    ``add_noise`` (to guide overlapping windows)."""
-    name = type(scheduler).__name__
-    missing = [a for a in ("set_timesteps", "step", "scale_model_input", "init_noise_sigma", "add_noise")
-               if not hasattr(scheduler, a)]  # fmt: skip
-    config = getattr(scheduler, "config", {})
-    problems = []
-    if missing:
-        problems.append(f"it has no {', '.join(missing)} (it is not a DDPM-family scheduler)")
-    if config.get("prediction_type", "v_prediction") != "v_prediction" and "prediction_type" in config:
-        problems.append(f"its prediction_type is {config['prediction_type']!r}, the model predicts 'v_prediction'")
-    if "prediction_type" not in config:
-        problems.append("it has no prediction_type setting (the model predicts v)")
-    alphas = getattr(scheduler, "alphas_cumprod", None)
-    if isinstance(alphas, torch.Tensor) and "beta_schedule" in config:
-        with _quiet():
-            expected = CogVideoXDDIMScheduler.from_config(dict(config)).alphas_cumprod
-        if alphas.shape != expected.shape or not torch.allclose(alphas.cpu().double(), expected.double(), atol=1e-5):
-            problems.append("its noise schedule differs from what its configuration describes (it ignores "
-                            "rescale_betas_zero_snr, say), so it would not run CogVideoX's schedule")  # fmt: skip
-    if problems:
-        raise ModelFileError(
-            f"scheduler {name} cannot drive MV-DiT: " + "; ".join(problems) + ". Use dpm (the official), ddim, or "
-            "another DDPM-family diffusers scheduler (DDIMScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler)"
-        )
-
-
-def make_scheduler(scheduler, base: Path | None = None, config: dict | None = None):
-    """A scheduler instance from a name (``dpm``, ``ddim``, or a diffusers class name) or an instance,
-    configured from ``base/scheduler/scheduler_config.json`` (or ``config``)."""
-    if scheduler is not None and not isinstance(scheduler, str):
-        check_scheduler(scheduler)
-        return scheduler
-    name = scheduler or "dpm"
-    cls = SCHEDULERS.get(name.lower())
-    if cls is None:
-        import diffusers
-
-        cls = getattr(diffusers, name, None)
-        if cls is None or not hasattr(cls, "from_config") or "Scheduler" not in name:
-            known = ", ".join(SCHEDULERS)
-            raise ModelFileError(f"unknown scheduler {name!r}; use {known} or a diffusers scheduler class name")
-    if config is None:
-        if base is None:
-            raise ModelFileError("a scheduler configuration is needed (base model folder)")
-        path = base / "scheduler" / "scheduler_config.json"
-        if not path.is_file():
-            raise ModelFileError(f"{path}: missing; copy scheduler/scheduler_config.json from {BASE_REPO}")
-        try:
-            config = cls.load_config(str(path.parent))
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"{path}: not a readable scheduler configuration ({exc})") from None
-    with _quiet():  # CogVideoX's configuration has keys other schedulers do not take
-        instance = cls.from_config(config)
-    check_scheduler(instance)
-    return instance
+def load_scheduler(base: Path, scheduler=None):
+    """``scheduler`` (a name, default ``dpm``, or an instance), configured from
+    ``base/scheduler/scheduler_config.json`` when given by name."""
+    config = None
+    if scheduler is None or isinstance(scheduler, str):
+        config = read_config(base / "scheduler", f"scheduler/ of {BASE_REPO}", name="scheduler_config.json")
+    return make_scheduler(scheduler, config)
 
 
 def load_vae(base: Path, torch_dtype: torch.dtype) -> AutoencoderKLCogVideoX:
@@ -139,17 +74,15 @@ def load_vae(base: Path, torch_dtype: torch.dtype) -> AutoencoderKLCogVideoX:
         ) from None
 
 
-def load_pipeline(
+def load_components(
     model_dir: str | Path,
     base_model_dir: str | Path | None = None,
     torch_dtype: torch.dtype = torch.float32,
     scheduler=None,
     tokenizer_device: str | torch.device = "cpu",
     trust_checkpoint: bool = False,
-):
-    """Build :class:`MTVCrafterPipeline` from the folders described in this module."""
-    from .pipeline_7b import MTVCrafterPipeline
-
+) -> dict:
+    """The pipeline's components (``MTVCrafterPipeline(**components)``) from the folders described in this module."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelFileError(f"{model_dir}: no such folder; it should be a download of {MTVCRAFTER_REPO}")
@@ -157,7 +90,7 @@ def load_pipeline(
     if not transformer_dir.is_dir():
         raise ModelFileError(f"{transformer_dir}: missing; download {TRANSFORMER_DIR}/ from {MTVCRAFTER_REPO}")
     base = find_base_dir(model_dir, base_model_dir)
-    scheduler = make_scheduler(scheduler, base)  # before the weights: a bad name fails in a second
+    scheduler = load_scheduler(base, scheduler)  # before the weights: a bad name fails in a second
     stats = None
     if (model_dir / STATS_DIR / "mean.npy").is_file():
         stats = NormStats.load(model_dir / STATS_DIR)
@@ -179,4 +112,10 @@ def load_pipeline(
         transformer_dir, torch_dtype=torch_dtype, trust_checkpoint=trust_checkpoint
     )
     vae = load_vae(base, torch_dtype)
-    return MTVCrafterPipeline(transformer, vae, scheduler, tokenizer, tokenizer.stats)
+    return {
+        "transformer": transformer,
+        "vae": vae,
+        "scheduler": scheduler,
+        "motion_tokenizer": tokenizer,
+        "stats": tokenizer.stats,
+    }

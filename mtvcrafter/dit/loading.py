@@ -13,13 +13,14 @@ from .errors import ModelFileError
 WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
 
 
-def read_config(folder: Path, origin: str) -> dict:
-    """``folder/config.json`` as a dict; a clear error if the folder or the file is missing or broken."""
+def read_config(folder: Path, origin: str, name: str = "config.json") -> dict:
+    """``folder/name`` as a dict; a clear error if the folder or the file is missing or broken."""
     if not folder.is_dir():
-        raise ModelFileError(f"{folder}: no such folder; it should hold config.json and the weights of {origin}")
-    path = folder / "config.json"
+        held = "config.json and the weights" if name == "config.json" else name
+        raise ModelFileError(f"{folder}: no such folder; it should hold {held} of {origin}")
+    path = folder / name
     if not path.is_file():
-        raise ModelFileError(f"{path}: missing config.json; copy it from {origin}")
+        raise ModelFileError(f"{path}: missing {name}; copy it from {origin}")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -30,7 +30,8 @@ from PIL import Image
 from ..motion import NUM_JOINTS, Motion, NormStats
 from ..tokenizer import VQ_LOSS_WARNING, MotionTokenizer
 from .errors import DiTError
-from .layout import check_scheduler
+from .layout import load_components
+from .schedulers import check_scheduler
 from .transformer_7b import MVDiT7BTransformer
 from .windows import TEMPORAL_COMPRESSION, WINDOW_LATENTS, WindowPlan, plan_windows
 
@@ -154,9 +155,7 @@ class MTVCrafterPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, model_dir, base_model_dir=None, torch_dtype=torch.float32, scheduler=None, **kwargs):
         """Load from local folders (see :mod:`mtvcrafter.dit.layout`); nothing is downloaded."""
-        from .layout import load_pipeline
-
-        return load_pipeline(model_dir, base_model_dir, torch_dtype=torch_dtype, scheduler=scheduler, **kwargs)
+        return cls(**load_components(model_dir, base_model_dir, torch_dtype=torch_dtype, scheduler=scheduler, **kwargs))
 
     # -- state, progress, cancel --------------------------------------------------------------------
 
@@ -475,3 +474,8 @@ class MTVCrafterPipeline(DiffusionPipeline):
         if output_type == "pil":
             return [Image.fromarray(f) for f in frames]
         return frames
+
+
+def load_pipeline(model_dir: str | Path, base_model_dir: str | Path | None = None, **kwargs) -> MTVCrafterPipeline:
+    """:meth:`MTVCrafterPipeline.from_pretrained`, as a function."""
+    return MTVCrafterPipeline.from_pretrained(model_dir, base_model_dir, **kwargs)

@@ -15,24 +15,8 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
 from ..motion import NormStats
 from ..tokenizer import FourDMoT, MotionTokenizer, TokenizerConfig
 from .layout import BASE_DIR_NAME, TOKENIZER_DIR, TRANSFORMER_DIR
+from .schedulers import COGVIDEOX_5B_SCHEDULER
 from .transformer_7b import MVDiT7BTransformer
-
-#: scheduler/scheduler_config.json of THUDM/CogVideoX-5b (the values that matter for sampling).
-COGVIDEOX_5B_SCHEDULER = {
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "clip_sample_range": 1.0,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "sample_max_value": 1.0,
-    "set_alpha_to_one": True,
-    "snr_shift_scale": 1.0,
-    "steps_offset": 0,
-    "timestep_spacing": "trailing",
-}
 
 TINY_LATENT_CHANNELS = 4
 
