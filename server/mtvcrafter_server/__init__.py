@@ -3,14 +3,16 @@
 Start it with ``mtvcrafter serve``; see the README's "HTTP API".
 """
 
-from .config import ServerConfig
-
-__all__ = ["ServerConfig", "create_app", "serve"]
+__all__ = ["Settings", "create_app", "serve"]
 
 
-def __getattr__(name):  # the web stack loads only when the app is asked for
+def __getattr__(name):  # the server's dependencies load only when asked for (``.local`` needs none of them)
     if name in ("create_app", "serve"):
         from . import app
 
         return getattr(app, name)
+    if name in ("Settings", "ServerConfig"):  # ServerConfig: the former name of Settings
+        from .settings import Settings
+
+        return Settings
     raise AttributeError(name)

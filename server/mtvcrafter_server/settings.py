@@ -1,15 +1,20 @@
-"""Server settings (``mtvcrafter serve`` options)."""
+"""Server settings: one pydantic-settings class, read from keywords (``mtvcrafter serve`` options) and the
+environment (``MTVCRAFTER_TOKEN``, ``MTVCRAFTER_DATA_DIR``, ``MTVCRAFTER_MODEL_DIR`` …); a keyword wins."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mtvcrafter.client import is_loopback
 
 
-@dataclass
-class ServerConfig:
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MTVCRAFTER_", extra="forbid")
+
     host: str = "127.0.0.1"
     port: int = 8765
     data_dir: Path = Path("mtvcrafter-data")
@@ -23,15 +28,16 @@ class ServerConfig:
     #: bearer token; required when binding anything but loopback
     token: str | None = None
     #: browser origins allowed to call the API (none by default: no CORS, cross-site requests refused)
-    allowed_origins: list[str] = field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
     max_upload_bytes: int = 64 * 2**20
     max_frames: int = 20_000
     max_image_pixels: int = 40_000_000
     max_output_side: int = 2048
     device: str | None = None
 
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        # Checked after validation, outside it: a plain ValueError whose message the CLI prints as one line.
         if not is_loopback(self.host) and not self.token:
             raise ValueError(
                 f"binding {self.host} exposes the server beyond this machine: set an access token "
