@@ -6,6 +6,9 @@
   the origin was allowed explicitly. Clients such as Blender or httpx send neither.
 - Token: when the server has one, every request needs ``Authorization: Bearer <token>``.
 - Size: a body larger than the limit is refused from its ``Content-Length``, or cut off while streaming.
+
+The OpenAPI schema declares the token as the ``bearer`` scheme (:data:`bearer`); the check itself is the
+middleware's, so that it covers every request, the schema and the docs included.
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ from __future__ import annotations
 import hmac
 import json
 
+from fastapi.security import HTTPBearer
+
 from mtvcrafter.client import is_loopback
 
-from .config import ServerConfig
+from ..settings import Settings
+
+#: the access token in the OpenAPI schema; it checks nothing (SecurityMiddleware does)
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="the server's access token (--token or MTVCRAFTER_TOKEN); needed when the server has one",
+)
 
 
 def _header(scope, name: bytes) -> str | None:
@@ -33,10 +45,10 @@ def _host_name(host: str) -> str:
 
 
 class SecurityMiddleware:
-    def __init__(self, app, config: ServerConfig):
+    def __init__(self, app, settings: Settings):
         self.app = app
-        self.config = config
-        self.loopback = is_loopback(config.host)
+        self.settings = settings
+        self.loopback = is_loopback(settings.host)
 
     async def _refuse(self, send, status: int, code: str, message: str) -> None:
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
@@ -64,17 +76,17 @@ class SecurityMiddleware:
         site = _header(scope, b"sec-fetch-site")
         # the server's own pages (/docs) send their own origin on POST and DELETE
         same_origin = origin is not None and host is not None and origin.lower() in (f"http://{host.lower()}",)
-        allowed = same_origin or origin in self.config.allowed_origins
+        allowed = same_origin or origin in self.settings.allowed_origins
         if (origin is not None and not allowed) or (site in ("cross-site", "same-site") and not allowed):
             return await self._refuse(send, 403, "cross_origin", f"requests from web pages ({origin}) are refused")
-        if self.config.token:
+        if self.settings.token:
             auth = _header(scope, b"authorization") or ""
             given = auth[7:] if auth.lower().startswith("bearer ") else ""
-            if not hmac.compare_digest(given.encode(), self.config.token.encode()):
+            if not hmac.compare_digest(given.encode(), self.settings.token.encode()):
                 return await self._refuse(
                     send, 401, "unauthorized", "missing or wrong access token (Authorization: Bearer …)"
                 )
-        limit = self.config.max_upload_bytes
+        limit = self.settings.max_upload_bytes
         length = _header(scope, b"content-length")
         if length is not None:
             try:

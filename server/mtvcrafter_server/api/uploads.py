@@ -1,49 +1,24 @@
 """Reading what clients upload, within bounds: motion (our .npz or JSON, never a pickle), the reference
-image (header checked before any pixel is decoded), and the job parameters."""
+image (header checked before any pixel is decoded), and the job parameters; storing a job's inputs."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from mtvcrafter.motion import Motion, MotionError, save_motion
 from mtvcrafter.motion.npz import read_npz
 
+from ..jobs.params import JobParams
 from .errors import ApiError
 
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}
-
-
-class JobParams(BaseModel):
-    """Settings of a job (the ``params`` JSON part of ``POST /v1/jobs``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backend: str | None = Field(None, description="preview, tiny or mvdit-7b (default: the server's)")
-    width: int = Field(512, ge=16, le=8192, description="output width, pixels (multiple of 16 for the models)")
-    height: int = Field(512, ge=16, le=8192)
-    steps: int | None = Field(None, ge=1, le=1000, description="denoising steps (default 50; tiny 4)")
-    guidance: float = Field(3.0, ge=0, le=50, allow_inf_nan=False, description="motion guidance scale")
-    seed: int = Field(6666, ge=0, le=2**63 - 2)
-    scheduler: str = Field("dpm", max_length=64, pattern=r"^[A-Za-z0-9_]+$")
-    reference_encoding: Literal["image", "video"] = "image"
-    placement: Literal["fit", "camera"] = Field("fit", description="preview: where the skeleton is drawn")
-    num_frames: int | None = Field(None, ge=1, description="render only the first N frames")
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("preview", "tiny", "mvdit-7b"):
-            raise ValueError("unknown backend; use preview, tiny or mvdit-7b")
-        return value
 
 
 def parse_params(text: str | None) -> JobParams:
@@ -198,30 +173,6 @@ def read_image(data: bytes, max_pixels: int) -> Image.Image:
         return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ApiError(422, "invalid_image", f"the reference image is damaged ({exc})", field="reference") from None
-
-
-def content_key(motion: Motion, image: Image.Image, params: dict, identity: str) -> str:
-    """Same motion + image + settings + seed on the same backend setup → same key (and the same result).
-
-    ``identity`` names what else decides the output (backend weights, device, version)."""
-    digest = hashlib.sha256()
-    facts = {
-        "fps": motion.fps,
-        "frames": motion.num_frames,
-        "fov": motion.fov_deg,
-        "image_size": motion.image_size,
-        "ref_size": image.size,
-        "params": params,
-        "identity": identity,
-    }
-    for part in (
-        np.ascontiguousarray(motion.joints, dtype=np.float32).tobytes(),
-        image.tobytes(),
-        json.dumps(facts, sort_keys=True, default=str).encode(),
-    ):
-        digest.update(len(part).to_bytes(8, "little"))
-        digest.update(part)
-    return digest.hexdigest()
 
 
 def store_inputs(folder: Path, motion: Motion, image: Image.Image) -> None:

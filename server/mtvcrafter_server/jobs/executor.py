@@ -10,15 +10,16 @@ import shutil
 import threading
 import time
 import traceback
-from pathlib import Path
 
 from PIL import Image
 
 from mtvcrafter.motion import load_motion
 
-from .backends import Backend
-from .config import ServerConfig
-from .errors import Cancelled
+from ..backends import Backend
+from ..errors import Cancelled
+from ..settings import Settings
+from .files import DataFolder
+from .params import JobParams
 from .store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore
 
 log = logging.getLogger("mtvcrafter_server")
@@ -26,6 +27,9 @@ log = logging.getLogger("mtvcrafter_server")
 
 class Executor:
     """What the API needs from whatever runs jobs."""
+
+    #: the id of the job running now (None: none)
+    current: str | None = None
 
     def submit(self, job_id: str) -> None:
         raise NotImplementedError
@@ -41,47 +45,9 @@ class Executor:
         pass
 
 
-class DataFolder:
-    """Every path the server reads or writes, built from validated ids and checked to lie inside the folder."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root).resolve()
-        for sub in ("jobs", "results", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-
-    def lock(self) -> None:
-        """Hold an exclusive lock on the folder for the life of the process (where the OS has flock)."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks here; one server per folder is then up to the user
-            return
-        self._lock_file = open(self.root / ".lock", "w")  # noqa: SIM115 - held open on purpose
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise RuntimeError(
-                f"another server is using the data folder {self.root}; stop it, or use another --data-dir"
-            ) from None
-
-    def inside(self, path: Path) -> Path:
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self.root):
-            raise PermissionError(f"{path} is outside the data folder")
-        return resolved
-
-    def job_dir(self, job_id: str) -> Path:
-        return self.inside(self.root / "jobs" / job_id)
-
-    def result(self, cache_key: str) -> Path:
-        return self.inside(self.root / "results" / f"{cache_key}.mp4")
-
-    def tmp(self) -> Path:
-        return self.inside(self.root / "tmp")
-
-
 class InProcessExecutor(Executor):
-    def __init__(self, config: ServerConfig, store: JobStore, files: DataFolder, backends: dict[str, Backend]):
-        self.config = config
+    def __init__(self, settings: Settings, store: JobStore, files: DataFolder, backends: dict[str, Backend]):
+        self.settings = settings
         self.store = store
         self.files = files
         self.backends = backends
@@ -185,9 +151,7 @@ class InProcessExecutor(Executor):
         )
 
 
-def backend_params(params: dict):
-    from .inputs import JobParams
-
+def backend_params(params: dict) -> JobParams:
     return JobParams(**params)
 
 

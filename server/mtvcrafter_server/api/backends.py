@@ -1,0 +1,40 @@
+"""``GET /v1/backends``: what can render here, and which one jobs get when they name none."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..backends import PREFERENCE, Backend
+from ..settings import Settings
+from .deps import BackendsDep, SettingsDep
+from .models import BackendInfo
+
+router = APIRouter(prefix="/v1/backends", tags=["backends"])
+
+
+def default_backend(settings: Settings, backends: dict[str, Backend]) -> str:
+    """The server's ``--backend``, else the first available in order of preference."""
+    if settings.backend:
+        return settings.backend
+    for name in PREFERENCE:
+        if backends[name].status()[0]:
+            return name
+    return "preview"
+
+
+@router.get("", response_model=list[BackendInfo])
+def list_backends(settings: SettingsDep, backends: BackendsDep):
+    default = default_backend(settings, backends)
+    out = []
+    for name, backend in backends.items():
+        available, reason = backend.status()
+        out.append(
+            {
+                "name": name,
+                "available": available,
+                "reason": reason,
+                "description": backend.description,
+                "default": name == default,
+            }
+        )
+    return out

@@ -1,0 +1,60 @@
+"""What the API answers with (and ``JobParams``, what ``POST /v1/jobs`` takes as ``params``): declared once,
+used by the routes as their response models and by the OpenAPI schema."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from ..jobs.params import JobParams
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    default_backend: str
+    queued: int
+    running: str | None
+
+
+class BackendInfo(BaseModel):
+    name: str
+    available: bool
+    reason: str
+    description: str
+    default: bool
+
+
+class JobInfo(BaseModel):
+    id: str
+    status: str
+    backend: str
+    params: dict
+    progress: float
+    phase: str
+    message: str
+    eta_s: float | None
+    frames: int
+    fps: float
+    width: int
+    height: int
+    cached: bool
+    warnings: list[str]
+    created: float
+    started: float | None
+    finished: float | None
+    result_ready: bool
+    queue_position: int | None = None
+
+
+class TokenizeResult(BaseModel):
+    frames: int
+    latent_frames: int
+    codes: list[list[int]]
+    vq_loss: float
+    mpjpe_mm: float
+    joint_error_mm: list[float]
+    warning: str | None
+    reconstruction_mm: list[list[list[float]]] | None = None
+
+
+__all__ = ["BackendInfo", "Health", "JobInfo", "JobParams", "TokenizeResult"]

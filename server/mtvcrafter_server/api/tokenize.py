@@ -1,0 +1,50 @@
+"""``POST /v1/tokenize``: what 4DMoT makes of a motion (codes, vq loss, per-joint error) before a render."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile
+
+from .deps import BackendsDep, FilesDep, SettingsDep
+from .errors import ApiError
+from .models import TokenizeResult
+from .uploads import read_motion
+
+router = APIRouter(prefix="/v1/tokenize", tags=["tokenize"])
+
+
+@router.post("", response_model=TokenizeResult)
+def tokenize(
+    motion: Annotated[UploadFile, File(description="our .npz or JSON motion")],
+    settings: SettingsDep,
+    files: FilesDep,
+    backends: BackendsDep,
+    reconstruction: bool = False,
+):
+    try:
+        tokenizer = backends["preview"].tokenizer()
+    except Exception as exc:  # a missing or unreadable checkpoint: the server's setting, not the request
+        raise ApiError(503, "no_tokenizer", f"the configured 4DMoT checkpoint cannot be loaded: {exc}") from None
+    if tokenizer is None:
+        raise ApiError(
+            503, "no_tokenizer", "no 4DMoT checkpoint configured: start the server with --tokenizer or --model-dir"
+        )
+    with tempfile.TemporaryDirectory(dir=files.tmp()) as tmp:
+        parsed = read_motion(motion.file.read(), motion.filename or "", Path(tmp), settings.max_frames)
+    result = tokenizer.reconstruct(parsed.joints)
+    warning = None
+    if result.vq_loss > 0.1:
+        warning = f"vq loss {result.vq_loss:.3f} > 0.1: the video model may render this motion poorly"
+    return {
+        "frames": parsed.num_frames,
+        "latent_frames": int(result.codes.shape[0]),
+        "codes": result.codes.tolist(),
+        "vq_loss": result.vq_loss,
+        "mpjpe_mm": result.mpjpe_mm,
+        "joint_error_mm": [float(v) for v in result.joint_error_mm],
+        "warning": warning,
+        "reconstruction_mm": result.reconstruction_mm.round(2).tolist() if reconstruction else None,
+    }
