@@ -10,14 +10,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol
-
-from PIL import Image
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from mtvcrafter.motion import Motion
 
 from .errors import SettingsError
 from .settings import RenderSettings
+
+if TYPE_CHECKING:  # Pillow loads with the first render (the command line builds its options without it)
+    from PIL import Image
 
 
 class Progress(Protocol):

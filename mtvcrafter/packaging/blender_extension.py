@@ -1,14 +1,18 @@
 """``mtvcrafter blender build``: the installable Blender extension zip (add-on code + the wheels it needs).
 
 The zip holds ``blender_manifest.toml`` (with its ``wheels`` list filled in), the add-on's Python files,
-``presets/render`` and ``presets/bones``, and ``wheels/``: this package (for ``mtvcrafter.motion``;
-Blender never imports the model stack) and httpx with its pure-Python dependencies. Install it with
+``presets/render`` and ``presets/bones``, and ``wheels/``: a wheel of the only parts of this package the
+add-on imports (``mtvcrafter.motion`` with its data and bone maps, and the HTTP client
+``mtvcrafter.client``; Blender never sees the model stack or the server) and httpx with its pure-Python
+dependencies. Install it with
 Blender's Preferences › Get Extensions › Install from Disk. Wheels are fetched from the package index
 at build time, or taken from ``--wheels-from`` (offline builds); nothing is fetched when Blender runs.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import shutil
 import subprocess
@@ -26,8 +30,61 @@ CLIENT_WHEELS = ("httpx", "httpcore", "h11", "anyio", "idna", "certifi", "typing
 PRESET_KINDS = ("render", "bones")
 
 
+#: What of this package the add-on imports (see the import-linter contract in pyproject.toml).
+CORE_MODULES = ("mtvcrafter/__init__.py", "mtvcrafter/client.py")
+CORE_PACKAGES = ("mtvcrafter/motion",)
+
+
 class BuildError(Exception):
     """The extension could not be built; the message says what is missing."""
+
+
+def _version() -> str:
+    text = (ROOT / "mtvcrafter" / "__init__.py").read_text(encoding="utf-8")
+    found = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    if found is None:
+        raise BuildError(f"{ROOT / 'mtvcrafter' / '__init__.py'}: no __version__")
+    return found.group(1)
+
+
+def core_files() -> dict[str, Path]:
+    """Archive name → source file of what the add-on needs of this package: the motion core (code, the
+    official statistics, the bone maps where an installed package keeps them) and the HTTP client."""
+    files = {name: ROOT / name for name in CORE_MODULES}
+    for package in CORE_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+                files[path.relative_to(ROOT).as_posix()] = path
+    for path in sorted((ROOT / "presets" / "bones").glob("*.json")):
+        files[f"mtvcrafter/motion/bones/{path.name}"] = path
+    return files
+
+
+def build_core_wheel(folder: Path) -> Path:
+    """A pure-Python wheel ``mtvcrafter-<version>-py3-none-any.whl`` holding only :func:`core_files`."""
+    version = _version()
+    dist_info = f"mtvcrafter-{version}.dist-info"
+    metadata = {
+        f"{dist_info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: mtvcrafter\nVersion: {version}\n"
+            "Summary: MTVCrafter motion core and HTTP client, as the Blender extension bundles them\n"
+            "Requires-Dist: numpy\nRequires-Dist: httpx\n"
+        ),
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: mtvcrafter\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"mtvcrafter-{version}-py3-none-any.whl"
+    records = []
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as wheel:
+        entries = [(name, path.read_bytes()) for name, path in core_files().items()]
+        entries += [(name, text.encode()) for name, text in metadata.items()]
+        for name, data in entries:
+            wheel.writestr(name, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            records.append(f"{name},sha256={digest},{len(data)}")
+        records.append(f"{dist_info}/RECORD,,")
+        wheel.writestr(f"{dist_info}/RECORD", "\n".join(records) + "\n")
+    return target
 
 
 def _run(command: list[str]) -> None:
@@ -47,13 +104,8 @@ def _pinned(name: str) -> str:
 
 
 def collect_wheels(folder: Path, wheels_from: Path | None = None) -> list[Path]:
-    """Our wheel (built from this checkout) and the client's, in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(folder), str(ROOT)]
-    try:  # with the setuptools already here (works offline), else in an isolated build environment
-        _run([*command[:5], "--no-build-isolation", *command[5:]])
-    except BuildError:
-        _run(command)
+    """Our core wheel (built from this checkout) and the client's, in ``folder``."""
+    build_core_wheel(folder)
     if wheels_from is not None:
         for name in CLIENT_WHEELS:
             found = sorted(Path(wheels_from).glob(f"{name}-*.whl"))
