@@ -1,0 +1,174 @@
+"""The backends layer: every render default and bound once, one registry of backends, and one render path
+for the command line and the server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtvcrafter.backends import (
+    BACKENDS,
+    SETTINGS,
+    BackendError,
+    RenderRequest,
+    RenderSettings,
+    SettingsError,
+    backend_names,
+    get_backend,
+)
+from mtvcrafter.cli import build_parser
+from mtvcrafter.motion import load_motion
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_defaults_are_the_official_settings():
+    settings = RenderSettings()
+    # SPEC §5: 512x512, guidance 3.0, DPM scheduler, seed 6666; steps left to the backend (50, tiny 4)
+    assert (settings.width, settings.height, settings.guidance, settings.seed, settings.scheduler) == (
+        512,
+        512,
+        3.0,
+        6666,
+        "dpm",
+    )
+    assert settings.steps is None
+    assert get_backend("mvdit-7b").steps(settings) == 50 and get_backend("tiny").steps(settings) == 4
+    assert [s.name for s in SETTINGS] == list(settings.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"width": 15}, "width"),
+        ({"height": 9000}, "height"),
+        ({"steps": 0}, "steps"),
+        ({"guidance": float("nan")}, "guidance"),
+        ({"guidance": 51}, "guidance"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**63 - 1}, "seed"),
+        ({"scheduler": "../x"}, "scheduler"),
+        ({"dtype": "int8"}, "dtype"),
+        ({"offload": "disk"}, "offload"),
+        ({"placement": "left"}, "placement"),
+        ({"width": True}, "width"),
+        ({"num_frames": 0}, "num_frames"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_a_setting_out_of_bounds_is_refused_naming_it(values, field):
+    with pytest.raises(SettingsError) as error:
+        RenderSettings.from_dict(values)
+    assert error.value.field == field and field in str(error.value)
+
+
+def test_every_bundled_render_preset_is_valid_for_its_backend():
+    presets = sorted((ROOT / "presets" / "render").glob("*.json"))
+    assert presets
+    for path in presets:
+        preset = json.loads(path.read_text())
+        backend = get_backend(preset["backend"])
+        settings = RenderSettings.from_dict(
+            {k: v for k, v in preset.items() if k not in ("name", "description", "backend")}
+        )
+        backend.check(settings)
+
+
+def test_each_backend_refuses_sizes_it_cannot_render():
+    with pytest.raises(SettingsError, match="even") as odd:
+        get_backend("preview").check(RenderSettings(width=65, height=64))
+    assert odd.value.field == "width"
+    with pytest.raises(SettingsError, match="multiples of 16 for tiny"):
+        get_backend("tiny").check(RenderSettings(width=72, height=64))
+    get_backend("tiny").check(RenderSettings(width=64, height=96))
+    with pytest.raises(BackendError, match="unknown backend 'mvdit-99b'; use one of preview, tiny, mvdit-7b"):
+        get_backend("mvdit-99b")
+
+
+def test_the_command_line_lists_the_registry_backends_and_the_settings():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for command in ("animate", "serve"):
+        backend = next(a for a in commands[command]._actions if a.dest == "backend")
+        assert tuple(backend.choices) == backend_names() == tuple(BACKENDS)
+    animate_options = {a.dest for a in commands["animate"]._actions}
+    assert {s.name for s in SETTINGS} <= animate_options
+
+
+def test_importing_the_registry_loads_no_model_stack():
+    code = (
+        "import sys, mtvcrafter.backends, mtvcrafter.cli; "
+        "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_an_unavailable_backend_says_why_and_the_command_line_says_it_in_one_line(
+    tmp_path, sample_pkl, reference_image
+):
+    available, reason = get_backend("mvdit-7b").status()
+    assert not available and "--model-dir" in reason
+    result = subprocess.run(
+        [sys.executable, "-m", "mtvcrafter", "animate", "--backend", "mvdit-7b", "--ref", str(reference_image),
+         "--motion", str(sample_pkl), "--out", str(tmp_path / "o.mp4")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: --backend mvdit-7b is not available: {reason}"]
+
+
+def test_the_preview_draws_the_tokenizer_reconstruction_when_one_is_configured(tmp_path, sample_pkl, reference_image):
+    from PIL import Image
+
+    pytest.importorskip("torch")
+    from mtvcrafter.backends import BackendConfig
+    from mtvcrafter.dit.tiny import tiny_tokenizer
+    from mtvcrafter.render import read_mp4_info
+
+    tiny_tokenizer(0).save_pretrained(tmp_path / "4dmot")
+    motion = load_motion(sample_pkl, clip=4).slice(0, 17)
+    image = Image.open(reference_image)
+    settings = RenderSettings(width=64, height=64)
+    plain = get_backend("preview").run(RenderRequest(motion, image, settings, tmp_path / "plain.mp4"))
+    overlaid = get_backend("preview", BackendConfig(tokenizer=tmp_path / "4dmot")).run(
+        RenderRequest(motion, image, settings, tmp_path / "overlay.mp4")
+    )
+    assert read_mp4_info(plain.path)["frames"] == read_mp4_info(overlaid.path)["frames"] == 17
+    assert plain.path.read_bytes() != overlaid.path.read_bytes()
+
+
+def test_the_extension_wheel_holds_only_the_motion_core_and_the_client(tmp_path):
+    from mtvcrafter.packaging.blender_extension import build_core_wheel
+
+    wheel = build_core_wheel(tmp_path)
+    names = zipfile.ZipFile(wheel).namelist()
+    code = {n for n in names if n.endswith(".py")}
+    assert "mtvcrafter/client.py" in code and "mtvcrafter/motion/__init__.py" in code
+    assert all(
+        n.startswith("mtvcrafter/motion/") or n in ("mtvcrafter/__init__.py", "mtvcrafter/client.py") for n in code
+    )
+    assert {"mtvcrafter/motion/data/mean.npy", "mtvcrafter/motion/bones/mixamo.json"} <= set(names)
+    # the wheel installs and imports without the rest of the package
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    code_check = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import mtvcrafter.motion, mtvcrafter.client; "
+        "from mtvcrafter.motion.bone_maps import load_bone_maps; "
+        "print(mtvcrafter.motion.__file__, len(load_bone_maps()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code_check, str(target)], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.split()
+    assert out[0].startswith(str(target)) and int(out[1]) >= 5
+    assert np.load(target / "mtvcrafter" / "motion" / "data" / "mean.npy").shape == (24, 3)
