@@ -50,6 +50,8 @@ class BackendConfig:
     device: str | None = None
     #: allow full unpickling of ``.pt``/``.bin`` weights that safe loading refuses
     trust_checkpoint: bool = False
+    #: threads for work on the CPU (None: torch's default); a server leaves a core to its HTTP API
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("model_dir", "base_model_dir", "tokenizer"):

@@ -65,6 +65,8 @@ class PipelineBackend(Backend):
                     pipe.to(device)
                 pipe.enable_vae_tiling()  # as the official script
                 pipe.set_progress_bar_config(disable=True)
+                if device == "cpu" and self.config.cpu_threads:
+                    torch.set_num_threads(self.config.cpu_threads)
                 self._scheduler_config = dict(pipe.scheduler.config)
                 self._pipe, self._loaded_as = pipe, wanted
             return self._pipe
