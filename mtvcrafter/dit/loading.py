@@ -8,9 +8,28 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelFileError
+from .errors import DiTError, ModelFileError
 
 WEIGHT_NAMES = ("diffusion_pytorch_model", "model")
+
+
+def refuse_unknown_keywords(where: str, unknown: dict, known: list[str]) -> None:
+    """diffusers' ``from_pretrained`` drops keywords it does not know; ours say so, since a misspelt
+    ``torch_dtype`` silently loading float32 weights costs a user an out-of-memory error later."""
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise DiTError(
+            f"{where} got unknown keyword argument(s) {names}; it takes {', '.join(known)} (local folders only: "
+            "nothing is downloaded, so hub options such as revision or token do not apply)"
+        )
+
+
+def check_torch_dtype(where: str, torch_dtype) -> None:
+    """``torch_dtype`` must be None or a floating-point ``torch.dtype``."""
+    if torch_dtype is not None and not (isinstance(torch_dtype, torch.dtype) and torch_dtype.is_floating_point):
+        raise DiTError(
+            f"{where}: torch_dtype must be a floating-point torch.dtype (torch.bfloat16, say), got {torch_dtype!r}"
+        )
 
 
 def read_config(folder: Path, origin: str, name: str = "config.json") -> dict:

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.attention import FeedForward
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention import AttentionMixin, AttentionModuleMixin, FeedForward
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
@@ -24,6 +23,7 @@ from torch import nn
 
 from ..motion import NUM_JOINTS
 from .errors import DiTError, ModelFileError
+from .loading import check_torch_dtype, load_weights, read_config, refuse_unknown_keywords
 from .rotary import apply_rotary, motion_rotary, video_rotary
 
 #: Latent frames of one MV-DiT window (49 video frames); the learned unconditional tokens cover them.
@@ -34,44 +34,156 @@ UNCONDITIONAL_TOKENS = WINDOW_LATENT_FRAMES * NUM_JOINTS
 Rotary = tuple[torch.Tensor, torch.Tensor]
 
 
-class MotionAttnProcessor:
-    """Scaled-dot-product attention with per-head q/k LayerNorm and rotary tables for q and k.
+class MVDiTAttnProcessor:
+    """MV-DiT's attention: q/k/v projections, per-head q/k LayerNorm, rotary embeddings, scaled-dot-product
+    attention, output projection.
 
-    Self-attention (``attn1``) passes the video table for both; motion attention (``attn0``) passes
-    the video table for the queries and the motion table for the keys (values come from the
-    motion tokens). Fused q/k/v projections (``attn.fuse_projections()``) are used when present.
+    Self-attention (``attn1``, no ``encoder_hidden_states``) rotates q and k with ``image_rotary_emb``.
+    Motion attention (``attn0``) takes keys and values from the motion tokens: q is rotated with
+    ``image_rotary_emb`` (the video tokens' table) and k with ``motion_rotary_emb`` (the motion
+    tokens'). Uses the module's fused projections (``to_qkv``; ``to_kv`` for motion attention) when
+    :meth:`MVDiTAttention.fuse_projections` made them. The attention itself goes through diffusers'
+    ``dispatch_attention_fn``, so ``set_attention_backend`` chooses the kernel.
     """
+
+    _attention_backend = None
 
     def __call__(
         self,
-        attn: Attention,
+        attn: MVDiTAttention,
         hidden_states: torch.Tensor,
         encoder_hidden_states: torch.Tensor | None = None,
-        rotary_q: Rotary | None = None,
-        rotary_k: Rotary | None = None,
+        image_rotary_emb: Rotary | None = None,
+        motion_rotary_emb: Rotary | None = None,
     ) -> torch.Tensor:
+        """``hidden_states`` ``(B, N, D)`` video tokens, ``encoder_hidden_states`` ``(B, M, D_motion)`` motion
+        tokens or None; rotary tables ``(cos, sin)`` of shape ``(N, head_dim)`` and ``(M, head_dim)``.
+        Returns ``(B, N, D)``."""
         batch = hidden_states.shape[0]
-        if encoder_hidden_states is None and getattr(attn, "fused_projections", False):
+        if attn.fused_projections and encoder_hidden_states is None:
             query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        elif encoder_hidden_states is not None and getattr(attn, "fused_projections", False):
+        elif attn.fused_projections:
             query = attn.to_q(hidden_states)
             key, value = attn.to_kv(encoder_hidden_states).chunk(2, dim=-1)
         else:
             context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
             query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
-        heads = attn.heads
-        query = query.unflatten(-1, (heads, -1)).transpose(1, 2)
-        key = key.unflatten(-1, (heads, -1)).transpose(1, 2)
-        value = value.unflatten(-1, (heads, -1)).transpose(1, 2)
+        # (B, tokens, heads, head_dim) → (B, heads, tokens, head_dim): the layout the rotary tables broadcast over
+        query, key, value = (t.unflatten(-1, (attn.heads, -1)).transpose(1, 2) for t in (query, key, value))
         query = attn.norm_q(query)
         key = attn.norm_k(key)
-        if rotary_q is not None:
-            query = apply_rotary(query, rotary_q)
-        if rotary_k is not None:
-            key = apply_rotary(key, rotary_k)
-        out = F.scaled_dot_product_attention(query, key, value)
-        out = out.transpose(1, 2).reshape(batch, -1, heads * out.shape[-1])
+        key_rotary = image_rotary_emb if encoder_hidden_states is None else motion_rotary_emb
+        if image_rotary_emb is not None:
+            query = apply_rotary(query, image_rotary_emb)
+        if key_rotary is not None:
+            key = apply_rotary(key, key_rotary)
+        out = dispatch_attention_fn(
+            query.transpose(1, 2),
+            key.transpose(1, 2),
+            value.transpose(1, 2),
+            backend=self._attention_backend,
+        )
+        out = out.reshape(batch, -1, attn.heads * out.shape[-1])
         return attn.to_out[1](attn.to_out[0](out))
+
+
+class MVDiTAttention(nn.Module, AttentionModuleMixin):
+    """Multi-head attention with per-head q/k LayerNorm, its math in a swappable processor.
+
+    ``cross_attention_dim`` given: keys and values come from ``encoder_hidden_states`` of that width
+    (motion attention). Parameter names are those of diffusers' ``Attention`` (``to_q``, ``to_k``,
+    ``to_v``, ``norm_q``, ``norm_k``, ``to_out.0``), so the official checkpoint loads unchanged.
+    """
+
+    _default_processor_cls = MVDiTAttnProcessor
+    _available_processors = [MVDiTAttnProcessor]
+
+    def __init__(
+        self,
+        query_dim: int,
+        heads: int,
+        dim_head: int,
+        cross_attention_dim: int | None = None,
+        bias: bool = True,
+        eps: float = 1e-6,
+        processor=None,
+    ):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.is_cross_attention = cross_attention_dim is not None
+        self.to_q = nn.Linear(query_dim, inner, bias=bias)
+        self.to_k = nn.Linear(cross_attention_dim or query_dim, inner, bias=bias)
+        self.to_v = nn.Linear(cross_attention_dim or query_dim, inner, bias=bias)
+        self.norm_q = nn.LayerNorm(dim_head, eps=eps)
+        self.norm_k = nn.LayerNorm(dim_head, eps=eps)
+        self.to_out = nn.ModuleList([nn.Linear(inner, query_dim, bias=True), nn.Dropout(0.0)])
+        self.set_processor(processor if processor is not None else self._default_processor_cls())
+
+    def _fusable(self) -> tuple[tuple[str, ...], str]:
+        """The projections fused together and the fused one's name: q, k, v of self-attention; k, v of
+        cross-attention (its queries come from other tokens)."""
+        return (("to_k", "to_v"), "to_kv") if self.is_cross_attention else (("to_q", "to_k", "to_v"), "to_qkv")
+
+    @torch.no_grad()
+    def fuse_projections(self) -> None:
+        """One linear for q, k and v (k and v for cross-attention). Unlike diffusers' default, the separate
+        projections are replaced, not kept beside it: at 7B that saves 4 GB in bf16."""
+        if self.fused_projections:
+            return
+        names, fused = self._fusable()
+        parts = [getattr(self, n) for n in names]
+        bias = parts[0].bias is not None
+        weight = parts[0].weight
+        width = sum(p.out_features for p in parts)
+        linear = nn.Linear(parts[0].in_features, width, bias=bias, device=weight.device, dtype=weight.dtype)
+        linear.weight.copy_(torch.cat([p.weight for p in parts]))
+        if bias:
+            linear.bias.copy_(torch.cat([p.bias for p in parts]))
+        for n in names:
+            delattr(self, n)
+        setattr(self, fused, linear)
+        self.fused_projections = True
+
+    @torch.no_grad()
+    def unfuse_projections(self) -> None:
+        """Back to the separate projections (the official parameter names), split from the fused one."""
+        if not self.fused_projections:
+            return
+        names, fused = self._fusable()
+        linear = getattr(self, fused)
+        width = linear.out_features // len(names)
+        for k, n in enumerate(names):
+            part = nn.Linear(
+                linear.in_features,
+                width,
+                bias=linear.bias is not None,
+                device=linear.weight.device,
+                dtype=linear.weight.dtype,
+            )
+            part.weight.copy_(linear.weight[k * width : (k + 1) * width])
+            if linear.bias is not None:
+                part.bias.copy_(linear.bias[k * width : (k + 1) * width])
+            setattr(self, n, part)
+        delattr(self, fused)
+        self.fused_projections = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        image_rotary_emb: Rotary | None = None,
+        motion_rotary_emb: Rotary | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        return self.processor(
+            self,
+            hidden_states,
+            encoder_hidden_states,
+            image_rotary_emb=image_rotary_emb,
+            motion_rotary_emb=motion_rotary_emb,
+            **kwargs,
+        )
 
 
 class AdaLayerNormZero(nn.Module):
@@ -128,18 +240,9 @@ class MVDiTBlock(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        common = dict(
-            dim_head=head_dim,
-            heads=heads,
-            qk_norm="layer_norm",
-            eps=1e-6,
-            bias=attention_bias,
-            out_bias=True,
-            processor=MotionAttnProcessor(),
-        )
-        self.attn0 = Attention(query_dim=dim, cross_attention_dim=motion_token_dim, **common)
+        self.attn0 = MVDiTAttention(dim, heads, head_dim, cross_attention_dim=motion_token_dim, bias=attention_bias)
         self.norm1 = AdaLayerNormZero(time_embed_dim, dim, norm_elementwise_affine, norm_eps)
-        self.attn1 = Attention(query_dim=dim, **common)
+        self.attn1 = MVDiTAttention(dim, heads, head_dim, bias=attention_bias)
         self.norm2 = AdaLayerNormZero(time_embed_dim, dim, norm_elementwise_affine, norm_eps)
         self.ff = FeedForward(dim, dropout=dropout, activation_fn=activation_fn, final_dropout=True, bias=True)
 
@@ -152,15 +255,18 @@ class MVDiTBlock(nn.Module):
         motion_rope: Rotary,
     ) -> torch.Tensor:
         x, gate = self.norm1(hidden_states, temb)
-        hidden_states = hidden_states + gate * self.attn1.processor(self.attn1, x, None, video_rope, video_rope)
-        hidden_states = hidden_states + self.attn0.processor(
-            self.attn0, hidden_states, motion_tokens, video_rope, motion_rope
+        hidden_states = hidden_states + gate * self.attn1(hidden_states=x, image_rotary_emb=video_rope)
+        hidden_states = hidden_states + self.attn0(
+            hidden_states=hidden_states,
+            encoder_hidden_states=motion_tokens,
+            image_rotary_emb=video_rope,
+            motion_rotary_emb=motion_rope,
         )
         x, gate = self.norm2(hidden_states, temb)
         return hidden_states + gate * self.ff(x)
 
 
-class MVDiT7BTransformer(ModelMixin, ConfigMixin):
+class MVDiT7BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
     """The MV-DiT-7B transformer (48 heads × 64, 42 blocks in the official configuration).
 
     ``model(hidden_states, timestep, motion_tokens, joint_mean).sample`` with ``hidden_states``
@@ -281,55 +387,8 @@ class MVDiT7BTransformer(ModelMixin, ConfigMixin):
 
     @property
     def fused_projections(self) -> bool:
-        return any(getattr(b.attn1, "fused_projections", False) for b in self.transformer_blocks)
-
-    def _projection_groups(self):
-        """``(attention, separate projection names, fused name)`` for every block: q/k/v of
-        self-attention, k/v of motion attention."""
-        for block in self.transformer_blocks:
-            yield block.attn1, ("to_q", "to_k", "to_v"), "to_qkv"
-            yield block.attn0, ("to_k", "to_v"), "to_kv"
-
-    @torch.no_grad()
-    def fuse_qkv_projections(self) -> None:
-        """One matrix multiply for q, k and v of self-attention, and one for k and v of motion
-        attention. The separate projections are replaced (no extra memory); :meth:`save_pretrained`
-        still writes the official names, and :meth:`unfuse_qkv_projections` restores them."""
-        for attn, names, fused in self._projection_groups():
-            if getattr(attn, "fused_projections", False):
-                continue
-            parts = [getattr(attn, n) for n in names]
-            linear = nn.Linear(
-                parts[0].in_features,
-                sum(p.out_features for p in parts),
-                bias=True,
-                device=parts[0].weight.device,
-                dtype=parts[0].weight.dtype,
-            )
-            linear.weight.copy_(torch.cat([p.weight for p in parts]))
-            linear.bias.copy_(torch.cat([p.bias for p in parts]))
-            for n in names:
-                delattr(attn, n)
-            setattr(attn, fused, linear)
-            attn.fused_projections = True
-
-    @torch.no_grad()
-    def unfuse_qkv_projections(self) -> None:
-        """Back to separate q, k, v projections (the official parameter names)."""
-        for attn, names, fused in self._projection_groups():
-            if not getattr(attn, "fused_projections", False):
-                continue
-            linear = getattr(attn, fused)
-            width = linear.out_features // len(names)
-            for k, n in enumerate(names):
-                part = nn.Linear(
-                    linear.in_features, width, bias=True, device=linear.weight.device, dtype=linear.weight.dtype
-                )
-                part.weight.copy_(linear.weight[k * width : (k + 1) * width])
-                part.bias.copy_(linear.bias[k * width : (k + 1) * width])
-                setattr(attn, n, part)
-            delattr(attn, fused)
-            attn.fused_projections = False
+        """Whether :meth:`fuse_qkv_projections` is in effect (q/k/v of self-attention, k/v of motion attention)."""
+        return any(block.attn1.fused_projections for block in self.transformer_blocks)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """diffusers' ``save_pretrained``, always with the official parameter names."""
@@ -401,24 +460,33 @@ class MVDiT7BTransformer(ModelMixin, ConfigMixin):
     @classmethod
     def from_pretrained(
         cls,
-        folder: str | Path,
+        pretrained_model_name_or_path: str | Path,
+        subfolder: str | None = None,
         torch_dtype: torch.dtype | None = None,
         device: str | torch.device = "cpu",
-        subfolder: str | None = None,
         trust_checkpoint: bool = False,
-        **_ignored,
+        local_files_only: bool | None = None,
+        **kwargs,
     ) -> MVDiT7BTransformer:
         """Load an ``MV-DiT/CogVideoX`` folder as the authors published it (or as :meth:`save_pretrained` writes).
 
-        Reads ``config.json`` and the weights: ``diffusion_pytorch_model.safetensors`` or ``.bin``,
-        sharded (with its ``.index.json``) or not, or any single ``*.safetensors``/``*.bin`` file.
-        Names and shapes are checked strictly; ``torch_dtype`` converts tensor by tensor.
-        ``.bin`` files load with ``weights_only=True`` unless ``trust_checkpoint`` (runs their
-        pickle code). Nothing is downloaded.
+        ``pretrained_model_name_or_path``: a local folder (``subfolder`` inside it, if given) holding
+        ``config.json`` and the weights: ``diffusion_pytorch_model.safetensors`` or ``.bin``, sharded
+        (with its ``.index.json``) or not, or any single ``*.safetensors``/``*.bin`` file. Names and
+        shapes are checked strictly. ``torch_dtype`` converts tensor by tensor as they are read (None:
+        as stored); ``device`` is where the tensors are read to. ``.bin`` files load with
+        ``weights_only=True`` unless ``trust_checkpoint`` (runs their pickle code). Nothing is
+        downloaded (``local_files_only`` is accepted for compatibility and changes nothing); any other
+        keyword is refused with a :class:`DiTError`.
         """
-        from .loading import load_weights, read_config
-
-        folder = Path(folder) / subfolder if subfolder else Path(folder)
+        where = f"{cls.__name__}.from_pretrained"
+        refuse_unknown_keywords(
+            where, kwargs, ["subfolder", "torch_dtype", "device", "trust_checkpoint", "local_files_only"]
+        )
+        check_torch_dtype(where, torch_dtype)
+        folder = Path(pretrained_model_name_or_path)
+        if subfolder:
+            folder = folder / subfolder
         config = read_config(folder, "MV-DiT/CogVideoX in the Hugging Face repo yanboding/MTVCrafter")
         try:
             with torch.device("meta"):
