@@ -1,15 +1,22 @@
-"""MTVCrafter bridge: SMPL motion in and out of Blender, and one-click video generation on an MTVCrafter server."""
+"""MTVCrafter bridge: SMPL motion in and out of Blender, and one-click video generation on an MTVCrafter server.
 
-from . import animate, operators, retarget
+The work is in plain functions a script can call — ``import_export`` (import_motion, export_motion), ``animate``
+(animate, cancel, check_motion, refresh_backends), ``retarget`` (retarget_rig, fill_bone_map, save_as_preset) —
+over ``armature``, ``bone_maps`` and ``presets``; ``operators`` and ``panels`` only hold the UI."""
+
+import atexit
+
+from . import animate, operators, panels
 
 
 def register():
+    panels.register()
     operators.register()
-    animate.register()
-    retarget.register()
+    atexit.register(animate.cancel_unfinished)
 
 
 def unregister():
-    retarget.unregister()
-    animate.unregister()
+    atexit.unregister(animate.cancel_unfinished)
+    animate.stop()
     operators.unregister()
+    panels.unregister()

@@ -1,33 +1,49 @@
 """Animate: send the edited motion and a reference image to the server, follow the job, and place the video
-in the sequencer. The network work is plain Python on a background thread; ``bpy.app.timers`` only moves
-its state into the UI and places the strip. ``wait=True`` runs the same job synchronously (scripts, tests)."""
+in the sequencer; Check Motion (what the tokenizer makes of the motion); the server's list of backends.
+
+Plain functions a script or a test calls (:func:`animate`, :func:`cancel`, :func:`check_motion`,
+:func:`refresh_backends`); the operators only read their properties and call them. The network work is plain
+Python on a background thread; ``bpy.app.timers`` only moves its state into the UI and places the strip.
+``wait=True`` runs the same job synchronously (scripts, tests)."""
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import tempfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, StringProperty
+import numpy as np
 
-from mtvcrafter.motion import MotionError
+from mtvcrafter.client import Client, ServerError, is_loopback
+from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError
 
-from .armature import scene_fps
-from .operators import motion_from_scene, smpl_armature
+from .armature import build_armature, scene_fps
+from .import_export import Report, armature_or_active, motion_from_scene, print_report
 from .presets import job_params, load_presets
 
-BACKENDS = [
-    ("DEFAULT", "Server default", "The best backend the server has"),
-    ("preview", "Preview", "The skeleton over the reference image (fast, CPU)"),
-    ("tiny", "Tiny", "The video pipeline with tiny random weights (a smoke test)"),
-    ("mvdit-7b", "MV-DiT-7B", "MTVCrafter's 7B video model (GPU)"),
-]
+#: The Backend menu's first item: no backend sent, the server picks its best.
+DEFAULT_BACKEND = "DEFAULT"
+#: Job statuses while the server works on it (Animate waits, Cancel applies).
+RUNNING = ("submitting", "queued", "running")
+#: ``mtvcrafter serve``'s address when started without options.
+DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
+#: Asking for the list of backends is quick; Blender waits for it, so a server that is off must not hold it long.
+LIST_TIMEOUT_S = 5.0
+
+
+class Server(NamedTuple):
+    """Where the MTVCrafter server is, and how to talk to it."""
+
+    url: str = DEFAULT_SERVER_URL
+    token: str | None = None
+    timeout: float = 30.0
 
 
 @dataclass
@@ -42,6 +58,7 @@ class JobState:
     eta_s: float | None = None
     error: str = ""
     result: str = ""
+    strip: str = ""
     frame_start: int = 1
     frames: int = 0
     armature: str = ""
@@ -55,22 +72,28 @@ class JobState:
 STATE = JobState()
 
 
+def job_running() -> bool:
+    return STATE.status in RUNNING
+
+
+# --- the server --------------------------------------------------------------------------------------------------
+
+
 def preferences(context):
     addon = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
 
 
-def server_settings(context) -> tuple[str, str | None, float]:
+def server_settings(context) -> Server:
+    """The server of the add-on's preferences (the default one when registered without the extension system)."""
     prefs = preferences(context)
     if prefs is None:  # registered without the extension system (scripts, tests)
-        return "http://127.0.0.1:8765", None, 30.0
-    return prefs.server_url, prefs.token or None, prefs.timeout
+        return Server()
+    return Server(prefs.server_url, prefs.token or None, prefs.timeout)
 
 
 def check_network(url: str) -> str | None:
     """A reason not to contact ``url``, or None: non-loopback servers need Blender's online access."""
-    from mtvcrafter.client import is_loopback
-
     host = (urlparse(url).hostname or "").lower()
     if not is_loopback(host) and not bpy.app.online_access:
         return (
@@ -80,14 +103,95 @@ def check_network(url: str) -> str | None:
     return None
 
 
-def usable_server(operator, context) -> tuple[str, str | None, float] | None:
-    """The server settings, or None after reporting why the server may not be contacted."""
-    url, token, timeout = server_settings(context)
-    reason = check_network(url)
+def usable_server(context, server: Server | str | None = None) -> Server:
+    """``server`` (a URL or :class:`Server`; default: the preferences'), after checking it may be contacted."""
+    if server is None:
+        server = server_settings(context)
+    server = Server(server) if isinstance(server, str) else Server(*server)
+    reason = check_network(server.url)
     if reason:
-        operator.report({"ERROR"}, reason)
-        return None
-    return url, token, timeout
+        raise ServerError(reason)
+    return server
+
+
+# --- the server's backends: the panel's Backend menu -------------------------------------------------------------
+
+
+@dataclass
+class BackendList:
+    """What ``GET /v1/backends`` of a server last answered (``url`` empty: not asked yet)."""
+
+    url: str = ""
+    backends: list[dict] = field(default_factory=list)
+
+
+BACKENDS = BackendList()
+_BACKEND_ITEMS: dict[tuple, list] = {}
+
+
+def backend_number(name: str) -> int:
+    # dynamic enums store the item's number: a stable one per name keeps a choice when the list changes
+    return 1 + zlib.crc32(name.encode()) % 2_000_000_000
+
+
+def backend_items(self, context) -> list[tuple[str, str, str, int]]:
+    """Enum items of the Backend menu: Server default, then each backend the server last listed (the ones it
+    cannot run now with the reason in their description)."""
+    key = tuple(
+        (b["name"], bool(b.get("available", True)), str(b.get("reason") or ""), str(b.get("description") or ""))
+        for b in BACKENDS.backends
+    )
+    items = _BACKEND_ITEMS.get(key)
+    if items is None:  # one list per answer, never freed: Blender keeps pointers to its strings
+        default = next((b["name"] for b in BACKENDS.backends if b.get("default")), None)
+        now = f" (now {default})" if default else ""
+        items = [(DEFAULT_BACKEND, "Server default", f"The best backend the server has{now}", 0)]
+        for name, available, reason, description in key:
+            text = description if available else f"Unavailable: {reason or 'the server cannot run it now'}"
+            items.append((name, name, text, backend_number(name)))
+        _BACKEND_ITEMS[key] = items
+    return items
+
+
+def fetch_backends(server: Server) -> list[dict]:
+    """``GET /v1/backends`` of ``server``: its backends (``name``, ``available``, ``reason``, ``description``,
+    ``default``), remembered for the Backend menu."""
+    with Client(server.url, token=server.token, timeout=min(server.timeout, LIST_TIMEOUT_S)) as client:
+        backends = client.backends()
+    named = isinstance(backends, list) and all(isinstance(b, dict) and isinstance(b.get("name"), str) for b in backends)
+    if not named:
+        raise ServerError(f"{server.url} answered /v1/backends with something that is not a list of backends")
+    BACKENDS.url, BACKENDS.backends = server.url, backends
+    return backends
+
+
+def offered_backend(scene, before: str, report: Report) -> str:
+    """The scene's Backend choice if the server (as last asked) offers it; a choice it no longer offers falls
+    back to Server default, with a warning. ``before``: the choice as read before the list changed (to name it)."""
+    choice = scene.mtvcrafter_backend  # empty when its stored number names none of the backends listed
+    if choice:
+        return choice
+    scene.mtvcrafter_backend = DEFAULT_BACKEND
+    which = f"the backend {before!r}" if before and before != DEFAULT_BACKEND else "the backend chosen before"
+    report({"WARNING"}, f"the server at {BACKENDS.url} no longer offers {which}: Server default is used")
+    return DEFAULT_BACKEND
+
+
+def refresh_backends(context, server: Server | str | None = None, *, report: Report = print_report) -> list[dict]:
+    """Ask the server which backends it has and offer them in the panel's Backend menu (after Server default);
+    a choice the server no longer offers falls back to Server default, with a warning. Returns the backends."""
+    server = usable_server(context, server)
+    before = context.scene.mtvcrafter_backend
+    backends = fetch_backends(server)
+    offered_backend(context.scene, before, report)
+    ready = [b["name"] for b in backends if b.get("available", True)]
+    unavailable = [f"{b['name']} ({b.get('reason') or 'unavailable'})" for b in backends if b["name"] not in ready]
+    text = f"{server.url}: {', '.join(ready) or 'no backend ready'}"
+    report({"INFO"}, text + (f"; unavailable: {', '.join(unavailable)}" if unavailable else ""))
+    return backends
+
+
+# --- Animate -----------------------------------------------------------------------------------------------------
 
 
 def output_folder(context) -> Path:
@@ -99,8 +203,15 @@ def output_folder(context) -> Path:
     return Path(tempfile.gettempdir()) / "mtvcrafter"
 
 
+def image_file(path: str | Path) -> Path:
+    path = Path(bpy.path.abspath(str(path)))
+    if not path.is_file():
+        raise MotionError(f"{path}: the reference image does not exist")
+    return path
+
+
 def reference_path(context, tmp: Path) -> Path:
-    """The reference image as a file: the panel's path, or its image datablock saved as PNG."""
+    """The panel's reference image as a file: its path, or its image datablock saved as PNG in ``tmp``."""
     scene = context.scene
     image = scene.mtvcrafter_reference_image
     if image is not None:
@@ -116,15 +227,22 @@ def reference_path(context, tmp: Path) -> Path:
         return path
     if not scene.mtvcrafter_reference:
         raise MotionError("choose a reference image (a file or an image in the blend file)")
-    path = Path(bpy.path.abspath(scene.mtvcrafter_reference))
-    if not path.is_file():
-        raise MotionError(f"{path}: the reference image does not exist")
-    return path
+    return image_file(scene.mtvcrafter_reference)
+
+
+def panel_params(scene) -> dict:
+    """The job parameters of the panel's render preset, or its size (its backend is added once the server said
+    which it offers)."""
+    if scene.mtvcrafter_preset != "CUSTOM":
+        preset = load_presets().get(scene.mtvcrafter_preset)
+        if preset is None:
+            raise MotionError(f"render preset {scene.mtvcrafter_preset!r} is gone; choose another")
+        return job_params(preset)
+    return {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
 
 
 def run_job(url, token, timeout, motion, reference, out, params, state: JobState, scratch: Path | None = None) -> None:
     """Submit, follow and download (plain Python: runs on a thread, or inline with wait=True)."""
-    from mtvcrafter.client import Client, ServerError
 
     def on_event(event: dict) -> None:
         with state.lock:
@@ -137,8 +255,8 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
             job = client.submit(motion, reference, params)
             with state.lock:
                 state.job_id, state.status = job["id"], job["status"]
-                cancel = state.cancel_requested
-            if cancel:
+                cancel_now = state.cancel_requested
+            if cancel_now:
                 cancel_job(url, token, job["id"])
             final = job
             if job["status"] not in ("succeeded", "failed", "cancelled"):
@@ -163,8 +281,6 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
 
 def cancel_job(url: str, token: str | None, job_id: str, timeout: float = 10.0) -> None:
     """DELETE the job (on its own connection; a job that already ended is fine)."""
-    from mtvcrafter.client import Client, ServerError
-
     try:
         with Client(url, token=token, timeout=timeout) as client:
             client.cancel(job_id)
@@ -176,7 +292,7 @@ def cancel_unfinished() -> bool:
     """Cancel the job still running on the server, if any (Blender quitting, the add-on disabled): nobody would
     be left to place its result, and the GPU would go on working for nothing. True if a cancel was sent."""
     with STATE.lock:
-        running = STATE.status in ("submitting", "queued", "running") and not STATE.result
+        running = STATE.status in RUNNING and not STATE.result
         STATE.cancel_requested = STATE.cancel_requested or running
         job_id, url, token = STATE.job_id, STATE.url, STATE.token
     if not (running and job_id):
@@ -212,6 +328,7 @@ def place_strip(context, state: JobState):
     finally:
         if prefetch:
             editor.use_prefetch = True
+    state.strip = strip.name
     return strip
 
 
@@ -227,80 +344,79 @@ def strip_start(frame: int, scene, target) -> int:
     return 1 + int(round((frame - 1) * scene_fps(target) / scene_fps(scene)))
 
 
-class MTVCRAFTER_OT_animate(bpy.types.Operator):
-    """Send the active SMPL armature's motion and the reference image to the MTVCrafter server, and put the
-    video in the sequencer at the motion's first frame"""
+def animate(
+    context,
+    *,
+    armature=None,
+    reference: str | Path | None = None,
+    server: Server | str | None = None,
+    params: dict | None = None,
+    wait: bool = False,
+    report: Report = print_report,
+) -> JobState:
+    """Send ``armature``'s motion (default: the active SMPL armature, over the scene's or preview range, through
+    its camera) and a reference image to the MTVCrafter server, and put the video in the sequencer at the motion's
+    first frame, on a free channel. A sequencer scene at another frame rate gets a video rendered at its rate.
 
-    bl_idname = "mtvcrafter.animate"
-    bl_label = "Animate"
-    bl_options = {"REGISTER"}
+    ``reference``: an image file (default: the panel's image or file). ``server``: a URL or :class:`Server`
+    (default: the preferences'). ``params``: the job's parameters (``backend``, ``width``, ``height``, ``steps``,
+    ``guidance``, ``seed``, …; default: the panel's render preset, or its backend and size — a panel backend the
+    server no longer offers falls back to Server default, with a warning).
 
-    wait: BoolProperty(name="Wait", description="Block until the strip is placed (scripts and tests)", default=False)
-
-    @classmethod
-    def poll(cls, context):
-        return smpl_armature(context) is not None and STATE.status not in ("queued", "running", "submitting")
-
-    def execute(self, context):
-        server = usable_server(self, context)
-        if server is None:
-            return {"CANCELLED"}
-        url, token, timeout = server
-        scene = context.scene
-        armature = smpl_armature(context)
-        target = target_scene(context)
-        # A sequencer scene at another frame rate gets a video rendered at its rate (the motion sampled at
-        # sub-frames), starting at the same moment: never a clip that plays too fast or too slow.
-        other_rate = abs(scene_fps(target) - scene_fps(scene)) > 1e-6
-        params = {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
-        if scene.mtvcrafter_backend != "DEFAULT":
-            params["backend"] = scene.mtvcrafter_backend
-        if scene.mtvcrafter_preset != "CUSTOM":
-            preset = load_presets().get(scene.mtvcrafter_preset)
-            if preset is None:
-                self.report({"ERROR"}, f"render preset {scene.mtvcrafter_preset!r} is gone; choose another")
-                return {"CANCELLED"}
-            params = job_params(preset)
-        tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
-        try:
-            motion = motion_from_scene(context, armature, fps=scene_fps(target) if other_rate else None)
-            reference = reference_path(context, tmp)
-            output_folder(context).mkdir(parents=True, exist_ok=True)
-        except (MotionError, RuntimeError, OSError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+    ``wait=True`` blocks until the strip is placed and raises :class:`~mtvcrafter.client.ServerError` when the
+    job fails; otherwise the job runs on a thread and a timer places the strip. Returns the job's state."""
+    global STATE
+    server = usable_server(context, server)
+    if job_running():
+        raise ServerError("a job is already running: wait for it or cancel it")
+    scene = context.scene
+    armature = armature_or_active(context, armature)
+    target = target_scene(context)
+    # A sequencer scene at another frame rate gets a video rendered at its rate (the motion sampled at
+    # sub-frames), starting at the same moment: never a clip that plays too fast or too slow.
+    other_rate = abs(scene_fps(target) - scene_fps(scene)) > 1e-6
+    panel_backend = params is None and scene.mtvcrafter_preset == "CUSTOM"
+    before = scene.mtvcrafter_backend if panel_backend else ""
+    params = dict(panel_params(scene) if params is None else params)
+    tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
+    try:
+        motion = motion_from_scene(context, armature, fps=scene_fps(target) if other_rate else None)
+        reference = image_file(reference) if reference is not None else reference_path(context, tmp)
         folder = output_folder(context)
         folder.mkdir(parents=True, exist_ok=True)
-        out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
-        global STATE
-        STATE = JobState(
-            url=url,
-            token=token,
-            status="submitting",
-            frame_start=strip_start(motion.frame_start, scene, target),
-            frames=motion.num_frames,
-            armature=armature.name,
-        )
-        args = (url, token, timeout, motion, reference, out, params, STATE, tmp)
-        if self.wait:
-            run_job(*args)
-            return self._finish(context)
-        STATE.blend_file = bpy.data.filepath
-        threading.Thread(target=run_job, args=args, daemon=True).start()
-        if not bpy.app.timers.is_registered(_poll_job):
-            bpy.app.timers.register(_poll_job, first_interval=0.5, persistent=True)
-        self.report({"INFO"}, "sent to the MTVCrafter server")
-        return {"FINISHED"}
-
-    def _finish(self, context):
-        if STATE.error or not STATE.result:
-            self.report({"ERROR"}, STATE.error or "the job ended without a result")
-            return {"CANCELLED"}
-        strip = place_strip(context, STATE)
+        fetch_backends(server)
+        if panel_backend and (choice := offered_backend(scene, before, report)) != DEFAULT_BACKEND:
+            params["backend"] = choice
+    except RuntimeError as exc:  # bpy: an image that cannot be saved
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise MotionError(str(exc)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
+    STATE = state = JobState(
+        url=server.url,
+        token=server.token,
+        status="submitting",
+        frame_start=strip_start(motion.frame_start, scene, target),
+        frames=motion.num_frames,
+        armature=armature.name,
+    )
+    args = (server.url, server.token, server.timeout, motion, reference, out, params, state, tmp)
+    if wait:
+        run_job(*args)
+        if state.error or not state.result:
+            raise ServerError(state.error or "the job ended without a result")
+        strip = place_strip(context, state)
         bpy.ops.ed.undo_push(message="MTVCrafter strip")
-        self.report({"INFO"}, f"{strip.name}: {STATE.frames} frames from frame {STATE.frame_start}")
-        return {"FINISHED"}
+        report({"INFO"}, f"{strip.name}: {state.frames} frames from frame {state.frame_start}")
+        return state
+    state.blend_file = bpy.data.filepath
+    threading.Thread(target=run_job, args=args, daemon=True).start()
+    if not bpy.app.timers.is_registered(_poll_job):
+        bpy.app.timers.register(_poll_job, first_interval=0.5, persistent=True)
+    report({"INFO"}, "sent to the MTVCrafter server")
+    return state
 
 
 def _poll_job():
@@ -337,202 +453,93 @@ def _status_bar(text: str | None) -> None:
             pass
 
 
-class MTVCRAFTER_OT_cancel(bpy.types.Operator):
-    """Cancel the running MTVCrafter job on the server"""
-
-    bl_idname = "mtvcrafter.cancel"
-    bl_label = "Cancel"
-
-    @classmethod
-    def poll(cls, context):
-        return STATE.status in ("submitting", "queued", "running")
-
-    def execute(self, context):
-        with STATE.lock:
-            STATE.cancel_requested = True
-            job_id = STATE.job_id
-        if job_id:  # otherwise the worker cancels as soon as the server gives the job an id
-            threading.Thread(target=cancel_job, args=(STATE.url, STATE.token, job_id), daemon=True).start()
-        return {"FINISHED"}
+def stop() -> None:
+    """The add-on is disabled: the running job is cancelled on the server, and its timer removed."""
+    cancel_unfinished()
+    if bpy.app.timers.is_registered(_poll_job):
+        bpy.app.timers.unregister(_poll_job)
 
 
-class MTVCRAFTER_PT_panel(bpy.types.Panel):
-    bl_label = "MTVCrafter"
-    bl_idname = "MTVCRAFTER_PT_panel"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "MTVCrafter"
-
-    def draw(self, context):
-        scene, layout = context.scene, self.layout
-        layout.prop(scene, "mtvcrafter_reference")
-        layout.prop(scene, "mtvcrafter_reference_image")
-        layout.prop(scene, "mtvcrafter_preset")
-        if scene.mtvcrafter_preset == "CUSTOM":
-            layout.prop(scene, "mtvcrafter_backend")
-            row = layout.row(align=True)
-            row.prop(scene, "mtvcrafter_width")
-            row.prop(scene, "mtvcrafter_height")
-        row = layout.row(align=True)
-        row.operator(MTVCRAFTER_OT_animate.bl_idname, icon="RENDER_ANIMATION")
-        row.operator(MTVCRAFTER_OT_cancel.bl_idname, icon="CANCEL")
-        layout.operator("mtvcrafter.check_motion", icon="VIEWZOOM")
-        if "mtvcrafter_check" in scene:
-            layout.label(text=str(scene["mtvcrafter_check"])[:120])
-        if STATE.status:
-            eta = f", {STATE.eta_s:.0f} s left" if STATE.eta_s else ""
-            layout.label(text=f"{STATE.status} · {STATE.phase} {STATE.progress * 100:.0f}%{eta}")
-            if STATE.error:
-                layout.label(text=STATE.error[:120], icon="ERROR")
+def cancel(*, report: Report = print_report) -> bool:
+    """Cancel the running job on the server (a job the server has not given an id yet is cancelled as soon as it
+    has one). Returns whether a job was running."""
+    with STATE.lock:
+        if STATE.status not in RUNNING:
+            report({"WARNING"}, "no MTVCrafter job is running")
+            return False
+        STATE.cancel_requested = True
+        job_id, url, token = STATE.job_id, STATE.url, STATE.token
+    if job_id:  # otherwise the worker cancels as soon as the server gives the job an id
+        threading.Thread(target=cancel_job, args=(url, token, job_id), daemon=True).start()
+    return True
 
 
-class MTVCRAFTER_PT_sequencer_panel(MTVCRAFTER_PT_panel):
-    bl_idname = "MTVCRAFTER_PT_sequencer_panel"
-    bl_space_type = "SEQUENCE_EDITOR"
-
-
-class MTVCrafterPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
-
-    server_url: StringProperty(name="Server", default="http://127.0.0.1:8765")
-    token: StringProperty(name="Access token", subtype="PASSWORD", default="")
-    timeout: bpy.props.FloatProperty(name="Timeout (s)", default=30.0, min=1.0, max=600.0)
-    output_dir: StringProperty(
-        name="Output folder",
-        subtype="DIR_PATH",
-        default="",
-        description="Where videos are saved (default: a folder beside the .blend file)",
-    )
-
-    def draw(self, context):
-        for name in ("server_url", "token", "timeout", "output_dir"):
-            self.layout.prop(self, name)
+# --- Check Motion ------------------------------------------------------------------------------------------------
 
 
 def worst_joints(errors: list[float], count: int = 3) -> str:
-    from mtvcrafter.motion import JOINT_NAMES
-
     order = sorted(range(len(errors)), key=lambda j: -errors[j])[:count]
     return ", ".join(f"{JOINT_NAMES[j]} {errors[j]:.0f} mm" for j in order)
 
 
-class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
-    """Show what the video model will see: the motion tokenizer's vq loss and worst joints, and optionally its
-    reconstruction as a ghost armature"""
-
-    bl_idname = "mtvcrafter.check_motion"
-    bl_label = "Check Motion"
-    bl_options = {"UNDO"}  # not REGISTER: redoing it would ask the server again
-
-    ghost: BoolProperty(name="Ghost armature", description="Add the reconstruction as a second armature", default=True)
-
-    @classmethod
-    def poll(cls, context):
-        return smpl_armature(context) is not None
-
-    def execute(self, context):
-        from mtvcrafter.client import Client, ServerError
-        from mtvcrafter.motion import Motion
-
-        from .armature import build_armature
-
-        server = usable_server(self, context)
-        if server is None:
-            return {"CANCELLED"}
-        url, token, timeout = server
-        armature = smpl_armature(context)
-        try:
-            motion = motion_from_scene(context, armature)
-            with Client(url, token=token, timeout=max(timeout, 120.0)) as client:
-                result = client.tokenize(motion, reconstruction=self.ghost)
-        except (MotionError, ServerError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        scene = context.scene
-        scene["mtvcrafter_vq_loss"] = result["vq_loss"]
-        scene["mtvcrafter_mpjpe_mm"] = result["mpjpe_mm"]
-        summary = (
-            f"vq loss {result['vq_loss']:.3f}, reconstruction error {result['mpjpe_mm']:.1f} mm; worst: "
-            f"{worst_joints(result['joint_error_mm'])}"
-        )
-        scene["mtvcrafter_check"] = summary
-        if self.ghost and result.get("reconstruction_mm"):
-            import numpy as np
-
-            mode = armature.mode
-            if mode != "OBJECT":
-                bpy.ops.object.mode_set(mode="OBJECT")
-            for old in [o for o in bpy.data.objects if o.get("mtvcrafter_ghost_of") == armature.name]:
-                data = old.data
-                bpy.data.objects.remove(old)
-                if data is not None and data.users == 0:
-                    bpy.data.armatures.remove(data)
-
-            joints = np.asarray(result["reconstruction_mm"], dtype=np.float32)
-            ghost_motion = Motion(
-                joints=joints,
-                fps=motion.fps,
-                image_size=motion.image_size,
-                fov_deg=motion.fov_deg,
-                frame_start=motion.frame_start,
-                name=f"{armature.name} ghost",
-            )
-            ghost, _, _ = build_armature(
-                context, ghost_motion, name=f"{armature.name}Ghost", frame_start=motion.frame_start, camera=scene.camera
-            )
-            ghost.show_in_front = True
-            ghost.data.display_type = "STICK"
-            ghost["mtvcrafter_ghost_of"] = armature.name
-            context.view_layer.objects.active = armature
-            if mode != "OBJECT":
-                bpy.ops.object.mode_set(mode=mode)
-        level = "WARNING" if result.get("warning") else "INFO"
-        self.report({level}, summary)
-        return {"FINISHED"}
+def add_ghost(context, armature, motion: Motion, reconstruction_mm) -> object:
+    """The tokenizer's reconstruction ``(T, 24, 3)`` mm as a second armature drawn in front, through the scene
+    camera (replacing an earlier one of ``armature``); ``armature`` stays active, in its mode."""
+    scene = context.scene
+    mode = armature.mode
+    if mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    for old in [o for o in bpy.data.objects if o.get("mtvcrafter_ghost_of") == armature.name]:
+        data = old.data
+        bpy.data.objects.remove(old)
+        if data is not None and data.users == 0:
+            bpy.data.armatures.remove(data)
+    ghost_motion = Motion(
+        joints=np.asarray(reconstruction_mm, dtype=np.float32),
+        fps=motion.fps,
+        image_size=motion.image_size,
+        fov_deg=motion.fov_deg,
+        frame_start=motion.frame_start,
+        name=f"{armature.name} ghost",
+    )
+    ghost, _, _ = build_armature(
+        context, ghost_motion, name=f"{armature.name}Ghost", frame_start=motion.frame_start, camera=scene.camera
+    )
+    ghost.show_in_front = True
+    ghost.data.display_type = "STICK"
+    ghost["mtvcrafter_ghost_of"] = armature.name
+    context.view_layer.objects.active = armature
+    if mode != "OBJECT":
+        bpy.ops.object.mode_set(mode=mode)
+    return ghost
 
 
-CLASSES = (
-    MTVCrafterPreferences,
-    MTVCRAFTER_OT_animate,
-    MTVCRAFTER_OT_cancel,
-    MTVCRAFTER_OT_check_motion,
-    MTVCRAFTER_PT_panel,
-    MTVCRAFTER_PT_sequencer_panel,
-)
-
-
-def _preset_items(self, context):
-    items = [("CUSTOM", "Custom", "Backend and size set below")]
-    for key, preset in load_presets().items():
-        items.append((key, str(preset.get("name", key)), str(preset.get("description", ""))))
-    _preset_items.cache = items  # Blender needs the strings kept alive
-    return items
-
-
-SCENE_PROPS = {
-    "mtvcrafter_preset": EnumProperty(name="Preset", items=_preset_items, description="Render preset"),
-    "mtvcrafter_reference": StringProperty(name="Reference", subtype="FILE_PATH", description="Reference image file"),
-    "mtvcrafter_reference_image": bpy.props.PointerProperty(name="Image", type=bpy.types.Image),
-    "mtvcrafter_backend": EnumProperty(name="Backend", items=BACKENDS, default="DEFAULT"),
-    "mtvcrafter_width": bpy.props.IntProperty(name="Width", default=512, min=16, max=2048, step=16),
-    "mtvcrafter_height": bpy.props.IntProperty(name="Height", default=512, min=16, max=2048, step=16),
-}
-
-
-def register():
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-    for name, prop in SCENE_PROPS.items():
-        setattr(bpy.types.Scene, name, prop)
-    atexit.register(cancel_unfinished)
-
-
-def unregister():
-    atexit.unregister(cancel_unfinished)
-    cancel_unfinished()
-    if bpy.app.timers.is_registered(_poll_job):
-        bpy.app.timers.unregister(_poll_job)
-    for name in SCENE_PROPS:
-        delattr(bpy.types.Scene, name)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+def check_motion(
+    context,
+    armature=None,
+    *,
+    server: Server | str | None = None,
+    ghost: bool = True,
+    report: Report = print_report,
+) -> dict:
+    """What the video model will see of ``armature``'s motion (default: the active SMPL armature): the server's
+    motion tokenizer's vq loss, reconstruction error and worst joints, reported (a warning when the server warns)
+    and kept on the scene (``mtvcrafter_vq_loss``, ``mtvcrafter_mpjpe_mm``, ``mtvcrafter_check``); with ``ghost``,
+    the reconstruction as a second armature. Returns the server's answer."""
+    server = usable_server(context, server)
+    armature = armature_or_active(context, armature)
+    motion = motion_from_scene(context, armature)
+    with Client(server.url, token=server.token, timeout=max(server.timeout, 120.0)) as client:
+        result = client.tokenize(motion, reconstruction=ghost)
+    scene = context.scene
+    scene["mtvcrafter_vq_loss"] = result["vq_loss"]
+    scene["mtvcrafter_mpjpe_mm"] = result["mpjpe_mm"]
+    summary = (
+        f"vq loss {result['vq_loss']:.3f}, reconstruction error {result['mpjpe_mm']:.1f} mm; worst: "
+        f"{worst_joints(result['joint_error_mm'])}"
+    )
+    scene["mtvcrafter_check"] = summary
+    if ghost and result.get("reconstruction_mm"):
+        add_ghost(context, armature, motion, result["reconstruction_mm"])
+    report({"WARNING" if result.get("warning") else "INFO"}, summary)
+    return result

@@ -1,19 +1,43 @@
-"""Import and export operators (File › Import/Export › MTVCrafter motion)."""
+"""The operators: each reads its properties and calls one plain function (``import_export``, ``animate``,
+``retarget``); whatever that function raises becomes one ERROR report and CANCELLED, in :func:`call`."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import bpy
-import numpy as np
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
-from mtvcrafter.motion.rig import carries_skeleton
+from mtvcrafter.client import ServerError
+from mtvcrafter.motion import MotionError
 
-from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side, scene_fps
-from .bone_maps import UNIT_ITEMS, UP_ITEMS, bvh_motion, preset_items
+from . import animate
+from .bone_maps import AUTO, UNIT_ITEMS, UP_ITEMS, preset_items, source_items
+from .import_export import export_motion, import_motion, smpl_armature
+from .retarget import fill_bone_map, retarget_rig, save_as_preset, target_rig
+
+
+def error_message(exc: Exception) -> str:
+    """What the user reads: our errors' own sentence (it names the file, the field or the fix); anything
+    unexpected with its type."""
+    if isinstance(exc, MotionError | ServerError | OSError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def call(operator, function: Callable, *args, **kwargs) -> set[str]:
+    """Run an operator's work: ``function(*args, report=operator.report, **kwargs)``. FINISHED, or after any
+    error one ERROR report and CANCELLED (the functions leave nothing half-made)."""
+    try:
+        function(*args, report=operator.report, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - whatever failed: one report, never a traceback
+        operator.report({"ERROR"}, error_message(exc))
+        return {"CANCELLED"}
+    return {"FINISHED"}
+
+
+# --- File › Import/Export ----------------------------------------------------------------------------------------
 
 
 class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
@@ -42,105 +66,16 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
         column.prop(self, "up_axis")
 
     def execute(self, context):
-        try:
-            if Path(self.filepath).suffix.lower() == ".bvh":  # through a bone map, the user's included
-                motions = [bvh_motion(self.filepath, self.bone_map, self.unit, self.up_axis)]
-            else:
-                motions = load_motions(self.filepath)
-        except MotionError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if self.clip_index >= len(motions):
-            self.report({"ERROR"}, f"{self.filepath}: clip {self.clip_index} requested, the file holds {len(motions)}")
-            return {"CANCELLED"}
-        motion = motions[self.clip_index]
-        if context.object is not None and context.object.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-        before, active = datablocks(), context.view_layer.objects.active
-        try:
-            obj, camera, fit = build_armature(context, motion)
-        except Exception as exc:  # noqa: BLE001 - whatever failed: one report, and nothing half-made left
-            remove_new(context, before)
-            context.view_layer.objects.active = active
-            self.report({"ERROR"}, str(exc) if isinstance(exc, MotionError) else f"{type(exc).__name__}: {exc}")
-            return {"CANCELLED"}
-        for other in context.selected_objects:
-            other.select_set(False)
-        obj.select_set(True)
-        context.view_layer.objects.active = obj
-        how = (
-            "rotations from the file"
-            if carries_skeleton(motion)
-            else f"rotations fitted, {fit.mean_error:.1f} mm mean error per joint"
+        return call(
+            self,
+            import_motion,
+            context,
+            self.filepath,
+            self.clip_index,
+            bone_map=self.bone_map,
+            unit=self.unit,
+            up_axis=self.up_axis,
         )
-        notes = "".join(f"; {note}" for note in motion.notes)  # for BVH: the bone map, its confidence, unused bones
-        self.report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, {how}{notes}")
-        return {"FINISHED"}
-
-
-_KINDS = ("objects", "armatures", "cameras", "actions")
-
-
-def datablocks() -> dict[str, set]:
-    """The objects, armatures, cameras and actions there are (to remove what an operator that failed made)."""
-    return {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
-
-
-def remove_new(context, before: dict[str, set]) -> None:
-    """Nothing half-made stays behind after an error (an armature left in edit mode leaves it first)."""
-    obj = context.view_layer.objects.active
-    if obj is not None and obj not in before["objects"] and obj.mode != "OBJECT":
-        bpy.ops.object.mode_set(mode="OBJECT")
-    for kind in _KINDS:
-        collection = getattr(bpy.data, kind)
-        for block in [b for b in collection if b not in before[kind]]:
-            collection.remove(block)
-
-
-def smpl_armature(context):
-    obj = context.active_object
-    if obj is not None and obj.type == "ARMATURE" and obj.get(SMPL_TAG):
-        return obj
-    return None
-
-
-def frame_range(scene) -> tuple[int, int]:
-    """The preview range when it is on, else the scene's."""
-    if scene.use_preview_range:
-        return scene.frame_preview_start, scene.frame_preview_end
-    return scene.frame_start, scene.frame_end
-
-
-def motion_camera(scene, obj):
-    """The camera an armature's motion is seen through: the one its import made (if it still exists),
-    else the scene camera."""
-    own = bpy.data.objects.get(obj.get("mtvcrafter_camera_name", ""))
-    return own if own is not None and own.type == "CAMERA" else scene.camera
-
-
-def motion_from_scene(context, obj, fps: float | None = None) -> Motion:
-    """The SMPL armature over the scene's (or preview) frame range, through the scene camera; sampled at
-    ``fps`` (sub-frames evaluated) instead of once per scene frame when given."""
-    scene = context.scene
-    camera = motion_camera(scene, obj)
-    if camera is None:
-        raise MotionError("the scene has no camera: the motion is exported through the scene camera")
-    start, end = frame_range(scene)
-    joints = export_joints(context, obj, camera, start, end, fps=fps)
-    fps = fps or scene_fps(scene)
-    data = camera.data
-    size = (scene.render.resolution_y, scene.render.resolution_x)
-    fov = fov_on_larger_side(data, scene.render.resolution_x, scene.render.resolution_y)
-    return Motion(
-        joints=joints.astype(np.float32),
-        fps=fps,
-        image_size=size,
-        fov_deg=fov,
-        frame_start=start,
-        name=obj.name,
-        source=bpy.data.filepath or "blender",
-        source_format="array",
-    )
 
 
 class EXPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ExportHelper):
@@ -159,14 +94,7 @@ class EXPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ExportHelper):
         return smpl_armature(context) is not None
 
     def execute(self, context):
-        try:
-            motion = motion_from_scene(context, smpl_armature(context))
-            save_motion(motion, self.filepath)
-        except (MotionError, OSError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"wrote {self.filepath}: {motion.num_frames} frames at {motion.fps:g} fps")
-        return {"FINISHED"}
+        return call(self, export_motion, context, self.filepath)
 
 
 def menu_import(self, context):
@@ -177,7 +105,156 @@ def menu_export(self, context):
     self.layout.operator(EXPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.npz, .pkl)")
 
 
-CLASSES = (IMPORT_ANIM_OT_mtvcrafter_motion, EXPORT_ANIM_OT_mtvcrafter_motion)
+# --- Animate, Cancel, Check Motion, the server's backends ---------------------------------------------------------
+
+
+class MTVCRAFTER_OT_animate(bpy.types.Operator):
+    """Send the active SMPL armature's motion and the reference image to the MTVCrafter server, and put the
+    video in the sequencer at the motion's first frame"""
+
+    bl_idname = "mtvcrafter.animate"
+    bl_label = "Animate"
+    bl_options = {"REGISTER"}
+
+    wait: BoolProperty(name="Wait", description="Block until the strip is placed (scripts and tests)", default=False)
+
+    @classmethod
+    def poll(cls, context):
+        return smpl_armature(context) is not None and not animate.job_running()
+
+    def execute(self, context):
+        return call(self, animate.animate, context, wait=self.wait)
+
+
+class MTVCRAFTER_OT_cancel(bpy.types.Operator):
+    """Cancel the running MTVCrafter job on the server"""
+
+    bl_idname = "mtvcrafter.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return animate.job_running()
+
+    def execute(self, context):
+        return call(self, animate.cancel)
+
+
+class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
+    """Show what the video model will see: the motion tokenizer's vq loss and worst joints, and optionally its
+    reconstruction as a ghost armature"""
+
+    bl_idname = "mtvcrafter.check_motion"
+    bl_label = "Check Motion"
+    bl_options = {"UNDO"}  # not REGISTER: redoing it would ask the server again
+
+    ghost: BoolProperty(name="Ghost armature", description="Add the reconstruction as a second armature", default=True)
+
+    @classmethod
+    def poll(cls, context):
+        return smpl_armature(context) is not None
+
+    def execute(self, context):
+        return call(self, animate.check_motion, context, ghost=self.ghost)
+
+
+class MTVCRAFTER_OT_refresh_backends(bpy.types.Operator):
+    """Ask the MTVCrafter server which backends it has (the Backend menu lists them)"""
+
+    bl_idname = "mtvcrafter.refresh_backends"
+    bl_label = "Refresh Backends"
+
+    def execute(self, context):
+        return call(self, animate.refresh_backends, context)
+
+
+# --- Retarget Rig ------------------------------------------------------------------------------------------------
+
+
+class MTVCRAFTER_OT_retarget_rig(bpy.types.Operator):
+    """Turn the active rig's animation into an editable SMPL armature (over the scene range, through the scene
+    camera), using a bone map"""
+
+    bl_idname = "mtvcrafter.retarget_rig"
+    bl_label = "Retarget Rig to SMPL"
+    bl_options = {"REGISTER", "UNDO"}
+
+    # one rig's settings: SKIP_SAVE, so the next call from a menu does not reuse another rig's
+    armature: StringProperty(name="Armature", description="The rig (default: the active object)", options={"SKIP_SAVE"})
+    bone_map: EnumProperty(
+        name="Bone map",
+        items=source_items,
+        description="How the rig's bones map to SMPL joints (default: the rig's choice in the Retarget Rig panel)",
+        options={"SKIP_SAVE"},
+    )
+    name: StringProperty(
+        name="Name",
+        description="Name of the new SMPL armature (default: the rig's + SMPL)",
+        options={"SKIP_SAVE"},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        return context.mode in ("OBJECT", "POSE") and any(o.type == "ARMATURE" for o in context.scene.objects)
+
+    def execute(self, context):
+        rig = target_rig(context, self.armature)
+        if rig is not None:  # redo and Repeat Last: this rig (not the armature made from it), this bone map
+            self.armature = rig.name
+            if not self.properties.is_property_set("bone_map"):
+                self.bone_map = rig.mtvcrafter_retarget.source or AUTO  # empty: its preset file is gone
+        return call(self, retarget_rig, context, rig or self.armature, self.bone_map, self.name or None)
+
+
+class MTVCRAFTER_OT_fill_bone_map(bpy.types.Operator):
+    """Fill the rig's mapping from a bone map (then edit it)"""
+
+    bl_idname = "mtvcrafter.fill_bone_map"
+    bl_label = "Fill from Preset"
+    bl_options = {"REGISTER", "UNDO"}
+
+    armature: StringProperty(name="Armature", description="The rig (default: the active object)", options={"SKIP_SAVE"})
+    bone_map: EnumProperty(name="Bone map", items=preset_items)
+
+    def execute(self, context):
+        return call(self, fill_bone_map, context, self.armature, self.bone_map)
+
+
+class MTVCRAFTER_OT_save_bone_map(bpy.types.Operator):
+    """Save the rig's mapping as a bone-map preset (in your user folder); it then appears in the bone map menus"""
+
+    bl_idname = "mtvcrafter.save_bone_map"
+    bl_label = "Save as Preset"
+    bl_options = {"REGISTER"}
+
+    # SKIP_SAVE: the dialog proposes this rig's name, never the last preset's (OK would overwrite that one)
+    armature: StringProperty(name="Armature", description="The rig (default: the active object)", options={"SKIP_SAVE"})
+    preset_name: StringProperty(
+        name="Name", description="The preset's name (its file name is derived from it)", options={"SKIP_SAVE"}
+    )
+    description: StringProperty(name="Description", options={"SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        rig = target_rig(context, self.armature)
+        if rig is not None and not self.preset_name:
+            self.preset_name = rig.name
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        return call(self, save_as_preset, context, self.armature, self.preset_name, self.description)
+
+
+CLASSES = (
+    IMPORT_ANIM_OT_mtvcrafter_motion,
+    EXPORT_ANIM_OT_mtvcrafter_motion,
+    MTVCRAFTER_OT_animate,
+    MTVCRAFTER_OT_cancel,
+    MTVCRAFTER_OT_check_motion,
+    MTVCRAFTER_OT_refresh_backends,
+    MTVCRAFTER_OT_retarget_rig,
+    MTVCRAFTER_OT_fill_bone_map,
+    MTVCRAFTER_OT_save_bone_map,
+)
 
 
 def register():

@@ -55,7 +55,9 @@ def strips(scene):
     return list(editor.strips if hasattr(editor, "strips") else editor.sequences)  # Blender 4.4+ / 4.2
 
 
-def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40):
+def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40, backend="preview"):
+    """An imported armature, the panel set up; ``backend``: chosen in the Backend menu, which lists what the server
+    offers once asked (as the panel's Refresh does), so None for a server that does not answer."""
     import mtvcrafter_bridge.animate as animate
 
     animate.server_settings = lambda context: (url, None, 30.0)  # no preferences outside the extension system
@@ -63,7 +65,9 @@ def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40):
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = start, start + frames - 1
     scene.mtvcrafter_reference = str(reference_image)
-    scene.mtvcrafter_backend = "preview"
+    if backend:
+        assert bpy.ops.mtvcrafter.refresh_backends() == {"FINISHED"}
+        scene.mtvcrafter_backend = backend
     scene.mtvcrafter_width, scene.mtvcrafter_height = 128, 96
     return scene
 
@@ -84,14 +88,14 @@ def test_blocking_animate_adds_one_strip_at_the_first_frame(server, sample_pkl, 
 
 
 def test_with_the_server_stopped_there_is_an_error_and_no_strip(sample_pkl, reference_image, tmp_path):
-    scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{free_port()}", tmp_path)
+    scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{free_port()}", tmp_path, backend=None)
     with pytest.raises(RuntimeError, match="cannot reach the server"):
         bpy.ops.mtvcrafter.animate(wait=True)
     assert strips(scene) == []
 
 
 def test_a_remote_server_needs_online_access(sample_pkl, reference_image, tmp_path):
-    scene = prepare(sample_pkl, reference_image, "http://192.0.2.10:8765", tmp_path)
+    scene = prepare(sample_pkl, reference_image, "http://192.0.2.10:8765", tmp_path, backend=None)
     assert not bpy.app.online_access
     with pytest.raises(RuntimeError, match="online access"):
         bpy.ops.mtvcrafter.animate(wait=True)
@@ -224,7 +228,7 @@ def test_a_server_that_does_not_speak_json_gives_one_message_and_animate_stays_u
     httpd = http.server.HTTPServer(("127.0.0.1", 0), Html)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{httpd.server_port}", tmp_path)
+        scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{httpd.server_port}", tmp_path, backend=None)
         with pytest.raises(RuntimeError, match="not JSON"):
             bpy.ops.mtvcrafter.animate(wait=True)
         assert strips(scene) == []
@@ -278,7 +282,7 @@ def test_a_render_preset_that_is_gone_is_one_error_and_leaves_no_temporary_folde
 
     import mtvcrafter_bridge.animate as animate
 
-    scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{free_port()}", tmp_path)
+    scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{free_port()}", tmp_path, backend=None)
     scene.mtvcrafter_preset = "tiny-smoke"
     made, mkdtemp = [], tempfile.mkdtemp
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *args, **kwargs: made.append(mkdtemp(*args, **kwargs)) or made[-1])
@@ -287,3 +291,98 @@ def test_a_render_preset_that_is_gone_is_one_error_and_leaves_no_temporary_folde
         bpy.ops.mtvcrafter.animate(wait=True)
     assert strips(scene) == []
     assert not [folder for folder in made if Path(folder).exists()]  # no scratch folder (image copies) left behind
+
+
+# --- the plain functions a script calls, and the Backend menu from the server -------------------------------------
+
+
+def test_animate_and_check_motion_called_from_a_script(server, sample_pkl, reference_image):
+    """The functions under the operators: import, Animate with wait (a strip, the job's state, the report), and Check
+    Motion, with their arguments instead of the panel's settings."""
+    from mtvcrafter_bridge.animate import Server, animate, check_motion
+    from mtvcrafter_bridge.import_export import import_motion
+
+    reports = []
+    context = bpy.context
+    armature = import_motion(context, sample_pkl, 0, report=lambda kind, text: reports.append((set(kind), text)))
+    scene = context.scene
+    scene.frame_start, scene.frame_end = 5, 24
+    job = animate(
+        context,
+        reference=reference_image,
+        server=server,
+        params={"backend": "preview", "width": 128, "height": 96},
+        wait=True,
+        report=lambda kind, text: reports.append((set(kind), text)),
+    )
+    (strip,) = strips(scene)
+    assert job.status == "succeeded" and job.strip == strip.name and Path(job.result).is_file()
+    assert (strip.frame_final_start, strip.frame_final_duration) == (5, 20)
+    assert reports[-1] == ({"INFO"}, f"{strip.name}: 20 frames from frame 5")
+    latest = httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]
+    assert latest["backend"] == "preview" and (latest["width"], latest["height"]) == (128, 96)
+
+    result = check_motion(
+        context, armature, server=Server(server), ghost=False, report=lambda k, t: reports.append((set(k), t))
+    )
+    assert reports[-1][0] <= {"INFO", "WARNING"} and reports[-1][1].startswith(f"vq loss {result['vq_loss']:.3f}")
+    assert scene["mtvcrafter_check"] == reports[-1][1]
+    assert not [o for o in bpy.data.objects if o.get("mtvcrafter_ghost_of")]
+
+
+def backend_menu(scene) -> list[str]:
+    """The Backend menu's identifiers, as Blender lists them when a value is not among them."""
+    import re
+
+    with pytest.raises(TypeError) as refused:
+        scene.mtvcrafter_backend = "no such backend"
+    return re.findall(r"'([^']*)'", str(refused.value).split("not found in", 1)[1])
+
+
+def test_after_a_refresh_the_backend_menu_is_server_default_and_what_the_server_lists(server):
+    from mtvcrafter_bridge import animate
+
+    reports = []
+    backends = animate.refresh_backends(bpy.context, server, report=lambda kind, text: reports.append((kind, text)))
+    listed = httpx.get(f"{server}/v1/backends").json()
+    assert [b["name"] for b in backends] == [b["name"] for b in listed]
+    scene = bpy.context.scene
+    assert backend_menu(scene) == ["DEFAULT"] + [b["name"] for b in listed]
+    assert scene.mtvcrafter_backend == "DEFAULT"
+    for backend in listed:
+        scene.mtvcrafter_backend = backend["name"]
+        assert scene.mtvcrafter_backend == backend["name"]
+    # a backend the server cannot run now is listed with its reason
+    descriptions = {item[0]: item[2] for item in animate.backend_items(scene, bpy.context)}
+    for backend in listed:
+        if not backend["available"]:
+            assert descriptions[backend["name"]] == f"Unavailable: {backend['reason']}"
+    assert reports[-1][1].startswith(f"{server}: ")
+
+
+def test_a_backend_the_server_no_longer_offers_falls_back_to_server_default(
+    server, sample_pkl, reference_image, tmp_path
+):
+    from mtvcrafter_bridge import animate
+
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=10)
+    listed = httpx.get(f"{server}/v1/backends").json()
+    animate.BACKENDS.backends = [*listed, {"name": "retired", "available": True, "reason": "", "description": ""}]
+    scene.mtvcrafter_backend = "retired"  # offered by the server when it was chosen
+    reports = []
+    animate.refresh_backends(bpy.context, report=lambda kind, text: reports.append((set(kind), text)))
+    assert scene.mtvcrafter_backend == "DEFAULT"
+    assert ({"WARNING"}, f"the server at {server} no longer offers the backend 'retired': Server default is used") in (
+        reports
+    )
+    # chosen again, then gone by the time Animate asks: the job goes to the server's default, with the warning
+    animate.BACKENDS.backends = [*listed, {"name": "retired", "available": True, "reason": "", "description": ""}]
+    scene.mtvcrafter_backend = "retired"
+    reports.clear()
+    state = animate.animate(bpy.context, wait=True, report=lambda kind, text: reports.append((set(kind), text)))
+    assert state.status == "succeeded" and scene.mtvcrafter_backend == "DEFAULT"
+    assert reports[0][0] == {"WARNING"} and "'retired'" in reports[0][1]
+    default = next(b["name"] for b in listed if b["default"])
+    assert httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]["backend"] == default
+    (strip,) = strips(scene)
+    assert strip.frame_final_duration == 10

@@ -11,7 +11,7 @@ import pytest
 from conftest import report
 from mathutils import Quaternion, Vector
 
-from mtvcrafter.motion import JOINT_NAMES, load_motions, save_motion
+from mtvcrafter.motion import JOINT_NAMES, MotionError, load_motions, save_motion
 from mtvcrafter.motion.skeleton import PARENTS
 
 HEADING = f"Blender add-on: import and export (bpy {bpy.app.version_string}, headless)"
@@ -185,3 +185,29 @@ def test_the_exported_field_of_view_is_across_the_larger_side_for_any_sensor_fit
         data.angle_y = 2 * math.atan(half)
     exported = export(tmp_path, f"{fit}.npz")
     assert math.isclose(exported.fov_deg, 55.0, abs_tol=1e-4)
+
+
+def test_import_motion_and_export_motion_called_from_a_script(clean_scene, sample_pkl, tmp_path):
+    """The functions under File › Import/Export: an armature keyed on every frame and its report; the exported
+    file holds the motion; a bad clip index is one error naming the file, and nothing is left half-made."""
+    from mtvcrafter_bridge.import_export import export_motion, import_motion
+
+    motion = load_motions(sample_pkl)[2]
+    reports = []
+    obj = import_motion(clean_scene, sample_pkl, 2, report=lambda kind, text: reports.append((set(kind), text)))
+    assert obj == bpy.context.active_object and obj.type == "ARMATURE" and len(obj.data.bones) == 24
+    assert all(len(c.keyframe_points) == motion.num_frames for c in fcurves_of(obj))
+    ((kind, text),) = reports
+    assert kind == {"INFO"} and text.startswith(f"{obj.name}: {motion.num_frames} frames, rotations fitted, ")
+
+    path = tmp_path / "script.pkl"  # the official layout: the suffix decides
+    written = export_motion(clean_scene, path, obj, report=lambda kind, text: reports.append((set(kind), text)))
+    (exported,) = load_motions(path)
+    assert exported.num_frames == written.num_frames == motion.num_frames
+    assert np.linalg.norm(exported.joints - motion.joints, axis=-1).mean() < 15.0
+    assert reports[-1] == ({"INFO"}, f"wrote {path}: {motion.num_frames} frames at 30 fps")
+
+    armatures = [o for o in bpy.data.objects if o.type == "ARMATURE"]
+    with pytest.raises(MotionError, match=rf"{sample_pkl.name}: clip 9 requested, the file holds 5"):
+        import_motion(clean_scene, sample_pkl, 9)
+    assert [o for o in bpy.data.objects if o.type == "ARMATURE"] == armatures

@@ -15,7 +15,7 @@ import pytest
 from conftest import report
 from mathutils import Euler, Matrix
 
-from mtvcrafter.motion import JOINT_NAMES, load_motions
+from mtvcrafter.motion import JOINT_NAMES, MotionError, load_motions
 from mtvcrafter.motion.bone_map_detection import detect_bone_map
 from mtvcrafter.motion.bone_maps import load_bone_maps
 from mtvcrafter.motion.bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh
@@ -357,6 +357,42 @@ def test_retarget_turns_an_animated_mixamo_rig_into_an_smpl_armature(clean_scene
     assert len(rig.pose.bones["mixamorig:LeftForeArm"].constraints) == 1
 
 
+def test_retarget_rig_fill_bone_map_and_save_as_preset_called_from_a_script(clean_scene, user_folder):
+    """The functions under the Retarget Rig panel: fill a rig's mapping from a preset, save it as a preset, retarget
+    through it; the new armature performs the rig's motion, and each step reports what it did."""
+    from mtvcrafter_bridge.armature import export_joints
+    from mtvcrafter_bridge.retarget import fill_bone_map, retarget_rig, save_as_preset
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo", seed=4)
+    camera = add_camera(context)
+    reports = []
+
+    def remember(kind, text):
+        reports.append((set(kind), text))
+
+    assert fill_bone_map(context, rig, "mixamo", report=remember) == []
+    assert rig.mtvcrafter_retarget.source == "CUSTOM" and len(rig.mtvcrafter_retarget.joints) == 24
+    assert reports[-1][0] == {"INFO"} and reports[-1][1].startswith(
+        f"{rig.name}: mapping from Mixamo; 41 bone(s) not used"
+    )
+    path = save_as_preset(context, rig.name, "Studio hero", report=remember)
+    assert path == user_folder / "studio_hero.json" and path.is_file()
+    assert rig.mtvcrafter_retarget.source == "studio_hero" and reports[-1] == ({"INFO"}, f"saved {path}")
+
+    smpl = retarget_rig(context, rig, name="HeroSMPL", report=remember)  # the rig's own choice: the saved preset
+    assert smpl == context.active_object and smpl.name == "HeroSMPL" and smpl["mtvcrafter_retargeted_from"] == rig.name
+    kind, text = reports[-1]
+    assert kind == {"INFO"} and text.startswith(f"{rig.name} → HeroSMPL: {FRAMES} frames through {camera.name}")
+    assert "bone map Studio hero" in text
+    got = export_joints(context, smpl, camera, 1, FRAMES)
+    expected = rig_joints_mm(context, rig, load_bone_maps()["mixamo"], camera)
+    assert np.linalg.norm(got - expected, axis=-1).max() < 5.0
+
+    with pytest.raises(MotionError, match="Camera is not an armature"):
+        retarget_rig(context, camera)
+
+
 def test_retarget_without_a_camera_adds_one_and_follows_the_preview_range(clean_scene):
     from mtvcrafter_bridge.armature import export_joints, fcurves
 
@@ -434,8 +470,11 @@ def test_retarget_through_a_moving_camera_keeps_the_rigs_motion_and_the_users_fr
 def test_retarget_of_a_one_frame_range_undoably(clean_scene):
     """One frame is a clip too; what the operator makes is one undo step (Ctrl+Z removes armature and camera:
     undo itself needs a window, which headless Blender has not)."""
-    from mtvcrafter_bridge.operators import IMPORT_ANIM_OT_mtvcrafter_motion
-    from mtvcrafter_bridge.retarget import MTVCRAFTER_OT_fill_bone_map, MTVCRAFTER_OT_retarget_rig
+    from mtvcrafter_bridge.operators import (
+        IMPORT_ANIM_OT_mtvcrafter_motion,
+        MTVCRAFTER_OT_fill_bone_map,
+        MTVCRAFTER_OT_retarget_rig,
+    )
 
     for operator in (MTVCRAFTER_OT_retarget_rig, MTVCRAFTER_OT_fill_bone_map, IMPORT_ANIM_OT_mtvcrafter_motion):
         assert {"REGISTER", "UNDO"} <= operator.bl_options
@@ -606,7 +645,7 @@ def test_the_operator_carries_no_rig_over_and_uses_the_rigs_own_bone_map(clean_s
 
 def test_import_of_a_mixamo_bvh_from_blenders_exporter(clean_scene, tmp_path, capfd):
     from mtvcrafter_bridge.armature import export_joints, fcurves
-    from mtvcrafter_bridge.operators import motion_camera
+    from mtvcrafter_bridge.import_export import motion_camera
 
     context = clean_scene
     rig = scene_with_rig(context, "mixamo", seed=5)
@@ -802,7 +841,7 @@ def draw_panel(context, panel=None):
     """The calls a panel's draw makes (default: the Retarget Rig panel, for the active object)."""
     from types import SimpleNamespace
 
-    from mtvcrafter_bridge.retarget import MTVCRAFTER_PT_retarget
+    from mtvcrafter_bridge.panels import MTVCRAFTER_PT_retarget
 
     calls = []
     (panel or MTVCRAFTER_PT_retarget).draw(SimpleNamespace(layout=FakeLayout(calls)), context)
@@ -813,9 +852,8 @@ def draw_panel(context, panel=None):
 def test_the_panel_list_and_dialogs_draw_with_the_real_layout_api(clean_scene, source):
     from types import SimpleNamespace
 
-    from mtvcrafter_bridge.animate import MTVCRAFTER_PT_panel
     from mtvcrafter_bridge.operators import IMPORT_ANIM_OT_mtvcrafter_motion
-    from mtvcrafter_bridge.retarget import MTVCRAFTER_PT_retarget, MTVCRAFTER_UL_joint_bones
+    from mtvcrafter_bridge.panels import MTVCRAFTER_PT_panel, MTVCRAFTER_PT_retarget, MTVCRAFTER_UL_joint_bones
 
     context = clean_scene
     rig = scene_with_rig(context, "mixamo")
