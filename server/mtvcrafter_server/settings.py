@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     max_output_side: int = 2048
     device: str | None = None
+    #: allow full unpickling of .pt/.bin weights that safe loading refuses (``--trust-checkpoint``)
+    trust_checkpoint: bool = False
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
