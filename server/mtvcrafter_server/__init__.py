@@ -11,7 +11,7 @@ def __getattr__(name):  # the server's dependencies load only when asked for (``
         from . import app
 
         return getattr(app, name)
-    if name in ("Settings", "ServerConfig"):  # ServerConfig: the former name of Settings
+    if name == "Settings":
         from .settings import Settings
 
         return Settings

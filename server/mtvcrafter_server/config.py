@@ -1,7 +1,6 @@
-"""The former name of the server settings, kept while callers move to :class:`mtvcrafter_server.Settings`."""
-
-from mtvcrafter.client import is_loopback
+"""The former name of the server settings, for ``backends.py`` until it moves to :mod:`mtvcrafter.backends`;
+everything else imports :class:`mtvcrafter_server.settings.Settings`."""
 
 from .settings import Settings as ServerConfig
 
-__all__ = ["ServerConfig", "is_loopback"]
+__all__ = ["ServerConfig"]
