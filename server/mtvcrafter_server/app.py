@@ -4,16 +4,17 @@ lifespan. The routes are in :mod:`.api`; OpenAPI docs at ``/docs``."""
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from mtvcrafter import __version__
+from mtvcrafter.backends import BackendConfig, create_backends
 
 from .api import api_router
 from .api.errors import add_error_handlers
 from .api.security import SecurityMiddleware
-from .backends import BACKENDS
 from .jobs.executor import InProcessExecutor
 from .jobs.files import DataFolder
 from .jobs.store import JobStore
@@ -25,7 +26,7 @@ log = logging.getLogger("mtvcrafter_server")
 def create_app(settings: Settings) -> FastAPI:
     files = DataFolder(settings.data_dir)
     store = JobStore(files.root / "jobs.sqlite3")
-    backends = {name: cls(settings) for name, cls in BACKENDS.items()}
+    backends = create_backends(backend_config(settings))
     if settings.backend is not None:
         available, reason = backends[settings.backend].status()
         if not available:  # a default that every job would be refused with
@@ -67,6 +68,19 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(SecurityMiddleware, settings=settings)
     return app
+
+
+def backend_config(settings: Settings) -> BackendConfig:
+    """Where the server's backends find their models; a CPU job leaves one core to the HTTP API, so
+    status polls stay fast while it runs."""
+    return BackendConfig(
+        model_dir=settings.model_dir,
+        base_model_dir=settings.base_model_dir,
+        tokenizer=settings.tokenizer,
+        device=settings.device,
+        trust_checkpoint=settings.trust_checkpoint,
+        cpu_threads=max(1, (os.cpu_count() or 2) - 1),
+    )
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..backends import PREFERENCE, Backend
+from mtvcrafter.backends import Backend, best_backend
+
 from ..settings import Settings
 from .deps import BackendsDep, SettingsDep
 from .models import BackendInfo
@@ -14,12 +15,7 @@ router = APIRouter(prefix="/v1/backends", tags=["backends"])
 
 def default_backend(settings: Settings, backends: dict[str, Backend]) -> str:
     """The server's ``--backend``, else the first available in order of preference."""
-    if settings.backend:
-        return settings.backend
-    for name in PREFERENCE:
-        if backends[name].status()[0]:
-            return name
-    return "preview"
+    return settings.backend or best_backend(backends)
 
 
 @router.get("", response_model=list[BackendInfo])

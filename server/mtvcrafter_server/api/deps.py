@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..backends import Backend
+from mtvcrafter.backends import Backend
+
 from ..jobs.executor import Executor
 from ..jobs.files import DataFolder
 from ..jobs.store import Job, JobStore

@@ -18,7 +18,7 @@ from .backends import default_backend
 from .deps import BackendsDep, ExecutorDep, FilesDep, JobDep, SettingsDep, StoreDep
 from .errors import ApiError
 from .models import JobInfo, JobParams
-from .uploads import check_output_size, parse_params, read_image, read_motion, store_inputs
+from .uploads import check_settings, parse_params, read_image, read_motion, store_inputs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -50,7 +50,7 @@ def submit(
         raise ApiError(
             409, "backend_unavailable", f"backend {backend} is not available: {reason}", field="params.backend"
         )
-    check_output_size(job_params, backend, settings.max_output_side)
+    check_settings(backends[backend], job_params.render_settings(), settings.max_output_side)
     with tempfile.TemporaryDirectory(dir=files.tmp()) as tmp:
         parsed = read_motion(motion.file.read(), motion.filename or "", Path(tmp), settings.max_frames)
     image = read_image(reference.file.read(), settings.max_image_pixels)

@@ -35,9 +35,6 @@ def tokenize(
     with tempfile.TemporaryDirectory(dir=files.tmp()) as tmp:
         parsed = read_motion(motion.file.read(), motion.filename or "", Path(tmp), settings.max_frames)
     result = tokenizer.reconstruct(parsed.joints)
-    warning = None
-    if result.vq_loss > 0.1:
-        warning = f"vq loss {result.vq_loss:.3f} > 0.1: the video model may render this motion poorly"
     return {
         "frames": parsed.num_frames,
         "latent_frames": int(result.codes.shape[0]),
@@ -45,6 +42,6 @@ def tokenize(
         "vq_loss": result.vq_loss,
         "mpjpe_mm": result.mpjpe_mm,
         "joint_error_mm": [float(v) for v in result.joint_error_mm],
-        "warning": warning,
+        "warning": result.warning,
         "reconstruction_mm": result.reconstruction_mm.round(2).tolist() if reconstruction else None,
     }

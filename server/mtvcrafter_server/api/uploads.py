@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
+from mtvcrafter.backends import Backend, RenderSettings, SettingsError
 from mtvcrafter.motion import Motion, MotionError, save_motion
 from mtvcrafter.motion.npz import read_npz
 
@@ -181,27 +181,16 @@ def store_inputs(folder: Path, motion: Motion, image: Image.Image) -> None:
     image.save(folder / "reference.png")
 
 
-def check_output_size(params: JobParams, backend: str, max_side: int) -> None:
-    if max(params.width, params.height) > max_side:
+def check_settings(backend: Backend, settings: RenderSettings, max_side: int) -> None:
+    """Refuse, as 422 naming the param, what the backend cannot render or this server does not take."""
+    if max(settings.width, settings.height) > max_side:
         raise ApiError(
             422,
             "invalid_params",
             f"params.width/height: at most {max_side} pixels on this server",
             field="params.width",
         )
-    if backend == "preview" and (params.width % 2 or params.height % 2):
-        raise ApiError(
-            422,
-            "invalid_params",
-            f"params.width/height must be even (H.264), got {params.width}×{params.height}",
-            field="params.width",
-        )
-    if backend != "preview" and (params.width % 16 or params.height % 16):
-        raise ApiError(
-            422,
-            "invalid_params",
-            f"params.width/height must be multiples of 16 for {backend}, got {params.width}×{params.height}",
-            field="params.width",
-        )
-    if not math.isfinite(params.guidance):
-        raise ApiError(422, "invalid_params", "params.guidance must be finite", field="params.guidance")
+    try:
+        backend.check(settings)
+    except SettingsError as exc:
+        raise ApiError(422, "invalid_params", f"params.{exc}", field=f"params.{exc.field}") from None

@@ -13,10 +13,9 @@ import traceback
 
 from PIL import Image
 
+from mtvcrafter.backends import Backend, Cancelled, RenderRequest
 from mtvcrafter.motion import load_motion
 
-from ..backends import Backend
-from ..errors import Cancelled
 from ..settings import Settings
 from .files import DataFolder
 from .params import JobParams
@@ -100,7 +99,7 @@ class InProcessExecutor(Executor):
 
     def _run(self, job) -> None:
         backend = self.backends[job.backend]
-        params = backend_params(job.params)
+        params = JobParams(**job.params)
         started = self.store.update(
             job.id, status=RUNNING, phase="starting", started=time.time(), progress=0.0, only_if_status=QUEUED
         )
@@ -123,18 +122,19 @@ class InProcessExecutor(Executor):
             motion = load_motion(folder / "motion.npz")
             with Image.open(folder / "reference.png") as im:
                 image = im.convert("RGB")
-            result = backend.run(motion, image, params, out, report, lambda: self._cancelled(job.id))
+            request = RenderRequest(motion, image, params.render_settings(), out)
+            result = backend.run(request, report, lambda: self._cancelled(job.id))
         except Cancelled:
             out.unlink(missing_ok=True)
             self.store.finish(job.id, CANCELLED, "cancelled")
-            _release(backend)
+            backend.release()
             return
         except Exception as exc:
             out.unlink(missing_ok=True)
             message = _failure_message(exc)
             log.error("job %s failed: %s\n%s", job.id, message, traceback.format_exc())
             self.store.finish(job.id, FAILED, message)
-            _release(backend)
+            backend.release()
             return
         final = self.files.result(job.cache_key)
         shutil.move(str(result.path), final)
@@ -149,16 +149,6 @@ class InProcessExecutor(Executor):
             height=result.size[1],
             warnings=result.warnings,
         )
-
-
-def backend_params(params: dict) -> JobParams:
-    return JobParams(**params)
-
-
-def _release(backend: Backend) -> None:
-    release = getattr(backend, "release", None)
-    if release is not None:
-        release()
 
 
 def _failure_message(exc: Exception) -> str:

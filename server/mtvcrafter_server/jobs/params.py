@@ -1,31 +1,57 @@
-"""The settings of a job: what a client sends as ``params``, what the store keeps, what a backend runs with."""
+"""The settings of a job: what a client sends as ``params``, what the store keeps, what a backend runs with.
+
+The pydantic model is generated from :data:`mtvcrafter.backends.SETTINGS` (the bounds, choices and help
+the command line's options come from too) plus ``backend``, whose choices are the registry's names.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from mtvcrafter.backends import BACKENDS, SETTINGS, RenderSettings, Setting
 
 
-class JobParams(BaseModel):
-    """Settings of a job (the ``params`` JSON part of ``POST /v1/jobs``)."""
+def _field(setting: Setting) -> tuple[Any, Any]:
+    annotation: Any = Literal[setting.choices] if setting.choices else setting.type
+    if setting.optional:
+        annotation = annotation | None
+    rules: dict[str, Any] = {"description": setting.help}
+    if setting.ge is not None:
+        rules["ge"] = setting.ge
+    if setting.le is not None:
+        rules["le"] = setting.le
+    if setting.pattern is not None:
+        rules["pattern"] = f"^{setting.pattern}$"
+    if setting.max_length is not None:
+        rules["max_length"] = setting.max_length
+    if setting.type is float:
+        rules["allow_inf_nan"] = False
+    return annotation, Field(setting.default, **rules)
 
+
+class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: str | None = Field(None, description="preview, tiny or mvdit-7b (default: the server's)")
-    width: int = Field(512, ge=16, le=8192, description="output width, pixels (multiple of 16 for the models)")
-    height: int = Field(512, ge=16, le=8192)
-    steps: int | None = Field(None, ge=1, le=1000, description="denoising steps (default 50; tiny 4)")
-    guidance: float = Field(3.0, ge=0, le=50, allow_inf_nan=False, description="motion guidance scale")
-    seed: int = Field(6666, ge=0, le=2**63 - 2)
-    scheduler: str = Field("dpm", max_length=64, pattern=r"^[A-Za-z0-9_]+$")
-    reference_encoding: Literal["image", "video"] = "image"
-    placement: Literal["fit", "camera"] = Field("fit", description="preview: where the skeleton is drawn")
-    num_frames: int | None = Field(None, ge=1, description="render only the first N frames")
+    def render_settings(self) -> RenderSettings:
+        """The render settings these params hold (everything but ``backend``)."""
+        return RenderSettings(**self.model_dump(exclude={"backend"}))
 
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, value: str | None) -> str | None:
-        if value is not None and value not in ("preview", "tiny", "mvdit-7b"):
-            raise ValueError("unknown backend; use preview, tiny or mvdit-7b")
-        return value
+
+_BACKEND_HELP = "; ".join(f"{n}: {c.description}" for n, c in BACKENDS.items()) + " (default: the server's)"
+
+#: Settings of a job (the ``params`` JSON part of ``POST /v1/jobs``).
+JobParams: type[_Params] = create_model(
+    "JobParams",
+    __base__=_Params,
+    __doc__="Settings of a job (the params JSON part of POST /v1/jobs): the backend and the render settings.",
+    backend=(
+        Literal[tuple(BACKENDS)] | None,
+        Field(
+            None,
+            description="; ".join(f"{n}: {c.description}" for n, c in BACKENDS.items()) + " (default: the server's)",
+        ),
+    ),
+    **{setting.name: _field(setting) for setting in SETTINGS},
+)
