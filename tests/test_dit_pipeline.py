@@ -47,6 +47,12 @@ def quiet(pipe):
     return pipe
 
 
+def video(out) -> np.ndarray:
+    """The one video of a call's batched PIL frames (the default output type) as uint8 ``(T, H, W, 3)``."""
+    assert isinstance(out.frames, list) and len(out.frames) == 1, "frames are batched: a list of one video"
+    return np.stack([np.asarray(frame) for frame in out.frames[0]])
+
+
 @pytest.fixture(scope="module")
 def pipe():
     """One tiny pipeline for the tests that do not change it (a call resets its interrupt flag)."""
@@ -116,37 +122,38 @@ def test_window_plan_refuses_an_empty_video():
 # -- the tiny pipeline end to end --------------------------------------------------------------------------------------
 
 
-def test_49_frames_give_a_49_frame_uint8_video(base):
-    assert isinstance(base.frames, np.ndarray)
-    assert base.frames.dtype == np.uint8 and base.frames.shape == (49, 64, 64, 3)
+def test_49_frames_give_one_49_frame_video(base):
+    assert len(base.frames) == 1 and len(base.frames[0]) == 49
+    assert all(im.size == (64, 64) and im.mode == "RGB" for im in base.frames[0])
+    assert video(base).shape == (49, 64, 64, 3)
     assert not base.interrupted and base.plan.num_windows == 1
-    assert base.frames.std() > 0  # not a blank video
+    assert video(base).std() > 0  # not a blank video
 
 
 def test_non_square_size(pipe, clip49, reference_image):
     out = pipe(reference_image, clip49, height=64, width=96, num_inference_steps=2, seed=0)
-    assert out.frames.dtype == np.uint8 and out.frames.shape == (49, 64, 96, 3)
+    assert video(out).shape == (49, 64, 96, 3)
 
 
 def test_a_long_motion_renders_every_frame_in_three_windows(pipe, sample_motions, reference_image):
     start = time.perf_counter()
     out = pipe(reference_image, sample_motions[0].slice(0, 120), **RUN)
     report(HEADING, f"120 frames (3 windows), 64x64, 2 steps: {time.perf_counter() - start:.2f} s")
-    assert out.frames.shape == (120, 64, 64, 3)
+    assert video(out).shape == (120, 64, 64, 3)
     assert out.plan.num_windows == 3 and len(out.windows) == 3
     assert [w.frame_start for w in out.windows] == [4 * s for s in out.plan.starts]
 
 
 def test_a_short_motion_renders_exactly_its_frames(pipe, sample_motions, reference_image):
     out = pipe(reference_image, sample_motions[0].slice(0, 20), **RUN)
-    assert out.frames.shape == (20, 64, 64, 3)
+    assert video(out).shape == (20, 64, 64, 3)
 
 
 def test_num_frames_cuts_the_motion(pipe, sample_motions, reference_image):
     motion = sample_motions[0]
     assert motion.num_frames == 127
     out = pipe(reference_image, motion, num_frames=30, **RUN)
-    assert out.frames.shape == (30, 64, 64, 3)
+    assert video(out).shape == (30, 64, 64, 3)
     with pytest.raises(DiTError, match="longer than the motion"):
         pipe(reference_image, motion, num_frames=128, **RUN)
 
@@ -164,37 +171,42 @@ def test_sizes_must_be_multiples_of_16(pipe, clip49, reference_image):
 
 def test_same_seed_gives_the_same_video(pipe, clip49, reference_image, base):
     again = pipe(reference_image, clip49, **RUN)
-    np.testing.assert_array_equal(again.frames, base.frames)
+    np.testing.assert_array_equal(video(again), video(base))
 
 
 def test_the_motion_conditions_the_video(pipe, sample_motions, reference_image, base):
     other = pipe(reference_image, sample_motions[3].slice(0, 49), **RUN)
-    assert other.frames.shape == base.frames.shape
+    assert video(other).shape == video(base).shape
     assert not np.array_equal(other.windows[0].codes, base.windows[0].codes)
-    assert not np.array_equal(other.frames, base.frames)
+    assert not np.array_equal(video(other), video(base))
 
 
 def test_seed_and_guidance_change_the_video(pipe, clip49, reference_image, base):
-    other_seed = pipe(reference_image, clip49, **{**RUN, "seed": 1}).frames
-    assert other_seed.shape == base.frames.shape and not np.array_equal(other_seed, base.frames)
-    no_cfg = pipe(reference_image, clip49, guidance_scale=1.0, **RUN).frames
-    assert no_cfg.shape == base.frames.shape and not np.array_equal(no_cfg, base.frames)
+    other_seed = video(pipe(reference_image, clip49, **{**RUN, "seed": 1}))
+    assert other_seed.shape == video(base).shape and not np.array_equal(other_seed, video(base))
+    no_cfg = video(pipe(reference_image, clip49, guidance_scale=1.0, **RUN))
+    assert no_cfg.shape == video(base).shape and not np.array_equal(no_cfg, video(base))
 
 
 # -- output types ------------------------------------------------------------------------------------------------------
 
 
 def test_output_types(pipe, clip49, reference_image, base):
-    pil = pipe(reference_image, clip49, output_type="pil", **RUN).frames
-    assert isinstance(pil, list) and len(pil) == 49
-    assert all(im.size == (64, 64) and im.mode == "RGB" for im in pil)
-    np.testing.assert_array_equal(np.asarray(pil[10]), base.frames[10])
+    """Batched as diffusers' video pipelines: "pil" (the default) a list of one list of images, "np" float32
+    (1, T, H, W, 3) and "pt" float32 (1, T, 3, H, W), both in [0, 1]; all the same pixels."""
+    pil = pipe(reference_image, clip49, output_type="pil", **RUN)
+    np.testing.assert_array_equal(video(pil), video(base))
+
+    as_np = pipe(reference_image, clip49, output_type="np", **RUN).frames
+    assert isinstance(as_np, np.ndarray) and as_np.dtype == np.float32 and as_np.shape == (1, 49, 64, 64, 3)
+    assert as_np.min() >= 0 and as_np.max() <= 1
+    np.testing.assert_array_equal((as_np[0] * 255).round().astype(np.uint8), video(base))
 
     pt = pipe(reference_image, clip49, output_type="pt", **RUN).frames
-    assert isinstance(pt, torch.Tensor) and pt.dtype == torch.float32 and tuple(pt.shape) == (49, 3, 64, 64)
+    assert isinstance(pt, torch.Tensor) and pt.dtype == torch.float32 and tuple(pt.shape) == (1, 49, 3, 64, 64)
     assert pt.min() >= 0 and pt.max() <= 1
-    as_uint8 = (pt.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
-    np.testing.assert_array_equal(as_uint8, base.frames)
+    as_uint8 = (pt[0].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(as_uint8, video(base))
 
     with pytest.raises(DiTError, match="output_type"):
         pipe(reference_image, clip49, output_type="gif", **RUN)
@@ -305,8 +317,7 @@ def test_motion_tokens_give_the_same_video_as_the_motion(pipe, clip49, reference
     tokens = pipe.motion_tokenizer.tokens(codes)
     assert tuple(tokens.shape) == (312, 32)
     out = pipe(reference_image, motion_tokens=tokens, **RUN)
-    assert out.frames.shape == (49, 64, 64, 3)
-    np.testing.assert_array_equal(out.frames, base.frames)
+    np.testing.assert_array_equal(video(out), video(base))
 
 
 def test_wrong_motion_tokens_are_refused(pipe, clip49, reference_image):
@@ -327,7 +338,7 @@ def test_wrong_motion_tokens_are_refused(pipe, clip49, reference_image):
 def test_a_saved_model_folder_loads_to_the_same_pipeline(model_dir, clip49, reference_image, base):
     loaded = quiet(load_pipeline(model_dir))
     out = loaded(reference_image, clip49, **RUN)
-    np.testing.assert_array_equal(out.frames, base.frames)
+    np.testing.assert_array_equal(video(out), video(base))
 
 
 def test_missing_files_are_named(model_dir, tmp_path):
@@ -363,8 +374,8 @@ def test_base_model_folder_elsewhere(model_dir, tmp_path, clip49, reference_imag
 def test_schedulers_by_name(model_dir, clip49, reference_image, base):
     ddim = quiet(load_pipeline(model_dir, scheduler="ddim"))
     assert type(ddim.scheduler).__name__ == "CogVideoXDDIMScheduler"
-    frames = ddim(reference_image, clip49, **RUN).frames
-    assert frames.shape == base.frames.shape and not np.array_equal(frames, base.frames)
+    frames = video(ddim(reference_image, clip49, **RUN))
+    assert frames.shape == video(base).shape and not np.array_equal(frames, video(base))
     with pytest.raises(ModelFileError, match="NoSuchScheduler"):
         load_pipeline(model_dir, scheduler="NoSuchScheduler")
 

@@ -16,10 +16,12 @@ reference image encoded once instead of 49 times (see :meth:`MTVCrafterPipeline.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, DiffusionPipeline
@@ -30,10 +32,14 @@ from PIL import Image
 from ..motion import NUM_JOINTS, Motion, NormStats
 from ..tokenizer import VQ_LOSS_WARNING, MotionTokenizer
 from .errors import DiTError
-from .layout import load_components
+from .layout import PIPELINE_INDEX, is_saved_pipeline, load_components, load_saved_components
+from .loading import check_torch_dtype, refuse_unknown_keywords
 from .schedulers import check_scheduler
 from .transformer_7b import MVDiT7BTransformer
 from .windows import TEMPORAL_COMPRESSION, WINDOW_LATENTS, WindowPlan, plan_windows
+
+#: What ``output_type`` may be, as in diffusers' video pipelines.
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 #: The official defaults (SPEC section 5).
 DEFAULT_SIZE = 512
@@ -56,8 +62,15 @@ class MotionWindow:
 
 @dataclass
 class MTVCrafterPipelineOutput(BaseOutput):
-    """``frames``: uint8 ``(T, H, W, 3)`` (``output_type="np"``), a list of PIL images ("pil"), a float
-    tensor ``(T, 3, H, W)`` in [0, 1] ("pt"), or latents ("latent"); None if interrupted."""
+    """``frames``, batched as in diffusers' video pipelines (one video: batch size 1), or None if interrupted:
+
+    - ``output_type="pil"`` (default): a list of one list of ``T`` PIL images;
+    - ``"np"``: float32 ``(1, T, H, W, 3)`` in [0, 1];
+    - ``"pt"``: float32 tensor ``(1, T, 3, H, W)`` in [0, 1];
+    - ``"latent"``: the final latents ``(1, F', C, h, w)`` (not divided by the VAE scaling factor).
+
+    ``diffusers.utils.export_to_video(out.frames[0], path, fps=…)`` writes the video ("pil" or "np").
+    """
 
     frames: object
     interrupted: bool = False
@@ -108,19 +121,45 @@ def prepare_reference(image, height: int, width: int) -> torch.Tensor:
     return (x * 2 - 1)[None]
 
 
+def _joints(motion: Motion | np.ndarray) -> np.ndarray:
+    """A motion's joints ``(T, 24, 3)`` mm as float32, checked."""
+    joints = motion.joints if isinstance(motion, Motion) else np.asarray(motion, dtype=np.float32)
+    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
+        raise DiTError(f"motion joints must be (T, 24, 3) in mm, got {joints.shape}")
+    return joints
+
+
+def _token_windows(motion_tokens) -> int:
+    """How many windows ``motion_tokens`` holds: a list (one per window), ``(W, 312, D)`` or one ``(312, D)``."""
+    if isinstance(motion_tokens, (list, tuple)):
+        return len(motion_tokens)
+    tokens = torch.as_tensor(motion_tokens)
+    return 1 if tokens.ndim == 2 else tokens.shape[0]
+
+
 class MTVCrafterPipeline(DiffusionPipeline):
     """Animate a reference image with a 3-D motion.
 
-    >>> pipe = MTVCrafterPipeline.from_pretrained("models/", torch_dtype=torch.bfloat16).to("cuda")
+    >>> pipe = MTVCrafterPipeline.from_pretrained("models/MTVCrafter", torch_dtype=torch.bfloat16).to("cuda")
     >>> out = pipe(image="human.png", motion=load_motion("dance.pkl"))
-    >>> out.frames.shape     # (T, 512, 512, 3) uint8, T = the motion's frame count
+    >>> export_to_video(out.frames[0], "dance.mp4", fps=20)   # T frames, T = the motion's frame count
+    >>> pipe.save_pretrained("saved/")                         # diffusers' layout; from_pretrained reads it back
 
-    Components: ``transformer`` (:class:`MVDiT7BTransformer`), ``vae`` (CogVideoX's), ``scheduler``
-    (``CogVideoXDPMScheduler`` by default; any diffusers scheduler with ``set_timesteps``/``step``
-    works). ``motion_tokenizer`` (4DMoT) turns joints into tokens; without it, pass ``motion_tokens``.
+    Components (all registered, so ``pipe.components``, ``save_pretrained`` and ``from_pretrained``
+    see them): ``transformer`` (:class:`MVDiT7BTransformer`), ``vae`` (CogVideoX's), ``scheduler``
+    (``CogVideoXDPMScheduler`` by default; any DDPM-family diffusers scheduler, see
+    :mod:`mtvcrafter.dit.schedulers`), ``motion_tokenizer`` (4DMoT; optional: without it, pass
+    ``motion_tokens``) and ``stats`` (the normalisation statistics, whose mean joint positions place
+    the motion tokens' rotary embeddings; default: the tokenizer's, else the official ones). The
+    tokenizer is not a ``torch.nn.Module``: ``pipe.to()`` leaves it on its own device.
+
+    As in diffusers' video pipelines, ``frames`` are batched (``out.frames[0]`` is the video) and
+    ``output_type="np"`` gives floats in [0, 1]; before, ``frames`` was one unbatched video and "np"
+    was uint8. ``latents=`` takes the initial noise (see :meth:`prepare_latents`).
     """
 
     model_cpu_offload_seq = "transformer->vae"
+    _optional_components = ["motion_tokenizer", "stats"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
@@ -132,10 +171,11 @@ class MTVCrafterPipeline(DiffusionPipeline):
         stats: NormStats | None = None,
     ):
         super().__init__()
-        self.register_modules(transformer=transformer, vae=vae, scheduler=scheduler)
-        # Not diffusers components (plain attributes): the tokenizer runs before denoising, on its own device.
-        self.motion_tokenizer = motion_tokenizer
-        self.stats = stats or (motion_tokenizer.stats if motion_tokenizer is not None else NormStats.official())
+        if stats is None:
+            stats = motion_tokenizer.stats if motion_tokenizer is not None else NormStats.official()
+        self.register_modules(
+            transformer=transformer, vae=vae, scheduler=scheduler, motion_tokenizer=motion_tokenizer, stats=stats
+        )
         self.vae_scale_factor_spatial = 2 ** (len(vae.config.block_out_channels) - 1)
         self.vae_scale_factor_temporal = vae.config.temporal_compression_ratio
         if self.vae_scale_factor_temporal != TEMPORAL_COMPRESSION:
@@ -150,12 +190,90 @@ class MTVCrafterPipeline(DiffusionPipeline):
         self._total_steps = 0
         self._current_window = 0
 
-    # -- loading ------------------------------------------------------------------------------------
+    # -- loading and saving -------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, model_dir, base_model_dir=None, torch_dtype=torch.float32, scheduler=None, **kwargs):
-        """Load from local folders (see :mod:`mtvcrafter.dit.layout`); nothing is downloaded."""
-        return cls(**load_components(model_dir, base_model_dir, torch_dtype=torch_dtype, scheduler=scheduler, **kwargs))
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        base_model_dir: str | Path | None = None,
+        subfolder: str | None = None,
+        torch_dtype: torch.dtype | None = torch.float32,
+        scheduler=None,
+        tokenizer_device: str | torch.device = "cpu",
+        trust_checkpoint: bool = False,
+        local_files_only: bool | None = None,
+        **kwargs,
+    ) -> MTVCrafterPipeline:
+        """Load from a local folder (``subfolder`` inside it, if given); nothing is downloaded.
+
+        The folder is either a :meth:`save_pretrained` folder (it has ``model_index.json``) or the
+        official layout (a download of yanboding/MTVCrafter, with CogVideoX-5b inside, beside it or
+        at ``base_model_dir``); see :mod:`mtvcrafter.dit.layout`. ``torch_dtype``: the transformer's
+        and the VAE's dtype (None: as stored). ``scheduler``: a name (``dpm``, ``ddim``, a diffusers
+        class name) or an instance; default the saved one, or ``dpm`` for the official layout.
+        ``tokenizer_device``: where 4DMoT runs. ``trust_checkpoint``: allow pickle code in ``.bin``/``.pt``
+        weights. ``local_files_only`` is accepted for compatibility and changes nothing. Any other
+        keyword is refused with a :class:`DiTError` (diffusers would silently drop it).
+        """
+        where = f"{cls.__name__}.from_pretrained"
+        known = ["base_model_dir", "subfolder", "torch_dtype", "scheduler", "tokenizer_device", "trust_checkpoint",
+                 "local_files_only"]  # fmt: skip
+        refuse_unknown_keywords(where, kwargs, known)
+        check_torch_dtype(where, torch_dtype)
+        folder = Path(pretrained_model_name_or_path)
+        if subfolder:
+            folder = folder / subfolder
+        options = dict(
+            torch_dtype=torch_dtype,
+            scheduler=scheduler,
+            tokenizer_device=tokenizer_device,
+            trust_checkpoint=trust_checkpoint,
+        )
+        if is_saved_pipeline(folder):
+            if base_model_dir is not None:
+                raise DiTError(
+                    f"{where}: {folder} is a saved pipeline (it has {PIPELINE_INDEX}) holding its own VAE and "
+                    "scheduler; base_model_dir is only for the official layout"
+                )
+            return cls(**load_saved_components(folder, **options))
+        return cls(**load_components(folder, base_model_dir, **options))
+
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        safe_serialization: bool = True,
+        max_shard_size: int | str | None = None,
+        **kwargs,
+    ) -> None:
+        """Write every component in diffusers' pipeline layout (see :mod:`mtvcrafter.dit.layout`), which
+        :meth:`from_pretrained` reads back to a pipeline that renders the same frames.
+
+        ``safe_serialization`` and ``max_shard_size`` go to the transformer's and the VAE's
+        ``save_pretrained``; anything else (``push_to_hub``, …) is refused: nothing is uploaded."""
+        refuse_unknown_keywords(
+            f"{type(self).__name__}.save_pretrained", kwargs, ["safe_serialization", "max_shard_size"]
+        )
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = {"safe_serialization": safe_serialization}
+        if max_shard_size is not None:
+            weights["max_shard_size"] = max_shard_size
+        self.transformer.save_pretrained(folder / "transformer", **weights)
+        self.vae.save_pretrained(folder / "vae", **weights)
+        self.scheduler.save_pretrained(folder / "scheduler")
+        if self.motion_tokenizer is not None:
+            self.motion_tokenizer.save_pretrained(folder / "motion_tokenizer")
+        self.stats.save(folder / "stats")
+        # diffusers would record our components under a guessed library ("dit", its DiT pipeline's
+        # folder, for the transformer), so the index names each class's own module
+        index = {"_class_name": type(self).__name__, "_diffusers_version": diffusers.__version__}
+        for name, component in self.components.items():
+            cls = type(component)
+            library = "diffusers" if cls.__module__.startswith("diffusers.") else cls.__module__
+            index[name] = [None, None] if component is None else [library, cls.__name__]
+        # written last: a folder without it is not taken for a saved pipeline
+        (folder / PIPELINE_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     # -- state, progress, cancel --------------------------------------------------------------------
 
@@ -260,11 +378,93 @@ class MTVCrafterPipeline(DiffusionPipeline):
 
     # -- the call -----------------------------------------------------------------------------------
 
-    def _check_size(self, height: int, width: int) -> None:
+    def check_inputs(
+        self,
+        image,
+        motion: Motion | np.ndarray | None,
+        motion_tokens,
+        height: int,
+        width: int,
+        num_frames: int | None,
+        num_inference_steps: int,
+        guidance_scale: float,
+        seed: int | None,
+        reference_encoding: str,
+        output_type: str,
+        latents: torch.Tensor | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> None:
+        """Refuse, before any work, settings the call cannot use (a :class:`DiTError` naming the setting).
+
+        The reference image is read, and ``latents``' shape checked, where they are used
+        (:func:`prepare_reference`, :meth:`prepare_latents`)."""
+        bad = [k for k in callback_on_step_end_tensor_inputs or [] if k not in self._callback_tensor_inputs]
+        if bad:
+            raise DiTError(f"callback tensor inputs must be among {self._callback_tensor_inputs}, got {bad}")
+        if image is None:
+            raise DiTError("give a reference image (a PIL image, a path or an (H, W, 3) uint8 array)")
+        if output_type not in OUTPUT_TYPES:
+            raise DiTError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if reference_encoding not in ("image", "video"):
+            raise DiTError(f"reference_encoding must be 'image' or 'video', got {reference_encoding!r}")
+        if num_inference_steps < 1:
+            raise DiTError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+        if not np.isfinite(guidance_scale) or guidance_scale < 0:
+            raise DiTError(f"guidance_scale must be a finite number ≥ 0, got {guidance_scale}")
+        if seed is not None and not 0 <= int(seed) < 2**63 - 1:
+            raise DiTError(f"seed must be between 0 and 2**63 - 2, got {seed}")
+        if latents is not None and not isinstance(latents, torch.Tensor):
+            raise DiTError(f"latents must be a torch.Tensor (see prepare_latents), got {type(latents).__name__}")
+        check_scheduler(self.scheduler)
         unit = self.vae_scale_factor_spatial * self.transformer.config.patch_size
         for name, v in (("height", height), ("width", width)):
             if not isinstance(v, int) or v < unit or v % unit:
                 raise DiTError(f"{name} must be a positive multiple of {unit} pixels, got {v}")
+        if motion is None and motion_tokens is None:
+            raise DiTError("give a motion (joints) or motion_tokens")
+        if num_frames is not None and num_frames < 1:
+            raise DiTError(f"num_frames must be at least 1, got {num_frames}")
+        if motion is not None:
+            joints = _joints(motion)
+            if num_frames is not None and num_frames > len(joints):
+                raise DiTError(f"num_frames {num_frames} is longer than the motion ({len(joints)} frames)")
+
+    def prepare_latents(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The initial noise of a ``num_frames``-frame video: ``(1, F', C, height/8, width/8)`` with
+        ``F' = plan_windows(num_frames).latent_frames`` (the video padded to whole windows: 13 for up
+        to 49 frames), drawn from ``generator``, or ``latents`` checked and moved to ``device``/``dtype``.
+
+        Not yet scaled by the scheduler's ``init_noise_sigma``: each window is scaled as it starts, and
+        the overlap guidance noises the previous window's latents with this same noise.
+        ``pipe(…, latents=pipe.prepare_latents(…, generator=torch.Generator(device).manual_seed(s)), seed=s)``
+        renders what ``pipe(…, seed=s)`` renders. With a ``generator`` instead of ``seed``, the call draws
+        the scheduler's noise from it as given, as diffusers' pipelines do: pass the generator that drew
+        the latents to continue its stream.
+        """
+        shape = (
+            1,
+            plan_windows(num_frames).latent_frames,
+            self.vae.config.latent_channels,
+            height // self.vae_scale_factor_spatial,
+            width // self.vae_scale_factor_spatial,
+        )
+        if latents is None:
+            return randn_tensor(shape, generator=generator, device=torch.device(device), dtype=dtype)
+        if tuple(latents.shape) != shape:
+            raise DiTError(
+                f"latents must be {shape} (batch, latent frames, channels, height/8, width/8) for {num_frames} "
+                f"frames at {height}×{width}, got {tuple(latents.shape)}; pipe.prepare_latents makes them"
+            )
+        return latents.to(device=device, dtype=dtype)
 
     def _step(self, noise_pred, t, prev_t, latents, state, generator):
         if isinstance(self.scheduler, CogVideoXDPMScheduler):
@@ -294,10 +494,11 @@ class MTVCrafterPipeline(DiffusionPipeline):
         guidance_scale: float = DEFAULT_GUIDANCE,
         generator: torch.Generator | None = None,
         seed: int | None = DEFAULT_SEED,
+        latents: torch.Tensor | None = None,
         reference_generator: torch.Generator | None = None,
         reference_encoding: str = "image",
         window_stride: int = 10,
-        output_type: str = "np",
+        output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
@@ -307,9 +508,14 @@ class MTVCrafterPipeline(DiffusionPipeline):
         Or give ``motion_tokens`` (``(312, D)`` for one window, or one per window of the plan) instead.
         ``num_frames``: frames to render (default: the motion's; at most the motion's).
 
+        Returns :class:`MTVCrafterPipelineOutput` (or ``(frames,)`` without ``return_dict``): ``frames``
+        batched as in diffusers' video pipelines, ``frames[0]`` being the video (see ``output_type`` there).
+
         Randomness: ``generator`` (or, when None, one on the execution device seeded with ``seed``)
         draws the initial noise and every scheduler noise, in the official order, so a seed gives the
-        official script's noise on the same kind of device (CUDA and CPU streams differ). The
+        official script's noise on the same kind of device (CUDA and CPU streams differ). ``latents``:
+        the initial noise instead of drawing it, ``(1, F', C, h, w)`` (see :meth:`prepare_latents`: with
+        ``seed``, the seeded noise's own latents give the seeded video). The
         reference latents' sample is drawn from ``reference_generator`` (default: seeded with
         ``seed + 1``; torch's global generator, as the official script uses, when neither is given).
 
@@ -319,43 +525,30 @@ class MTVCrafterPipeline(DiffusionPipeline):
         returns at once with ``frames=None`` and ``interrupted=True``.
         """
         tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
-        bad = [k for k in tensor_inputs if k not in self._callback_tensor_inputs]
-        if bad:
-            raise DiTError(f"callback tensor inputs must be among {self._callback_tensor_inputs}, got {bad}")
-        if output_type not in ("np", "pil", "pt", "latent"):
-            raise DiTError(f"output_type must be np, pil, pt or latent, got {output_type!r}")
-        if num_inference_steps < 1:
-            raise DiTError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-        if not np.isfinite(guidance_scale) or guidance_scale < 0:
-            raise DiTError(f"guidance_scale must be a finite number ≥ 0, got {guidance_scale}")
-        if seed is not None and not 0 <= int(seed) < 2**63 - 1:
-            raise DiTError(f"seed must be between 0 and 2**63 - 2, got {seed}")
-        check_scheduler(self.scheduler)
-        self._check_size(height, width)
+        self.check_inputs(
+            image,
+            motion,
+            motion_tokens,
+            height,
+            width,
+            num_frames,
+            num_inference_steps,
+            guidance_scale,
+            seed,
+            reference_encoding,
+            output_type,
+            latents,
+            tensor_inputs,
+        )
         self._interrupt = False
         device = self._execution_device
 
         # 1. Motion → windows of tokens
-        joints = None
-        if motion is not None:
-            joints = motion.joints if isinstance(motion, Motion) else np.asarray(motion, dtype=np.float32)
-            if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or len(joints) == 0:
-                raise DiTError(f"motion joints must be (T, 24, 3) in mm, got {joints.shape}")
-            available = len(joints)
-        elif motion_tokens is None:
-            raise DiTError("give a motion (joints) or motion_tokens")
-        frames = num_frames if num_frames is not None else (available if joints is not None else None)
-        if joints is not None and frames > available:
-            raise DiTError(f"num_frames {frames} is longer than the motion ({available} frames)")
-        if joints is None:
-            n_tok = (
-                len(motion_tokens)
-                if isinstance(motion_tokens, (list, tuple))
-                else (1 if torch.as_tensor(motion_tokens).ndim == 2 else torch.as_tensor(motion_tokens).shape[0])
-            )
-            frames = frames or 49 + 40 * (n_tok - 1)
-        if frames < 1:
-            raise DiTError(f"num_frames must be at least 1, got {frames}")
+        joints = _joints(motion) if motion is not None else None
+        if joints is not None:
+            frames = num_frames if num_frames is not None else len(joints)
+        else:
+            frames = num_frames or 49 + 40 * (_token_windows(motion_tokens) - 1)
         plan = plan_windows(frames, window_stride)
         if joints is not None:
             windows = self.motion_windows(joints[:frames], plan)
@@ -364,14 +557,17 @@ class MTVCrafterPipeline(DiffusionPipeline):
         mean = np.asarray(joint_mean if joint_mean is not None else self.stats.mean, np.float32)
 
         # 2. Noise for the whole video, then the reference latents
+        dtype = self.transformer.dtype
         if generator is None and seed is not None:
             generator = torch.Generator(device=device).manual_seed(int(seed))
             if reference_generator is None:
                 reference_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
-        dtype = self.transformer.dtype
-        channels = self.vae.config.latent_channels
-        h, w = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
-        noise = randn_tensor((1, plan.latent_frames, channels, h, w), generator=generator, device=device, dtype=dtype)
+            if latents is not None:
+                # the seed's initial noise is drawn and replaced, so the scheduler's noise (CogVideoX's DPM
+                # draws at every step) is the seeded call's: same seed and same latents, same video
+                self.prepare_latents(frames, height, width, dtype, device, generator)
+        noise = self.prepare_latents(frames, height, width, dtype, device, generator, latents)
+        h, w = noise.shape[-2:]
         reference = self.encode_reference(
             prepare_reference(image, height, width), WINDOW_LATENTS, reference_generator, reference_encoding
         ).to(dtype)
@@ -453,8 +649,7 @@ class MTVCrafterPipeline(DiffusionPipeline):
         if output_type == "latent":
             video = final
         else:
-            video = self.decode_latents(final)[:frames]
-            video = self._postprocess(video, output_type)
+            video = self._postprocess(self.decode_latents(final)[:frames], output_type)
         self.maybe_free_model_hooks()
         out = MTVCrafterPipelineOutput(frames=video, windows=windows, plan=plan)
         return out if return_dict else (video,)
@@ -468,12 +663,13 @@ class MTVCrafterPipeline(DiffusionPipeline):
 
     @staticmethod
     def _postprocess(video: torch.Tensor, output_type: str):
+        """Frames ``(T, 3, H, W)`` in [0, 1] → one batched video (see :class:`MTVCrafterPipelineOutput`)."""
         if output_type == "pt":
-            return video.cpu()
+            return video.cpu()[None]
+        if output_type == "np":
+            return video.permute(0, 2, 3, 1).cpu().numpy()[None]
         frames = (video.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        if output_type == "pil":
-            return [Image.fromarray(f) for f in frames]
-        return frames
+        return [[Image.fromarray(f) for f in frames]]
 
 
 def load_pipeline(model_dir: str | Path, base_model_dir: str | Path | None = None, **kwargs) -> MTVCrafterPipeline:

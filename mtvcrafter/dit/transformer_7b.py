@@ -2,7 +2,9 @@
 
 Parameter names and the configuration are those of the official ``MV-DiT/CogVideoX`` folder, so it
 loads unchanged. What MTVCrafter adds to CogVideoX is written here; the rest is diffusers' building
-blocks (attention module, feed-forward, timestep embedding, adaptive output norm).
+blocks (feed-forward, timestep embedding, adaptive output norm) and protocols: attention modules whose
+math is a swappable processor (``model.attn_processors``, ``model.set_attn_processor``,
+``fuse_qkv_projections``, ``set_attention_backend``), as in diffusers' own transformers.
 """
 
 from __future__ import annotations
