@@ -14,6 +14,7 @@ from mtvcrafter.backends import BackendConfig, create_backends
 
 from .api import api_router
 from .api.errors import add_error_handlers
+from .api.jobs import openapi_schema
 from .api.security import SecurityMiddleware
 from .jobs.executor import InProcessExecutor
 from .jobs.files import DataFolder
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.executor, app.state.backends = executor, backends
     add_error_handlers(app)
     app.include_router(api_router)
+    app.openapi = lambda: openapi_schema(app)
     if settings.allowed_origins:  # explicitly allowed browser origins get CORS headers (none by default)
         from fastapi.middleware.cors import CORSMiddleware
 

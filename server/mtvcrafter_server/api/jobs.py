@@ -21,6 +21,22 @@ from .models import JobInfo, JobParams
 from .uploads import check_settings, parse_params, read_image, read_motion, store_inputs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+#: The ``params`` form field is JSON; its schema is JobParams (added to the components by :func:`openapi_schema`).
+JOB_PARAMS_REF = {"$ref": "#/components/schemas/JobParams"}
+
+
+def openapi_schema(app) -> dict:
+    """FastAPI's schema with :class:`JobParams` among its components (a JSON form field is not a model to it)."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema["components"]["schemas"]["JobParams"] = JobParams.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        app.openapi_schema = schema
+    return app.openapi_schema
+
 
 EVENT_POLL_S = 0.1
 KEEPALIVE_S = 15.0
@@ -41,7 +57,13 @@ def submit(
     files: FilesDep,
     executor: ExecutorDep,
     backends: BackendsDep,
-    params: Annotated[str | None, Form(description="JSON object of JobParams")] = None,
+    params: Annotated[
+        str | None,
+        Form(
+            description="JSON object of JobParams (the backend and the render settings)",
+            json_schema_extra={"contentMediaType": "application/json", "contentSchema": JOB_PARAMS_REF},
+        ),
+    ] = None,
 ):
     job_params: JobParams = parse_params(params)
     backend = job_params.backend or default_backend(settings, backends)

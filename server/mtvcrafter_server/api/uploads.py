@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from mtvcrafter.backends import Backend, RenderSettings, SettingsError
 from mtvcrafter.motion import Motion, MotionError, save_motion
 from mtvcrafter.motion.npz import read_npz
+from mtvcrafter.render import flatten_reference
 
 from ..jobs.params import JobParams
 from .errors import ApiError
@@ -170,7 +171,7 @@ def read_image(data: bytes, max_pixels: int) -> Image.Image:
         )
     try:
         image.load()
-        return image.convert("RGB")
+        return flatten_reference(image)  # as every render path sees it: transparency over white
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ApiError(422, "invalid_image", f"the reference image is damaged ({exc})", field="reference") from None
 
