@@ -7,6 +7,8 @@ from __future__ import annotations
 import gc
 import time
 
+from mtvcrafter import official
+
 from .base import Backend, RenderRequest, RenderResult, file_stamp, never_cancelled, no_progress
 from .errors import BackendError, Cancelled
 from .settings import RenderSettings
@@ -19,7 +21,7 @@ class PipelineBackend(Backend):
     """A backend running :class:`mtvcrafter.dit.MTVCrafterPipeline`; subclasses say how it is built."""
 
     uses_gpu = True
-    default_steps = 50
+    default_steps = official.STEPS
     size_multiple = 16
     #: said when the backend runs on the CPU anyway (None: the CPU is fine for it)
     cpu_warning: str | None = None

@@ -13,15 +13,17 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from mtvcrafter import official
+
 from .errors import SettingsError
 
 #: the largest output side any path accepts (a server may set a lower limit of its own)
 MAX_SIDE = 8192
 #: the official 7B script's settings (SPEC §5)
-DEFAULT_SIZE = 512
-DEFAULT_GUIDANCE = 3.0
-DEFAULT_SEED = 6666
-DEFAULT_SCHEDULER = "dpm"
+DEFAULT_SIZE = official.SIZE
+DEFAULT_GUIDANCE = official.GUIDANCE
+DEFAULT_SEED = official.SEED
+DEFAULT_SCHEDULER = official.SCHEDULER
 DTYPES = ("bf16", "fp16", "fp32")
 OFFLOAD_MODES = ("none", "model")
 

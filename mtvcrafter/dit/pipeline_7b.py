@@ -29,6 +29,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from .. import official
 from ..motion import NUM_JOINTS, Motion, NormStats
 from ..tokenizer import VQ_LOSS_WARNING, MotionTokenizer
 from .errors import DiTError
@@ -42,11 +43,11 @@ from .windows import TEMPORAL_COMPRESSION, WINDOW_LATENTS, WindowPlan, plan_wind
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 #: The official defaults (SPEC section 5).
-DEFAULT_SIZE = 512
-DEFAULT_STEPS = 50
-DEFAULT_GUIDANCE = 3.0
-DEFAULT_SEED = 6666
-DEFAULT_FPS = 20
+DEFAULT_SIZE = official.SIZE
+DEFAULT_STEPS = official.STEPS
+DEFAULT_GUIDANCE = official.GUIDANCE
+DEFAULT_SEED = official.SEED
+DEFAULT_FPS = official.FPS
 
 
 @dataclass

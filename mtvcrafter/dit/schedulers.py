@@ -15,6 +15,7 @@ import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler
 from diffusers.utils import logging as diffusers_logging
 
+from .. import official
 from .errors import ModelFileError
 
 #: Schedulers by short name; any other diffusers scheduler class name works too.
@@ -84,7 +85,7 @@ def make_scheduler(scheduler=None, config: dict | None = None):
     if scheduler is not None and not isinstance(scheduler, str):
         check_scheduler(scheduler)
         return scheduler
-    name = scheduler or "dpm"
+    name = scheduler or official.SCHEDULER
     cls = SCHEDULERS.get(name.lower())
     if cls is None:
         import diffusers
