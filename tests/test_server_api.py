@@ -4,10 +4,6 @@ environment."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +14,7 @@ pytest.importorskip("pydantic_settings")
 
 from mtvcrafter_server import Settings  # noqa: E402
 from mtvcrafter_server.api.models import BackendInfo, Health, JobInfo, TokenizeResult  # noqa: E402
-from mtvcrafter_server.local import free_port  # noqa: E402
+from mtvcrafter_server.local import local_server  # noqa: E402
 
 TOKEN = "from-the-environment"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,30 +36,8 @@ ROUTES = {
 def server(tmp_path_factory):
     """``mtvcrafter serve`` on loopback whose token comes from MTVCRAFTER_TOKEN only (no --token)."""
     folder = tmp_path_factory.mktemp("server-api")
-    port = free_port()
-    command = [sys.executable, "-m", "mtvcrafter", "serve", "--port", str(port), "--data-dir", str(folder / "data")]
-    with open(folder / "log", "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, "MTVCRAFTER_TOKEN": TOKEN})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (folder / "log").read_text(errors="replace")
-            try:
-                if httpx.get(f"{url}/v1/health", headers=AUTH, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer within 120 s"
-            time.sleep(0.2)
+    with local_server(folder / "data", log=folder / "log", env={"MTVCRAFTER_TOKEN": TOKEN}, token=TOKEN) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,14 @@ def local_server(
     log: str | Path | None = None,
     timeout: float = 120.0,
     python: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    token: str | None = None,
 ):
     """A ``mtvcrafter serve`` subprocess on 127.0.0.1; yields its URL and stops it at the end.
 
     ``python``: the interpreter to run it with (default this one; e.g. the server's environment
-    when the caller runs inside Blender's Python)."""
+    when the caller runs inside Blender's Python). ``env``: variables added to its environment (e.g.
+    ``MTVCRAFTER_TOKEN``); ``token``: the one to send while waiting for it to answer."""
     port = free_port()
     command = [
         str(python or sys.executable),
@@ -44,8 +47,11 @@ def local_server(
         *options,
     ]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    process = subprocess.Popen(command, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        command, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -54,7 +60,7 @@ def local_server(
                     f"the server exited with status {process.returncode}" + (f"; see {log}" if log else "")
                 )
             try:
-                if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/v1/health", headers=headers, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
