@@ -4,6 +4,9 @@ environment."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +161,13 @@ def test_a_token_from_the_environment_allows_a_public_host(clean_env):
     clean_env.setenv("MTVCRAFTER_TOKEN", "t0ken")
     assert Settings(host="0.0.0.0").token == "t0ken"
     assert Settings(host="localhost", token=None).token is None
+
+
+def test_a_default_backend_the_registry_does_not_know_is_one_line_from_the_environment_too(clean_env, tmp_path):
+    env = {**os.environ, "MTVCRAFTER_BACKEND": "mvdit-99b"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mtvcrafter", "serve", "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: backend: Input should be 'preview', 'tiny' or 'mvdit-7b'"]

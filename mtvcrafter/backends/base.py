@@ -99,7 +99,6 @@ class Backend:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    uses_gpu: ClassVar[bool] = False
     #: the steps used when the settings leave ``steps`` to the backend (None: it has no steps)
     default_steps: ClassVar[int | None] = None
     #: output sides must be multiples of this

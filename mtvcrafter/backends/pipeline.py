@@ -20,7 +20,6 @@ DENOISING_SHARE = 0.9
 class PipelineBackend(Backend):
     """A backend running :class:`mtvcrafter.dit.MTVCrafterPipeline`; subclasses say how it is built."""
 
-    uses_gpu = True
     default_steps = official.STEPS
     size_multiple = 16
     #: said when the backend runs on the CPU anyway (None: the CPU is fine for it)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from mtvcrafter.backends import BACKENDS, MAX_SIDE, SETTINGS, SettingsError
+from mtvcrafter.backends import BACKENDS, SETTINGS, SETTINGS_BY_NAME, SettingsError
 
 from .common import (
     PhaseProgress,
@@ -24,10 +24,9 @@ from .common import (
 def _setting_type(setting):
     def parse(text: str):
         try:
-            return setting.check(setting.type(text) if setting.type is not str else text)
-        except (ValueError, SettingsError) as exc:
-            message = str(exc) if isinstance(exc, SettingsError) else f"expected {setting.type.__name__}, got {text!r}"
-            raise argparse.ArgumentTypeError(message) from None
+            return setting.check(text)  # converts the text to the setting's type, then checks its bounds
+        except SettingsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = setting.name  # argparse names the option's type in its messages
     return parse
@@ -38,8 +37,9 @@ def _size(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x512, got {text!r}") from None
-    if not (16 <= width <= MAX_SIDE and 16 <= height <= MAX_SIDE):
-        raise argparse.ArgumentTypeError(f"each side must be between 16 and {MAX_SIDE} pixels, got {text!r}")
+    side = SETTINGS_BY_NAME["width"]
+    if not (side.ge <= width <= side.le and side.ge <= height <= side.le):
+        raise argparse.ArgumentTypeError(f"each side must be between {side.ge} and {side.le} pixels, got {text!r}")
     return width, height
 
 

@@ -60,7 +60,7 @@ def serve_command(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"{where}: {first['msg']}".removeprefix("Value error, ") if where else first["msg"]) from None
+        raise UsageError(f"{where}: {first['msg']}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     print(

@@ -4,11 +4,12 @@ environment (``MTVCRAFTER_TOKEN``, ``MTVCRAFTER_DATA_DIR``, ``MTVCRAFTER_MODEL_D
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mtvcrafter.backends import BACKENDS
 from mtvcrafter.client import is_loopback
 
 
@@ -19,7 +20,7 @@ class Settings(BaseSettings):
     port: int = 8765
     data_dir: Path = Path("mtvcrafter-data")
     #: the backend jobs use when they name none (None: the best available)
-    backend: str | None = None
+    backend: Literal[tuple(BACKENDS)] | None = None
     #: a download of yanboding/MTVCrafter (mvdit-7b; its 4DMoT also gives the preview's reconstruction)
     model_dir: Path | None = None
     base_model_dir: Path | None = None
