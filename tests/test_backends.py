@@ -30,17 +30,42 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_defaults_are_the_official_settings():
     settings = RenderSettings()
-    # SPEC §5: 512x512, guidance 3.0, DPM scheduler, seed 6666; steps left to the backend (50, tiny 4)
-    assert (settings.width, settings.height, settings.guidance, settings.seed, settings.scheduler) == (
-        512,
-        512,
-        3.0,
-        6666,
-        "dpm",
-    )
-    assert settings.steps is None
-    assert get_backend("mvdit-7b").steps(settings) == 50 and get_backend("tiny").steps(settings) == 4
+    # left to the backend: each model's official settings
+    assert settings.size == (512, 512)
+    assert all(getattr(settings, n) is None for n in ("width", "height", "steps", "guidance", "seed", "scheduler"))
+    seven, seventeen = get_backend("mvdit-7b"), get_backend("mvdit-17b")
+    # SPEC §5: 512x512, 50 steps, guidance 3.0, seed 6666 (and the DPM scheduler, see test_dit_pipeline)
+    assert (seven.steps(settings), seven.guidance(settings), seven.seed(settings)) == (50, 3.0, 6666)
+    assert seven.output_size(settings) == (512, 512)
+    # SPEC §6: 50 steps, text guidance 6.0, seed 42; with the FusionX LoRA 10 steps and no guidance
+    assert (seventeen.steps(settings), seventeen.guidance(settings), seventeen.seed(settings)) == (50, 6.0, 42)
+    assert get_backend("tiny").steps(settings) == 4
     assert [s.name for s in SETTINGS] == list(settings.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("size", "bucket"),
+    [((512, 512), (512, 512)), ((720, 1280), (384, 672)), ((1280, 720), (672, 384)), ((1000, 3000), (288, 864))],
+)
+def test_the_17b_picks_the_official_aspect_bucket(size, bucket):
+    from PIL import Image
+
+    backend = get_backend("mvdit-17b")
+    image = Image.new("RGB", size)
+    assert backend.output_size(RenderSettings(), image) == bucket
+    assert backend.output_size(RenderSettings(width=640, height=320), image) == (640, 320)
+    # one side given: the other from the image's aspect, a multiple of 16
+    width, height = backend.output_size(RenderSettings(width=512), image)
+    assert width == 512 and height % 16 == 0 and abs(height / width - size[1] / size[0]) < 0.05
+
+
+def test_a_prompt_is_refused_by_backends_that_take_none():
+    with pytest.raises(SettingsError, match="prompt: the mvdit-7b backend takes none .*mvdit-17b") as info:
+        get_backend("mvdit-7b").check(RenderSettings(prompt="a dancer"))
+    assert info.value.field == "prompt"
+    get_backend("mvdit-17b").check(RenderSettings(prompt="a dancer", negative_prompt="blur"))
+    with pytest.raises(SettingsError, match="flow-euler"):
+        get_backend("mvdit-17b").check(RenderSettings(scheduler="dpm"))
 
 
 @pytest.mark.parametrize(
@@ -84,10 +109,10 @@ def test_each_backend_refuses_sizes_it_cannot_render():
     with pytest.raises(SettingsError, match="even") as odd:
         get_backend("preview").check(RenderSettings(width=65, height=64))
     assert odd.value.field == "width"
-    with pytest.raises(SettingsError, match="multiples of 16 for tiny"):
+    with pytest.raises(SettingsError, match="width must be a multiple of 16 for tiny"):
         get_backend("tiny").check(RenderSettings(width=72, height=64))
     get_backend("tiny").check(RenderSettings(width=64, height=96))
-    with pytest.raises(BackendError, match="unknown backend 'mvdit-99b'; use one of preview, tiny, mvdit-7b"):
+    with pytest.raises(BackendError, match="unknown backend 'mvdit-99b'; use one of preview, tiny, tiny-17b, mvdit-7b, mvdit-17b"):
         get_backend("mvdit-99b")
 
 

@@ -52,9 +52,13 @@ class BackendConfig:
     trust_checkpoint: bool = False
     #: threads for work on the CPU (None: torch's default); a server leaves a core to its HTTP API
     cpu_threads: int | None = None
+    #: where a render's ``lora`` name is looked up (besides ``model_dir/loras`` and ``model_dir/wan2.1``)
+    lora_dir: Path | None = None
+    #: whether a render may name any LoRA file by its path (the command line); a server takes names only
+    lora_paths: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("model_dir", "base_model_dir", "tokenizer"):
+        for name in ("model_dir", "base_model_dir", "tokenizer", "lora_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -101,8 +105,14 @@ class Backend:
     description: ClassVar[str] = ""
     #: the steps used when the settings leave ``steps`` to the backend (None: it has no steps)
     default_steps: ClassVar[int | None] = None
+    #: the guidance scale and seed used when the settings leave them to the backend (None: it has none)
+    default_guidance: ClassVar[float | None] = None
+    default_seed: ClassVar[int | None] = None
     #: output sides must be multiples of this
     size_multiple: ClassVar[int] = 2
+    #: the settings this backend reads (listed by the server's ``/v1/backends``; the add-on shows the fields
+    #: of these); any other is ignored, except the ones of :data:`ONLY_IF_TAKEN`, which are refused
+    takes: ClassVar[tuple[str, ...]] = ("width", "height", "num_frames")
 
     def __init__(self, config: BackendConfig | None = None):
         self.config = config or BackendConfig()
@@ -120,13 +130,34 @@ class Backend:
 
     def check(self, settings: RenderSettings) -> None:
         """Refuse settings this backend cannot render (:class:`SettingsError` naming the setting), before any work."""
+        for name in ONLY_IF_TAKEN:
+            if getattr(settings, name) is not None and name not in self.takes:
+                users = ", ".join(n for n, cls in _registry().items() if name in cls.takes) or "none"
+                raise SettingsError(name, f"{name}: the {self.name} backend takes none (backends that do: {users})")
         m = self.size_multiple
-        if settings.width % m or settings.height % m:
-            need = "even (H.264)" if m == 2 else f"multiples of {m} for {self.name}"
-            raise SettingsError("width", f"width and height must be {need}, got {settings.width}x{settings.height}")
+        for name in ("width", "height"):
+            value = getattr(settings, name)
+            if value is not None and value % m:
+                need = "even (H.264)" if m == 2 else f"a multiple of {m} for {self.name}"
+                raise SettingsError(name, f"{name} must be {need}, got {value}")
+
+    def output_size(self, settings: RenderSettings, image: Image.Image | None = None) -> tuple[int, int]:
+        """``(width, height)`` of the video this backend renders for ``settings`` and the reference ``image``."""
+        return settings.size
 
     def steps(self, settings: RenderSettings) -> int | None:
         return settings.steps if settings.steps is not None else self.default_steps
+
+    def guidance(self, settings: RenderSettings) -> float | None:
+        return settings.guidance if settings.guidance is not None else self.default_guidance
+
+    def seed(self, settings: RenderSettings) -> int | None:
+        return settings.seed if settings.seed is not None else self.default_seed
+
+    def defaults(self) -> dict[str, object]:
+        """The values this backend uses for the settings it takes when they are left to it (for clients)."""
+        values = {"steps": self.default_steps, "guidance": self.default_guidance, "seed": self.default_seed}
+        return {k: v for k, v in values.items() if k in self.takes and v is not None}
 
     def run(
         self,
@@ -140,6 +171,17 @@ class Backend:
 
     def release(self) -> None:
         """Free what a failed or cancelled render may have left in memory (the models stay loaded)."""
+
+
+#: settings that only some backends read, refused by the others rather than ignored (a prompt that silently does
+#: nothing would mislead)
+ONLY_IF_TAKEN = ("prompt", "negative_prompt", "lora")
+
+
+def _registry() -> dict[str, type[Backend]]:
+    from .registry import BACKENDS
+
+    return BACKENDS
 
 
 def file_stamp(path: Path | None) -> str:

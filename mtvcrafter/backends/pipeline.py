@@ -18,22 +18,41 @@ DENOISING_SHARE = 0.9
 
 
 class PipelineBackend(Backend):
-    """A backend running :class:`mtvcrafter.dit.MTVCrafterPipeline`; subclasses say how it is built."""
+    """A backend running an MTVCrafter diffusers pipeline; subclasses say how it is built and called
+    (:meth:`load`, :meth:`call_arguments`). This one runs :class:`mtvcrafter.dit.MTVCrafterPipeline` (7B)."""
 
     default_steps = official.STEPS
+    default_guidance = official.GUIDANCE
+    default_seed = official.SEED
     size_multiple = 16
+    takes = (
+        "width",
+        "height",
+        "num_frames",
+        "steps",
+        "guidance",
+        "seed",
+        "scheduler",
+        "reference_encoding",
+        "dtype",
+        "offload",
+    )
     #: said when the backend runs on the CPU anyway (None: the CPU is fine for it)
     cpu_warning: str | None = None
 
     def __init__(self, config=None):
         super().__init__(config)
         self._pipe = None
-        self._loaded_as: tuple[str, str, str] | None = None
+        self._loaded_as: tuple | None = None
         self._scheduler_config: dict | None = None
 
-    def load(self, torch_dtype):
-        """The pipeline with its weights in ``torch_dtype``, on the CPU."""
+    def load(self, torch_dtype, settings: RenderSettings):
+        """The pipeline with its weights in ``torch_dtype``, on the CPU, for ``settings``' :meth:`variant`."""
         raise NotImplementedError
+
+    def variant(self, settings: RenderSettings) -> str | None:
+        """What else than device, precision and offloading needs another loaded pipeline (a merged LoRA, say)."""
+        return None
 
     def device(self) -> str:
         import torch
@@ -52,14 +71,14 @@ class PipelineBackend(Backend):
 
         device = self.device()
         dtype_name = self.dtype_name(settings, device)
-        wanted = (device, dtype_name, settings.offload)
+        wanted = (device, dtype_name, settings.offload, self.variant(settings))
         with self._lock:
             if self._pipe is None or self._loaded_as != wanted:
                 self._pipe = None  # the old one goes before the new one loads: never two in memory
                 gc.collect()
                 progress("loading model", 0.0, f"loading {self.name} in {dtype_name} (once; it stays loaded)")
                 dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
-                pipe = self.load(dtype)
+                pipe = self.load(dtype, settings)
                 if settings.offload == "model":
                     pipe.enable_model_cpu_offload(device=device)
                 else:
@@ -72,15 +91,31 @@ class PipelineBackend(Backend):
                 self._pipe, self._loaded_as = pipe, wanted
             return self._pipe
 
-    def run(self, request: RenderRequest, progress=no_progress, cancelled=never_cancelled) -> RenderResult:
+    def call_arguments(self, pipe, request: RenderRequest) -> dict:
+        """The pipeline's keyword arguments for ``request`` besides the image, motion, frames and callback."""
         from mtvcrafter.dit import make_scheduler
+
+        settings = request.settings
+        scheduler = settings.scheduler or official.SCHEDULER
+        pipe.register_modules(scheduler=make_scheduler(scheduler, config=self._scheduler_config))
+        width, height = self.output_size(settings, request.image)
+        return {
+            "height": height,
+            "width": width,
+            "num_inference_steps": self.steps(settings),
+            "guidance_scale": self.guidance(settings),
+            "seed": self.seed(settings),
+            "reference_encoding": settings.reference_encoding,
+        }
+
+    def run(self, request: RenderRequest, progress=no_progress, cancelled=never_cancelled) -> RenderResult:
         from mtvcrafter.render import write_mp4
 
         settings = request.settings
         self.check(settings)
         motion = request.motion
         pipe = self.pipeline(settings, progress)
-        pipe.register_modules(scheduler=make_scheduler(settings.scheduler, config=self._scheduler_config))
+        arguments = self.call_arguments(pipe, request)
         frames = min(settings.num_frames or motion.num_frames, motion.num_frames)
         progress("tokenizing", 0.0, "4DMoT motion tokens")
         start = time.perf_counter()
@@ -95,18 +130,7 @@ class PipelineBackend(Backend):
             progress("denoising", DENOISING_SHARE * done / total, f"step {done}/{total}{window}", eta)
             return tensors
 
-        result = pipe(
-            request.image,
-            motion,
-            height=settings.height,
-            width=settings.width,
-            num_frames=frames,
-            num_inference_steps=self.steps(settings),
-            guidance_scale=settings.guidance,
-            seed=settings.seed,
-            reference_encoding=settings.reference_encoding,
-            callback_on_step_end=on_step,
-        )
+        result = pipe(request.image, motion, num_frames=frames, callback_on_step_end=on_step, **arguments)
         if result.interrupted or cancelled():
             raise Cancelled()
         video = result.frames[0]
@@ -115,7 +139,7 @@ class PipelineBackend(Backend):
         warnings = result.warnings()
         if self.cpu_warning and self._loaded_as[0] == "cpu":
             warnings.insert(0, self.cpu_warning)
-        return RenderResult(request.out, len(video), motion.fps, settings.size, warnings)
+        return RenderResult(request.out, len(video), motion.fps, (arguments["width"], arguments["height"]), warnings)
 
     def release(self) -> None:
         import torch
@@ -130,7 +154,7 @@ class TinyBackend(PipelineBackend):
     description = "the MV-DiT pipeline with tiny random weights (CPU, seconds; the video is noise)"
     default_steps = 4
 
-    def load(self, torch_dtype):
+    def load(self, torch_dtype, settings):
         from mtvcrafter.dit import tiny_pipeline
 
         return tiny_pipeline().to(dtype=torch_dtype)
@@ -169,7 +193,7 @@ class MVDiT7BBackend(PipelineBackend):
             f"base={file_stamp(self.config.base_model_dir)} device={self.config.device}"
         )
 
-    def load(self, torch_dtype):
+    def load(self, torch_dtype, settings):
         from mtvcrafter.dit import load_pipeline
 
         if self.config.model_dir is None:

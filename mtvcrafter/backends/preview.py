@@ -10,6 +10,7 @@ from .errors import Cancelled
 class PreviewBackend(Backend):
     name = "preview"
     description = "the skeleton drawn over the reference image (CPU); with a tokenizer, its reconstruction too"
+    takes = ("width", "height", "num_frames", "placement")
 
     def __init__(self, config=None):
         super().__init__(config)

@@ -9,14 +9,17 @@ from .base import Backend, BackendConfig
 from .errors import BackendError
 from .pipeline import MVDiT7BBackend, TinyBackend
 from .preview import PreviewBackend
+from .wan import MVDiT17BBackend, Tiny17BBackend
 
 BACKENDS: dict[str, type[Backend]] = {
     "preview": PreviewBackend,
     "tiny": TinyBackend,
+    "tiny-17b": Tiny17BBackend,
     "mvdit-7b": MVDiT7BBackend,
+    "mvdit-17b": MVDiT17BBackend,
 }
 #: Best first: where none is named, the first available one renders.
-PREFERENCE: tuple[str, ...] = ("mvdit-7b", "preview")
+PREFERENCE: tuple[str, ...] = ("mvdit-17b", "mvdit-7b", "preview")
 #: Where none is named and nothing better is available.
 FALLBACK = "preview"
 

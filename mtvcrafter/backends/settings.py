@@ -21,9 +21,9 @@ from .errors import SettingsError
 MAX_SIDE = 8192
 #: the official 7B script's settings (SPEC §5)
 DEFAULT_SIZE = official.SIZE
-DEFAULT_GUIDANCE = official.GUIDANCE
-DEFAULT_SEED = official.SEED
 DEFAULT_SCHEDULER = official.SCHEDULER
+#: the longest prompt taken (umT5 reads at most 512 tokens of it)
+MAX_PROMPT = 2000
 DTYPES = ("bf16", "fp16", "fp32")
 OFFLOAD_MODES = ("none", "model")
 
@@ -93,33 +93,84 @@ def _setting(kind: type, default: Any, help: str, **rules: Any) -> Any:
 class RenderSettings:
     """How to render: size, steps, guidance, seed, scheduler, precision, offloading … (see :data:`SETTINGS`)."""
 
-    width: int = _setting(
-        int, DEFAULT_SIZE, "output width in pixels (even; multiple of 16 for the video models)", ge=16, le=MAX_SIDE
+    width: int | None = _setting(
+        int,
+        None,
+        "output width in pixels (even; multiple of 16 for the video models; default: the backend's, 512 or, for "
+        "mvdit-17b, the official size nearest the reference image's aspect)",
+        ge=16,
+        le=MAX_SIDE,
+        optional=True,
     )
-    height: int = _setting(
-        int, DEFAULT_SIZE, "output height in pixels (even; multiple of 16 for the video models)", ge=16, le=MAX_SIDE
+    height: int | None = _setting(
+        int,
+        None,
+        "output height in pixels (as width; one of the two given: the other follows the reference image's aspect "
+        "for mvdit-17b, else the same)",
+        ge=16,
+        le=MAX_SIDE,
+        optional=True,
     )
     steps: int | None = _setting(
         int,
         None,
-        "denoising steps (default: the backend's, 50 for the video models, 4 for tiny)",
+        "denoising steps (default: the backend's: 50 for the video models, 10 for mvdit-17b with a LoRA, 4 for tiny)",
         ge=1,
         le=1000,
         optional=True,
     )
-    guidance: float = _setting(float, DEFAULT_GUIDANCE, "motion guidance scale (1 turns guidance off)", ge=0, le=50)
-    seed: int = _setting(int, DEFAULT_SEED, "random seed", ge=0, le=2**63 - 2)
-    scheduler: str = _setting(
+    guidance: float | None = _setting(
+        float,
+        None,
+        f"guidance scale, 1 turns it off (default: the backend's: {official.GUIDANCE:g} on motion for mvdit-7b, "
+        f"{official.GUIDANCE_17B:g} on text for mvdit-17b, off with a LoRA)",
+        ge=0,
+        le=50,
+        optional=True,
+    )
+    seed: int | None = _setting(
+        int,
+        None,
+        f"random seed (default: the backend's: {official.SEED} for mvdit-7b, {official.SEED_17B} for mvdit-17b)",
+        ge=0,
+        le=2**63 - 2,
+        optional=True,
+    )
+    scheduler: str | None = _setting(
         str,
-        DEFAULT_SCHEDULER,
-        "dpm, ddim, or a diffusers scheduler class name",
-        pattern=r"[A-Za-z0-9_]+",
+        None,
+        f"mvdit-7b: dpm, ddim, or a diffusers scheduler class name (default {DEFAULT_SCHEDULER}); mvdit-17b: "
+        "flow-euler only",
+        pattern=r"[A-Za-z0-9_-]+",
         max_length=64,
+        optional=True,
+    )
+    prompt: str | None = _setting(
+        str,
+        None,
+        f"text prompt (mvdit-17b; default {official.PROMPT_17B!r})",
+        max_length=MAX_PROMPT,
+        optional=True,
+    )
+    negative_prompt: str | None = _setting(
+        str,
+        None,
+        f"what the video should avoid (mvdit-17b, with guidance; default {official.NEGATIVE_PROMPT_17B!r})",
+        max_length=MAX_PROMPT,
+        optional=True,
+    )
+    lora: str | None = _setting(
+        str,
+        None,
+        "mvdit-17b: a FusionX-style LoRA (.safetensors) merged into the model: 10 steps, no text guidance; on a "
+        "server, the name of a file in its LoRA folder",
+        max_length=255,
+        optional=True,
     )
     reference_encoding: str = _setting(
         str,
         "image",
-        "image: encode the reference once; video: 49 copies through the video VAE, as the official script",
+        "mvdit-7b: image encodes the reference once; video: 49 copies through the video VAE, as the official script",
         choices=("image", "video"),
     )
     placement: str = _setting(
@@ -156,8 +207,10 @@ class RenderSettings:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(width, height)`` in pixels."""
-        return self.width, self.height
+        """``(width, height)`` in pixels where no backend decides otherwise: what was given, the other side
+        the same when only one was, 512 × 512 when neither."""
+        side = self.width or self.height or DEFAULT_SIZE
+        return self.width or side, self.height or side
 
 
 #: Every render setting, in the order the command line and the API list them.

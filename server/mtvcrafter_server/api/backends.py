@@ -31,6 +31,8 @@ def list_backends(settings: SettingsDep, backends: BackendsDep):
                 "reason": reason,
                 "description": backend.description,
                 "default": name == default,
+                "settings": list(backend.takes),
+                "defaults": backend.defaults(),
             }
         )
     return out

@@ -22,6 +22,10 @@ class BackendInfo(BaseModel):
     reason: str
     description: str
     default: bool
+    #: the job params this backend reads (a client shows the fields of these, e.g. a prompt for mvdit-17b)
+    settings: list[str]
+    #: the values it uses for those left out (steps, guidance, seed, prompt …)
+    defaults: dict
 
 
 class JobInfo(BaseModel):

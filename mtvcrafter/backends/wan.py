@@ -1,0 +1,202 @@
+"""Backends running MV-DiT-17B (:class:`mtvcrafter.dit.MTVCrafter17BPipeline`, on Wan2.1-I2V-14B, with a
+text prompt): ``mvdit-17b`` (the authors' weights from ``model_dir``) and ``tiny-17b`` (seeded random
+weights, CPU, seconds; the video is noise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mtvcrafter import official
+
+from .base import RenderRequest, file_stamp
+from .errors import BackendError, SettingsError
+from .pipeline import PipelineBackend
+from .settings import RenderSettings
+
+#: scheduler names the 17B takes (it was trained for flow matching; only the Euler solver is offered)
+FLOW_SCHEDULERS = ("flow-euler", "FlowMatchEulerDiscreteScheduler")
+LORA_SUFFIX = ".safetensors"
+
+
+def bucket_size(image_width: int, image_height: int) -> tuple[int, int]:
+    """``(width, height)`` of the official 512-pixel aspect bucket nearest the image's ``height / width``."""
+    aspect = image_height / image_width
+    key = min(official.ASPECT_BUCKETS_512, key=lambda r: abs(r - aspect))  # the first of equals, as numpy's argmin
+    height, width = official.ASPECT_BUCKETS_512[key]
+    return width, height
+
+
+class Wan17BBackend(PipelineBackend):
+    """What the 17B backends share: settings, defaults, sizes, the LoRA and the pipeline call."""
+
+    default_steps = official.STEPS_17B
+    default_guidance = official.GUIDANCE_17B
+    default_seed = official.SEED_17B
+    takes = (
+        "width",
+        "height",
+        "num_frames",
+        "steps",
+        "guidance",
+        "seed",
+        "scheduler",
+        "prompt",
+        "negative_prompt",
+        "lora",
+        "dtype",
+        "offload",
+    )
+
+    # -- settings -------------------------------------------------------------------------------------
+
+    def steps(self, settings: RenderSettings) -> int | None:
+        if settings.steps is None and settings.lora is not None:
+            return official.STEPS_17B_LORA
+        return super().steps(settings)
+
+    def guidance(self, settings: RenderSettings) -> float | None:
+        if settings.guidance is None and settings.lora is not None:
+            return 1.0  # the FusionX LoRA is distilled to run without guidance
+        return super().guidance(settings)
+
+    def defaults(self) -> dict[str, object]:
+        return {
+            **super().defaults(),
+            "prompt": official.PROMPT_17B,
+            "negative_prompt": official.NEGATIVE_PROMPT_17B,
+            "steps_with_lora": official.STEPS_17B_LORA,
+        }
+
+    def output_size(self, settings: RenderSettings, image=None) -> tuple[int, int]:
+        """What was given; else the official aspect bucket of the reference image; one side given: the other
+        from the reference's aspect, rounded to a multiple of 16."""
+        width, height = settings.width, settings.height
+        if width and height:
+            return width, height
+        if image is None:
+            return settings.size
+        if not width and not height:
+            return bucket_size(*image.size)
+        m = self.size_multiple
+        aspect = image.size[1] / image.size[0]
+        if width:
+            return width, max(m, round(width * aspect / m) * m)
+        return max(m, round(height / aspect / m) * m), height
+
+    def check(self, settings: RenderSettings) -> None:
+        super().check(settings)
+        if settings.scheduler is not None and settings.scheduler not in FLOW_SCHEDULERS:
+            raise SettingsError(
+                "scheduler", f"scheduler: {self.name} runs flow matching with the Euler solver (flow-euler) only"
+            )
+        if settings.lora is not None:
+            self.lora_path(settings.lora)
+
+    def lora_path(self, name: str) -> Path:
+        """The LoRA file a render names, or :class:`SettingsError` saying where it was looked for."""
+        if not name.endswith(LORA_SUFFIX):
+            raise SettingsError("lora", f"lora: {name!r} is not a {LORA_SUFFIX} file (the only LoRA format read)")
+        is_path = "/" in name or "\\" in name or name.startswith(".")
+        if is_path and not self.config.lora_paths:
+            raise SettingsError("lora", f"lora: give the name of a file in the server's LoRA folder, not a path: {name}")
+        if is_path:
+            path = Path(name).expanduser()
+            if not path.is_file():
+                raise SettingsError("lora", f"lora: {path}: no such file")
+            return path
+        folders = [self.config.lora_dir]
+        if self.config.model_dir is not None:
+            folders += [self.config.model_dir / "loras", self.config.model_dir / "wan2.1"]
+        if self.config.lora_paths:
+            folders.append(Path.cwd())
+        folders = [f for f in folders if f is not None]
+        for folder in folders:
+            if (folder / name).is_file():
+                return folder / name
+        where = ", ".join(str(f) for f in folders) or "nowhere (no --lora-dir or --model-dir given)"
+        raise SettingsError("lora", f"lora: {name} not found in {where}")
+
+    def variant(self, settings: RenderSettings) -> str | None:
+        return file_stamp(self.lora_path(settings.lora)) if settings.lora else None
+
+    def loaded(self, pipe, settings: RenderSettings):
+        """``pipe`` with the render's LoRA merged in (a pipeline is kept per LoRA: merging is not undone)."""
+        if settings.lora:
+            from mtvcrafter.dit import merge_lora
+
+            merge_lora(pipe.transformer, self.lora_path(settings.lora))
+        return pipe
+
+    # -- the call -------------------------------------------------------------------------------------
+
+    def call_arguments(self, pipe, request: RenderRequest) -> dict:
+        settings = request.settings
+        width, height = self.output_size(settings, request.image)
+        return {
+            "prompt": settings.prompt if settings.prompt is not None else official.PROMPT_17B,
+            "negative_prompt": (
+                settings.negative_prompt if settings.negative_prompt is not None else official.NEGATIVE_PROMPT_17B
+            ),
+            "height": height,
+            "width": width,
+            "num_inference_steps": self.steps(settings),
+            "guidance_scale": self.guidance(settings),
+            "seed": self.seed(settings),
+        }
+
+
+class Tiny17BBackend(Wan17BBackend):
+    name = "tiny-17b"
+    description = "the MV-DiT-17B pipeline with tiny random weights and a prompt (CPU, seconds; the video is noise)"
+    default_steps = 4
+
+    def steps(self, settings: RenderSettings) -> int | None:
+        return settings.steps if settings.steps is not None else self.default_steps
+
+    def load(self, torch_dtype, settings):
+        from mtvcrafter.dit import tiny_pipeline_17b
+
+        return self.loaded(tiny_pipeline_17b().to(dtype=torch_dtype), settings)
+
+
+class MVDiT17BBackend(Wan17BBackend):
+    name = "mvdit-17b"
+    description = "MTVCrafter MV-DiT-17B on Wan2.1-I2V-14B, with a text prompt (GPU)"
+    cpu_warning = "no GPU: MV-DiT-17B on the CPU needs about 90 GB of memory (fp32) and days per clip"
+
+    def status(self) -> tuple[bool, str]:
+        model_dir = self.config.model_dir
+        if model_dir is None:
+            return False, "no model folder given (--model-dir: a download of yanboding/MTVCrafter with wan2.1/)"
+        try:
+            from mtvcrafter.dit.layout_17b import check_model_dir
+        except ImportError as exc:
+            return False, f"the model stack is not installed ({exc}); pip install 'mtvcrafter[ml]'"
+        try:
+            check_model_dir(model_dir, self.config.base_model_dir)
+        except Exception as exc:  # noqa: BLE001 - any reason is shown to the user as the reason
+            return False, str(exc)
+        return True, ""
+
+    def identity(self) -> str:
+        model_dir = self.config.model_dir
+        config = model_dir / "MV-DiT" / "Wan-2-1" / "config.json" if model_dir else None
+        return (
+            f"{super().identity()} model={file_stamp(model_dir)} config={file_stamp(config)} "
+            f"base={file_stamp(self.config.base_model_dir)} device={self.config.device}"
+        )
+
+    def load(self, torch_dtype, settings):
+        from mtvcrafter.dit import load_pipeline_17b
+
+        if self.config.model_dir is None:
+            raise BackendError(
+                "mvdit-17b needs a model folder (--model-dir: a download of yanboding/MTVCrafter; see README)"
+            )
+        pipe = load_pipeline_17b(
+            self.config.model_dir,
+            self.config.base_model_dir,
+            torch_dtype=torch_dtype,
+            trust_checkpoint=self.config.trust_checkpoint,
+        )
+        return self.loaded(pipe, settings)
