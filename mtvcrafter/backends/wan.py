@@ -98,7 +98,7 @@ class Wan17BBackend(PipelineBackend):
             raise SettingsError("lora", f"lora: {name!r} is not a {LORA_SUFFIX} file (the only LoRA format read)")
         is_path = "/" in name or "\\" in name or name.startswith(".")
         if is_path and not self.config.lora_paths:
-            raise SettingsError("lora", f"lora: give the name of a file in the server's LoRA folder, not a path: {name}")
+            raise SettingsError("lora", f"lora: give a file name from the server's LoRA folder, not a path: {name}")
         if is_path:
             path = Path(name).expanduser()
             if not path.is_file():
