@@ -155,7 +155,8 @@ def backend_items(self, context) -> list[tuple[str, str, str, int]]:
 
 def fetch_backends(server: Server) -> list[dict]:
     """``GET /v1/backends`` of ``server``: its backends (``name``, ``available``, ``reason``, ``description``,
-    ``default``), remembered for the Backend menu."""
+    ``default``, ``settings``: the job parameters it reads, ``defaults``: its values of those left out),
+    remembered for the Backend menu and the prompt fields."""
     with Client(server.url, token=server.token, timeout=min(server.timeout, LIST_TIMEOUT_S)) as client:
         backends = client.backends()
     named = isinstance(backends, list) and all(isinstance(b, dict) and isinstance(b.get("name"), str) for b in backends)
@@ -163,6 +164,63 @@ def fetch_backends(server: Server) -> list[dict]:
         raise ServerError(f"{server.url} answered /v1/backends with something that is not a list of backends")
     BACKENDS.url, BACKENDS.backends = server.url, backends
     return backends
+
+
+def listed_backend(name: str | None) -> dict | None:
+    """What the server last said of the backend ``name`` (None: of its default backend); None if not listed."""
+    for backend in BACKENDS.backends:
+        if (backend["name"] == name) if name else backend.get("default"):
+            return backend
+    return None
+
+
+# --- the prompt fields: shown and sent for a backend that takes them ---------------------------------------------
+
+#: The panel's text fields, by the job parameter each one fills (empty: the backend's own default).
+TEXT_FIELDS = {
+    "prompt": "mtvcrafter_prompt",
+    "negative_prompt": "mtvcrafter_negative_prompt",
+    "lora": "mtvcrafter_lora",
+}
+
+
+def panel_preset(scene) -> dict | None:
+    """The panel's render preset (None: Custom, or a preset whose file is gone)."""
+    if scene.mtvcrafter_preset == "CUSTOM":
+        return None
+    return load_presets().get(scene.mtvcrafter_preset)
+
+
+def text_fields(backend: str | None) -> list[str]:
+    """The job parameters of :data:`TEXT_FIELDS` that ``backend`` (None: the server's default) reads, as the
+    server last listed it (its ``settings``); none while the server has not been asked."""
+    listed = listed_backend(backend)
+    taken = (listed.get("settings") or []) if listed else []
+    return [name for name in TEXT_FIELDS if name in taken]
+
+
+def panel_text_fields(scene) -> dict[str, str]:
+    """The text fields the panel shows — those the backend of its preset or Backend menu takes (None: the server's
+    default) — each with what it stands for when empty: the preset's value, else the backend's default as the
+    server listed it, else nothing."""
+    preset = panel_preset(scene)
+    if preset is not None:
+        backend = preset.get("backend")
+    else:
+        choice = scene.mtvcrafter_backend if scene.mtvcrafter_preset == "CUSTOM" else ""
+        backend = None if choice in ("", DEFAULT_BACKEND) else choice
+    defaults = (listed_backend(backend) or {}).get("defaults") or {}
+    fields = {}
+    for name in text_fields(backend):
+        value = (preset or {}).get(name) or defaults.get(name)
+        fields[name] = str(value) if value else ""
+    return fields
+
+
+def text_params(scene, backend: str | None) -> dict[str, str]:
+    """The panel's non-empty text fields that ``backend`` (None: the server's default) takes, as job parameters."""
+    values = {name: getattr(scene, prop).strip() for name, prop in TEXT_FIELDS.items()}
+    return {name: values[name] for name in text_fields(backend) if values[name]}
 
 
 def offered_backend(scene, before: str, report: Report) -> str:
@@ -231,10 +289,10 @@ def reference_path(context, tmp: Path) -> Path:
 
 
 def panel_params(scene) -> dict:
-    """The job parameters of the panel's render preset, or its size (its backend is added once the server said
-    which it offers)."""
+    """The job parameters of the panel's render preset, or its size (its backend, and the prompt fields its backend
+    takes, are added once the server said which backends it offers)."""
     if scene.mtvcrafter_preset != "CUSTOM":
-        preset = load_presets().get(scene.mtvcrafter_preset)
+        preset = panel_preset(scene)
         if preset is None:
             raise MotionError(f"render preset {scene.mtvcrafter_preset!r} is gone; choose another")
         return job_params(preset)
@@ -360,8 +418,10 @@ def animate(
 
     ``reference``: an image file (default: the panel's image or file). ``server``: a URL or :class:`Server`
     (default: the preferences'). ``params``: the job's parameters (``backend``, ``width``, ``height``, ``steps``,
-    ``guidance``, ``seed``, …; default: the panel's render preset, or its backend and size — a panel backend the
-    server no longer offers falls back to Server default, with a warning).
+    ``guidance``, ``seed``, ``prompt``, …; default: the panel's render preset, or its backend and size — a panel
+    backend the server no longer offers falls back to Server default, with a warning —, with the panel's prompt,
+    negative prompt and LoRA where the backend takes them and they are not empty; a preset's own are used where
+    the panel's are empty).
 
     ``wait=True`` blocks until the strip is placed and raises :class:`~mtvcrafter.client.ServerError` when the
     job fails; otherwise the job runs on a thread and a timer places the strip. Returns the job's state."""
@@ -375,9 +435,10 @@ def animate(
     # A sequencer scene at another frame rate gets a video rendered at its rate (the motion sampled at
     # sub-frames), starting at the same moment: never a clip that plays too fast or too slow.
     other_rate = abs(scene_fps(target) - scene_fps(scene)) > 1e-6
-    panel_backend = params is None and scene.mtvcrafter_preset == "CUSTOM"
-    before = scene.mtvcrafter_backend if panel_backend else ""
-    params = dict(panel_params(scene) if params is None else params)
+    from_panel = params is None
+    menu_backend = from_panel and scene.mtvcrafter_preset == "CUSTOM"
+    before = scene.mtvcrafter_backend if menu_backend else ""
+    params = dict(panel_params(scene) if from_panel else params)
     tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
     try:
         motion = motion_from_scene(context, armature, fps=scene_fps(target) if other_rate else None)
@@ -385,8 +446,10 @@ def animate(
         folder = output_folder(context)
         folder.mkdir(parents=True, exist_ok=True)
         fetch_backends(server)
-        if panel_backend and (choice := offered_backend(scene, before, report)) != DEFAULT_BACKEND:
+        if menu_backend and (choice := offered_backend(scene, before, report)) != DEFAULT_BACKEND:
             params["backend"] = choice
+        if from_panel:  # the prompt fields the backend takes (as the server just listed it), where not empty
+            params.update(text_params(scene, params.get("backend")))
     except RuntimeError as exc:  # bpy: an image that cannot be saved
         shutil.rmtree(tmp, ignore_errors=True)
         raise MotionError(str(exc)) from None

@@ -54,6 +54,13 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
             row = layout.row(align=True)
             row.prop(scene, "mtvcrafter_width")
             row.prop(scene, "mtvcrafter_height")
+        elif not animate.BACKENDS.url:  # the preset's backend: which fields it takes is known once listed
+            row = layout.row(align=True)
+            row.label(text="Refresh to list the server's backends", icon="INFO")
+            row.operator(MTVCRAFTER_OT_refresh_backends.bl_idname, text="", icon="FILE_REFRESH")
+        # the prompt fields, only for a backend that takes them (the 17B); greyed when empty: what they stand for
+        for name, placeholder in animate.panel_text_fields(scene).items():
+            layout.prop(scene, animate.TEXT_FIELDS[name], placeholder=placeholder)
         row = layout.row(align=True)
         row.operator(MTVCRAFTER_OT_animate.bl_idname, icon="RENDER_ANIMATION")
         row.operator(MTVCRAFTER_OT_cancel.bl_idname, icon="CANCEL")
@@ -107,6 +114,25 @@ SCENE_PROPS = {
     "mtvcrafter_backend": EnumProperty(name="Backend", items=animate.backend_items, default=0),
     "mtvcrafter_width": IntProperty(name="Width", default=512, min=16, max=2048, step=16),
     "mtvcrafter_height": IntProperty(name="Height", default=512, min=16, max=2048, step=16),
+    # shown and sent only for a backend that takes them (its settings in the server's list); empty: its default
+    "mtvcrafter_prompt": StringProperty(
+        name="Prompt",
+        description="What the video shows (backends with a text prompt, MV-DiT-17B). Empty: the preset's prompt, "
+        "else the backend's default (shown greyed in the field)",
+        default="",
+    ),
+    "mtvcrafter_negative_prompt": StringProperty(
+        name="Negative",
+        description="What the video should avoid (used with text guidance). Empty: the preset's, else the "
+        "backend's default (shown greyed in the field)",
+        default="",
+    ),
+    "mtvcrafter_lora": StringProperty(
+        name="LoRA",
+        description="A LoRA merged into the model: the name of a .safetensors file in the server's LoRA folder "
+        "(FusionX: 10 steps, no text guidance). Empty: the preset's, else none",
+        default="",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Render presets: JSON files (backend, size, steps, guidance, seed) from ``presets/render``.
+"""Render presets: JSON files (backend, size, steps, guidance, seed, prompt, LoRA …) from ``presets/render``.
 
 The built extension carries them in its own ``presets/render`` folder; run from a checkout, the add-on
 reads the repository's.
@@ -11,8 +11,25 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FOLDERS = (HERE / "presets" / "render", HERE.parents[1] / "presets" / "render")
-#: Keys a preset may set (the job parameters the server takes), and name/description.
-JOB_KEYS = {"backend", "width", "height", "steps", "guidance", "seed", "scheduler", "reference_encoding", "placement"}
+#: Keys a preset may set (the job parameters the server takes), and name/description. A key left out is left to
+#: the backend (its official default: the 17B's size follows the reference image's aspect).
+JOB_KEYS = {
+    "backend",
+    "width",
+    "height",
+    "num_frames",
+    "steps",
+    "guidance",
+    "seed",
+    "scheduler",
+    "prompt",
+    "negative_prompt",
+    "lora",
+    "reference_encoding",
+    "placement",
+    "dtype",
+    "offload",
+}
 
 
 def load_presets() -> dict[str, dict]:

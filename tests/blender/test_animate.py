@@ -386,3 +386,151 @@ def test_a_backend_the_server_no_longer_offers_falls_back_to_server_default(
     assert httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]["backend"] == default
     (strip,) = strips(scene)
     assert strip.frame_final_duration == 10
+
+
+# --- the prompt fields (backends with a text prompt: the 17B) -----------------------------------------------------
+
+
+class Drawn:
+    """A stand-in for the panel's layout: records which properties it draws, with their placeholders."""
+
+    def __init__(self):
+        self.props: dict[str, str] = {}
+
+    def prop(self, data, name, placeholder="", **kwargs):
+        self.props[name] = placeholder
+
+    def row(self, **kwargs):
+        return self
+
+    def label(self, **kwargs):
+        pass
+
+    def operator(self, *args, **kwargs):
+        import types
+
+        return types.SimpleNamespace()
+
+
+def drawn_text_fields(context) -> dict[str, str]:
+    """The prompt fields the MTVCrafter panel draws now, with their placeholders."""
+    import types
+
+    from mtvcrafter_bridge import animate, panels
+
+    layout = Drawn()
+    panels.MTVCRAFTER_PT_panel.draw(types.SimpleNamespace(layout=layout), context)
+    return {name: text for name, text in layout.props.items() if name in animate.TEXT_FIELDS.values()}
+
+
+def test_the_prompt_fields_show_for_a_backend_that_takes_a_prompt(server, monkeypatch):
+    from mtvcrafter_bridge import animate
+
+    monkeypatch.setattr(animate, "BACKENDS", animate.BackendList())  # the server not asked yet
+    scene = bpy.context.scene
+    assert scene.mtvcrafter_preset == "CUSTOM"
+    assert animate.panel_text_fields(scene) == {} and drawn_text_fields(bpy.context) == {}
+    animate.refresh_backends(bpy.context, server, report=lambda kind, text: None)
+    listed = httpx.get(f"{server}/v1/backends").json()
+    assert {b["name"] for b in listed if "prompt" in b["settings"]} >= {"tiny-17b", "mvdit-17b"}
+    for backend in listed:  # each backend: the fields of the settings it reads, in the panel and in its draw
+        scene.mtvcrafter_backend = backend["name"]
+        expected = [name for name in ("prompt", "negative_prompt", "lora") if name in backend["settings"]]
+        assert list(animate.panel_text_fields(scene)) == expected, backend["name"]
+        assert list(drawn_text_fields(bpy.context)) == [animate.TEXT_FIELDS[name] for name in expected]
+    for name in ("preview", "tiny", "mvdit-7b", "DEFAULT"):  # Server default: preview here
+        scene.mtvcrafter_backend = name
+        assert drawn_text_fields(bpy.context) == {}, name
+    scene.mtvcrafter_backend = "tiny-17b"
+    defaults = next(b for b in listed if b["name"] == "tiny-17b")["defaults"]
+    assert drawn_text_fields(bpy.context) == {  # empty fields show what they stand for: the backend's defaults
+        "mtvcrafter_prompt": defaults["prompt"],
+        "mtvcrafter_negative_prompt": defaults["negative_prompt"],
+        "mtvcrafter_lora": "",
+    }
+    assert defaults["prompt"] == "The character is dancing."
+    # a preset's backend decides too; the preset's prompt is what an empty field stands for
+    scene.mtvcrafter_preset = "tiny-17b-smoke"
+    assert drawn_text_fields(bpy.context)["mtvcrafter_prompt"] == "A character dances in a sunny park."
+    scene.mtvcrafter_preset = "mvdit-17b-fusionx"
+    fields = drawn_text_fields(bpy.context)
+    assert fields["mtvcrafter_lora"] == "Wan2.1_I2V_14B_FusionX_LoRA.safetensors"
+    assert fields["mtvcrafter_prompt"] == "The character is dancing."
+    for preset in ("tiny-smoke", "preview-512", "mvdit-7b-official"):
+        scene.mtvcrafter_preset = preset
+        assert drawn_text_fields(bpy.context) == {}, preset
+
+
+def animate_and_read_job(server) -> tuple[Exception | None, dict]:
+    """Animate from the panel in blocking mode; what it raised, and the job as the server recorded it."""
+    from mtvcrafter_bridge import animate
+
+    error = None
+    try:
+        bpy.ops.mtvcrafter.animate(wait=True)
+    except RuntimeError as exc:
+        error = exc
+    assert animate.STATE.job_id, f"no job was submitted: {error}"
+    return error, httpx.get(f"{server}/v1/jobs/{animate.STATE.job_id}").json()
+
+
+def test_animate_sends_the_prompt_to_a_backend_that_takes_it(server, sample_pkl, reference_image, tmp_path):
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=12, backend="tiny-17b")
+    scene.mtvcrafter_width, scene.mtvcrafter_height = 64, 64
+    scene.mtvcrafter_prompt = "  A robot dances in the rain. "
+    scene.mtvcrafter_negative_prompt = "blurry"
+    error, job = animate_and_read_job(server)
+    assert job["backend"] == "tiny-17b"
+    assert job["params"]["prompt"] == "A robot dances in the rain."
+    assert job["params"]["negative_prompt"] == "blurry" and job["params"]["lora"] is None  # empty: not sent
+    # the video, once the server renders tiny-17b: one strip of the motion's length
+    assert error is None, f"the tiny-17b job {job['status']}: {job['message']}"
+    (strip,) = strips(scene)
+    assert (strip.frame_final_start, strip.frame_final_duration) == (1, 12)
+
+
+def test_a_backend_without_a_prompt_is_sent_none(server, sample_pkl, reference_image, tmp_path):
+    """Fields the backend does not take are hidden and not sent (the server would refuse them)."""
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=8, backend="preview")
+    scene.mtvcrafter_prompt, scene.mtvcrafter_lora = "A robot dances.", "style.safetensors"
+    error, job = animate_and_read_job(server)
+    assert error is None and job["status"] == "succeeded"
+    assert (job["params"]["prompt"], job["params"]["lora"]) == (None, None)
+    (strip,) = strips(scene)
+    assert strip.frame_final_duration == 8
+
+
+def test_a_render_preset_with_a_prompt_fills_the_job_params(server, sample_pkl, reference_image, tmp_path):
+    from mtvcrafter_bridge.presets import job_params, load_presets
+
+    from mtvcrafter.backends.settings import RenderSettings
+
+    presets = load_presets()
+    official, fusionx = presets["mvdit-17b-official"], presets["mvdit-17b-fusionx"]
+    # no size in the official one: the backend's, the official size nearest the reference image's aspect
+    assert job_params(official) == {
+        "backend": "mvdit-17b", "steps": 50, "guidance": 6.0, "seed": 42, "prompt": "The character is dancing."
+    }  # fmt: skip
+    assert job_params(fusionx) == {
+        "backend": "mvdit-17b", "lora": "Wan2.1_I2V_14B_FusionX_LoRA.safetensors", "steps": 10, "guidance": 1.0,
+        "seed": 42,
+    }  # fmt: skip
+    # every preset sets only what its backend reads (as the server lists it), with values the settings take
+    listed = {b["name"]: b for b in httpx.get(f"{server}/v1/backends").json()}
+    for name, preset in presets.items():
+        params = job_params(preset)
+        assert set(params) - {"backend"} <= set(listed[params["backend"]]["settings"]), name
+        RenderSettings.from_dict({k: v for k, v in params.items() if k != "backend"})
+
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=10, backend=None)
+    scene.mtvcrafter_preset = "tiny-17b-smoke"
+    error, job = animate_and_read_job(server)
+    assert job["backend"] == "tiny-17b" and (job["width"], job["height"]) == (64, 64)
+    assert job["params"]["prompt"] == "A character dances in a sunny park." and job["params"]["steps"] == 2
+    first_error = error
+    scene.mtvcrafter_prompt = "The panel's own prompt."  # typed in the panel: it wins over the preset's
+    error, job = animate_and_read_job(server)
+    assert job["params"]["prompt"] == "The panel's own prompt." and job["params"]["steps"] == 2
+    # the videos, once the server renders tiny-17b
+    assert first_error is None and error is None, f"the tiny-17b job {job['status']}: {job['message']}"
+    assert [s.frame_final_duration for s in strips(scene)] == [10, 10]
