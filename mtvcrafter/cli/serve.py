@@ -21,8 +21,15 @@ def add_parser(commands) -> None:
     serve.add_argument("--port", type=int, help="default 8765")
     serve.add_argument("--data-dir", help="jobs database, inputs and results (default ./mtvcrafter-data)")
     serve.add_argument("--backend", choices=tuple(BACKENDS), help="default backend (default: the best available)")
-    serve.add_argument("--model-dir", help="a download of yanboding/MTVCrafter (+ CogVideoX-5b), for mvdit-7b")
-    serve.add_argument("--base-model-dir", help="the CogVideoX-5b folder, if not inside --model-dir")
+    serve.add_argument(
+        "--model-dir", help="a download of yanboding/MTVCrafter (+ CogVideoX-5b, wan2.1/), for mvdit-7b and mvdit-17b"
+    )
+    serve.add_argument(
+        "--base-model-dir", help="the CogVideoX-5b or wan2.1 folder, if not inside --model-dir (see README)"
+    )
+    serve.add_argument(
+        "--lora-dir", help="LoRA files jobs may name (params lora; besides MODEL_DIR/loras and MODEL_DIR/wan2.1)"
+    )
     serve.add_argument("--tokenizer", help="4DMoT checkpoint for /v1/tokenize and the preview's reconstruction")
     serve.add_argument("--token", help="access token clients must send (or MTVCRAFTER_TOKEN); required off loopback")
     serve.add_argument(
@@ -40,6 +47,7 @@ OPTIONS = (
     "backend",
     "model_dir",
     "base_model_dir",
+    "lora_dir",
     "tokenizer",
     "token",
     "allowed_origins",

@@ -137,29 +137,40 @@ def load_weights(
     device,
     origin: str,
     trust: bool = False,
+    rename=None,
+    stored_name=None,
 ) -> dict[str, torch.Tensor]:
     """Every tensor of ``folder``'s weights, checked against ``expected`` names and shapes.
 
-    ``.bin`` files are read with ``weights_only=True`` unless ``trust`` (which runs their pickle code)."""
+    ``rename`` maps a stored name to the model's (None: the same); errors name tensors as stored
+    (``stored_name`` maps a model name back). Missing, unexpected and mis-shaped tensors are all listed
+    in one error. ``.bin`` files are read with ``weights_only=True`` unless ``trust`` (which runs their
+    pickle code)."""
+    rename = rename or (lambda name: name)
+    stored_name = stored_name or (lambda name: name)
     state: dict[str, torch.Tensor] = {}
+    stored: dict[str, str] = {}
     for path in weight_files(folder, origin):
         for name, tensor in _tensors(path, device, dtype, trust):
-            state[name] = tensor
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
+            ours = rename(name)
+            state[ours] = tensor
+            stored[ours] = name
+    missing = sorted(stored_name(k) for k in set(expected) - set(state))
+    unexpected = sorted(stored[k] for k in set(state) - set(expected))
+    wrong = [
+        f"{stored[k]} {tuple(state[k].shape)} ≠ {s}"
+        for k, s in expected.items()
+        if k in state and tuple(state[k].shape) != s
+    ]
+    if missing or unexpected or wrong:
         parts = [
-            f"{len(names)} {kind} ({_listing(names)})"
-            for kind, names in (("missing", missing), ("unexpected", unexpected))
+            f"{len(names)} {kind} ({_listing(names, 6 if kind != 'mis-shaped' else 4)})"
+            for kind, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", wrong))
             if names
         ]
         raise ModelFileError(
-            f"{folder}: the weights do not match config.json: " + "; ".join(parts) + f". Expected the files of {origin}"
-        )
-    wrong = [f"{k} {tuple(state[k].shape)} ≠ {s}" for k, s in expected.items() if tuple(state[k].shape) != s]
-    if wrong:
-        raise ModelFileError(
-            f"{folder}: {len(wrong)} tensors have the wrong shape for config.json ({'; '.join(wrong[:4])}); "
-            f"config.json and the weights must come from the same release of {origin}"
+            f"{folder}: the weights do not match config.json: "
+            + "; ".join(parts)
+            + f". config.json and the weights must be the files of {origin}"
         )
     return state

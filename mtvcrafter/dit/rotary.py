@@ -78,21 +78,28 @@ def joint_positions(joint_mean_mm: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def motion_rotary(
-    frames: int, joint_mean_mm: np.ndarray | torch.Tensor, head_dim: int = 64
+    frames: int, joint_mean_mm: np.ndarray | torch.Tensor, head_dim: int = 64, time_dim: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tables for ``frames × 24`` motion tokens in frame-major order (token = frame·24 + joint)."""
-    _check_head_dim(head_dim)
-    dim_t = head_dim // 4
+    """Tables for ``frames × 24`` motion tokens in frame-major order (token = frame·24 + joint).
+
+    ``time_dim`` channels for the latent frame (default ``head_dim / 4``: 16 of 64 for the 7B; the 17B
+    uses 44 of 128), the rest split equally between x, y and z (16 each for the 7B, 28 for the 17B)."""
+    if time_dim is None:
+        _check_head_dim(head_dim)
+    dim_t = head_dim // 4 if time_dim is None else time_dim
+    dim_s = (head_dim - dim_t) // 3
+    if dim_t % 2 or dim_s % 2 or dim_t + 3 * dim_s != head_dim:
+        raise DiTError(f"motion rotary: {head_dim} channels do not split into time {dim_t} and 3 even spatial parts")
     pos = joint_positions(joint_mean_mm)
     t = _band(dim_t, torch.arange(frames))
-    axes = [_band(dim_t, pos[:, a]) for a in range(3)]
+    axes = [_band(dim_s, pos[:, a]) for a in range(3)]
     out = []
     for k in range(2):
-        spatial = torch.cat([axes[a][k] for a in range(3)], dim=-1)  # (24, 3·dim_t)
+        spatial = torch.cat([axes[a][k] for a in range(3)], dim=-1)  # (24, 3·dim_s)
         grid = torch.cat(
             [
                 t[k][:, None, :].expand(frames, NUM_JOINTS, dim_t),
-                spatial[None].expand(frames, NUM_JOINTS, 3 * dim_t),
+                spatial[None].expand(frames, NUM_JOINTS, 3 * dim_s),
             ],
             dim=-1,
         )

@@ -82,6 +82,8 @@ def backend_config(settings: Settings) -> BackendConfig:
         device=settings.device,
         trust_checkpoint=settings.trust_checkpoint,
         cpu_threads=max(1, (os.cpu_count() or 2) - 1),
+        lora_dir=settings.lora_dir,
+        lora_paths=False,  # a client names a file of the server's LoRA folders, never a path on the server
     )
 
 

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     #: a download of yanboding/MTVCrafter (mvdit-7b; its 4DMoT also gives the preview's reconstruction)
     model_dir: Path | None = None
     base_model_dir: Path | None = None
+    #: where the LoRA files jobs name (params ``lora``: a file name, never a path) are looked up, besides
+    #: MODEL_DIR/loras and MODEL_DIR/wan2.1
+    lora_dir: Path | None = None
     #: 4DMoT checkpoint for /v1/tokenize and the preview overlay (default: MODEL_DIR/4DMoT if present)
     tokenizer: Path | None = None
     #: bearer token; required when binding anything but loopback

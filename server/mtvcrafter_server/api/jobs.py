@@ -90,7 +90,8 @@ def submit(
             frames=cached.frames, fps=cached.fps, width=cached.width, height=cached.height, warnings=cached.warnings
         )
     else:
-        facts = dict(frames=parsed.num_frames, fps=parsed.fps, width=job_params.width, height=job_params.height)
+        width, height = backends[backend].output_size(job_params.render_settings(), image)
+        facts = dict(frames=parsed.num_frames, fps=parsed.fps, width=width, height=height)
     job = store.create(backend, params_dict, key, job_id=job_id, **facts)
     if cached is not None:
         message = "done (same inputs as an earlier job: its result)"

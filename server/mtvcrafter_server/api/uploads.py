@@ -184,7 +184,7 @@ def store_inputs(folder: Path, motion: Motion, image: Image.Image) -> None:
 
 def check_settings(backend: Backend, settings: RenderSettings, max_side: int) -> None:
     """Refuse, as 422 naming the param, what the backend cannot render or this server does not take."""
-    if max(settings.width, settings.height) > max_side:
+    if max(settings.width or 0, settings.height or 0) > max_side:
         raise ApiError(
             422,
             "invalid_params",
