@@ -44,6 +44,17 @@ ASPECT_BUCKETS_512 = {
     2.5: (800, 320), 2.89: (832, 288), 3.0: (864, 288), 3.11: (896, 288),
     3.62: (928, 256), 3.75: (960, 256), 3.88: (992, 256), 4.0: (1024, 256),
 }  # fmt: skip
+
+
+def aspect_bucket(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` of the bucket nearest an image's ``height / width`` (the first of equals, as the
+    official script's numpy argmin)."""
+    aspect = height / width
+    key = min(ASPECT_BUCKETS_512, key=lambda r: abs(r - aspect))
+    bucket_height, bucket_width = ASPECT_BUCKETS_512[key]
+    return bucket_width, bucket_height
+
+
 #: Frames per window, and frames a window shares with the one before it.
 WINDOW_FRAMES_17B = 49
 OVERLAP_FRAMES_17B = 9

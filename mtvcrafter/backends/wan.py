@@ -18,14 +18,6 @@ FLOW_SCHEDULERS = ("flow-euler", "FlowMatchEulerDiscreteScheduler")
 LORA_SUFFIX = ".safetensors"
 
 
-def bucket_size(image_width: int, image_height: int) -> tuple[int, int]:
-    """``(width, height)`` of the official 512-pixel aspect bucket nearest the image's ``height / width``."""
-    aspect = image_height / image_width
-    key = min(official.ASPECT_BUCKETS_512, key=lambda r: abs(r - aspect))  # the first of equals, as numpy's argmin
-    height, width = official.ASPECT_BUCKETS_512[key]
-    return width, height
-
-
 class Wan17BBackend(PipelineBackend):
     """What the 17B backends share: settings, defaults, sizes, the LoRA and the pipeline call."""
 
@@ -76,7 +68,7 @@ class Wan17BBackend(PipelineBackend):
         if image is None:
             return settings.size
         if not width and not height:
-            return bucket_size(*image.size)
+            return official.aspect_bucket(*image.size)
         m = self.size_multiple
         aspect = image.size[1] / image.size[0]
         if width:
@@ -156,7 +148,10 @@ class Tiny17BBackend(Wan17BBackend):
     def load(self, torch_dtype, settings):
         from mtvcrafter.dit import tiny_pipeline_17b
 
-        return self.loaded(tiny_pipeline_17b().to(dtype=torch_dtype), settings)
+        pipe = tiny_pipeline_17b()
+        if torch_dtype != pipe.transformer.dtype:
+            pipe.to(dtype=torch_dtype)
+        return self.loaded(pipe, settings)
 
 
 class MVDiT17BBackend(Wan17BBackend):

@@ -27,7 +27,6 @@ features past each prompt's length are replaced by zeros (:func:`encode_text`); 
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -424,24 +423,19 @@ def clip_image_features(image_encoder, images: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- text features
 
 
-def _clean(text: str) -> str:
-    """Wan's ``clean='whitespace'``: HTML entities decoded twice, runs of white space made one space
-    (the official also applies ftfy's mojibake repair, which changes only broken Unicode; not done here)."""
-    return re.sub(r"\s+", " ", html.unescape(html.unescape(text)).strip()).strip()
-
-
 @torch.no_grad()
 def encode_text(tokenizer, text_encoder, prompts: list[str], max_length: int = 512, device=None, dtype=None):
     """umT5 features of ``prompts`` as the 17B's transformer receives them: (B, max_length, d_model).
 
-    Each prompt (white space cleaned as Wan does) is tokenised with its end-of-sequence token, truncated and
+    Each prompt is tokenised as given (MTVCrafter's 17B script calls the tokenizer directly, without Wan's text
+    clean-up) with its end-of-sequence token, truncated and
     padded to ``max_length`` (Wan: 512); the encoder sees the attention mask, and the features past each prompt's
     length are zeros (Wan cuts them off and its transformer pads with zeros). ``device`` / ``dtype`` of the
     result: the encoder's unless given."""
     if isinstance(prompts, str):
         prompts = [prompts]
     tokens = tokenizer(
-        [_clean(p) for p in prompts],
+        list(prompts),
         padding="max_length",
         max_length=max_length,
         truncation=True,
