@@ -49,7 +49,13 @@ def print_table(title: str, rows: list[Row]) -> None:
         print(f"{r.task:<44} {r.ours_s * 1000:8.2f}ms {base} {ratio} {goal:>8} {met:>4}  {r.baseline}")
 
 
-def run_benchmarks(suite: str, quick: bool = False, size: str | None = None, compile_blocks: bool | None = None) -> int:
+def run_benchmarks(
+    suite: str,
+    quick: bool = False,
+    size: str | None = None,
+    compile_blocks: bool | None = None,
+    model: str = "7b",
+) -> int:
     """Run one suite; the exit status is 1 when a goal is missed."""
     if suite == "motion":
         from .motion import motion_benchmarks
@@ -73,6 +79,13 @@ def run_benchmarks(suite: str, quick: bool = False, size: str | None = None, com
         server_rows, met = server_benchmark(quick=quick)
         print_server_table(server_rows, met)
         return 0 if met else 1
+    elif suite == "dit" and model == "17b":
+        from .dit import print_dit_table
+        from .dit_17b import dit17b_benchmarks
+
+        dit_rows, title, missed = dit17b_benchmarks(size=size, quick=quick, compile_blocks=compile_blocks)
+        print_dit_table(title, dit_rows)
+        return 1 if missed else 0
     elif suite == "dit":
         from .dit import dit_benchmarks, print_dit_table
 

@@ -24,6 +24,9 @@ def add_parser(commands) -> None:
         default=None,
         help="dit: also time fused projections + torch.compile (default: on a GPU)",
     )
+    bench.add_argument(
+        "--model", choices=("7b", "17b"), default="7b", help="dit: which MV-DiT (default 7b; 17b: MV-DiT-17B on Wan2.1)"
+    )
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
     bench.set_defaults(run=bench_command)
 
@@ -31,4 +34,4 @@ def add_parser(commands) -> None:
 def bench_command(args: argparse.Namespace) -> int:
     from mtvcrafter.bench import run_benchmarks
 
-    return run_benchmarks(args.suite, quick=args.quick, size=args.size, compile_blocks=args.compile)
+    return run_benchmarks(args.suite, quick=args.quick, size=args.size, compile_blocks=args.compile, model=args.model)
