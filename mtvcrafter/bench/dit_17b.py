@@ -15,7 +15,7 @@ from .dit import DiTRow, _construct, _timed
 #: transformer configuration (besides the official defaults) and the video (height, width, frames)
 SIZES_17B = {
     "full": (dict(), (512, 512, 49)),
-    "small": (dict(num_attention_heads=24, num_layers=1, ffn_dim=8192), (128, 128, 49)),
+    "small": (dict(num_attention_heads=24, num_layers=1, ffn_dim=8192, added_kv_proj_dim=3072), (128, 128, 49)),
     "tiny": (
         dict(num_attention_heads=2, attention_head_dim=36, num_layers=2, ffn_dim=64, text_dim=32, freq_dim=32,
              image_dim=24, added_kv_proj_dim=72, motion_token_dim=48),
