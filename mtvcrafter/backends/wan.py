@@ -145,6 +145,9 @@ class Tiny17BBackend(Wan17BBackend):
     def steps(self, settings: RenderSettings) -> int | None:
         return settings.steps if settings.steps is not None else self.default_steps
 
+    def defaults(self) -> dict[str, object]:
+        return {k: v for k, v in super().defaults().items() if k != "steps_with_lora"}
+
     def load(self, torch_dtype, settings):
         from mtvcrafter.dit import tiny_pipeline_17b
 
