@@ -93,16 +93,25 @@ def test_a_setting_out_of_bounds_is_refused_naming_it(values, field):
     assert error.value.field == field and field in str(error.value)
 
 
-def test_every_bundled_render_preset_is_valid_for_its_backend():
+def test_every_bundled_render_preset_is_valid_for_its_backend(tmp_path):
+    from mtvcrafter.backends import BackendConfig
+
     presets = sorted((ROOT / "presets" / "render").glob("*.json"))
     assert presets
     for path in presets:
         preset = json.loads(path.read_text())
-        backend = get_backend(preset["backend"])
+        if "lora" in preset:  # a LoRA preset names a file of the server's LoRA folder
+            (tmp_path / preset["lora"]).write_bytes(b"")
+        backend = get_backend(preset["backend"], BackendConfig(lora_dir=tmp_path, lora_paths=False))
         settings = RenderSettings.from_dict(
             {k: v for k, v in preset.items() if k not in ("name", "description", "backend")}
         )
         backend.check(settings)
+    # without the file, the LoRA preset is refused in one line naming where it was looked for
+    with pytest.raises(SettingsError, match="lora: Wan2.1_I2V_14B_FusionX_LoRA.safetensors not found in"):
+        get_backend("mvdit-17b", BackendConfig(lora_paths=False)).check(
+            RenderSettings(lora="Wan2.1_I2V_14B_FusionX_LoRA.safetensors")
+        )
 
 
 def test_each_backend_refuses_sizes_it_cannot_render():

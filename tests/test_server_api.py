@@ -170,4 +170,6 @@ def test_a_default_backend_the_registry_does_not_know_is_one_line_from_the_envir
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: backend: Input should be 'preview', 'tiny' or 'mvdit-7b'"]
+    assert result.stderr.strip().splitlines() == [
+        "error: backend: Input should be 'preview', 'tiny', 'tiny-17b', 'mvdit-7b' or 'mvdit-17b'"
+    ]

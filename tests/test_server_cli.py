@@ -76,7 +76,7 @@ def test_refusals_and_an_absent_server_are_one_line_errors(server, tmp_path, sam
     base = ["animate", "--ref", str(reference_image), "--motion", str(sample_pkl), "--out", str(tmp_path / "x.mp4")]
     assert main([*base, "--server", server, "--backend", "tiny", "--size", "72x64"]) == 1
     err = capsys.readouterr().err
-    assert "multiples of 16" in err and "HTTP 422" in err and "Traceback" not in err
+    assert "a multiple of 16" in err and "HTTP 422" in err and "Traceback" not in err
     assert main([*base, "--server", server, "--backend", "mvdit-7b"]) == 1
     assert "not available" in capsys.readouterr().err
     assert main([*base, "--server", f"http://127.0.0.1:{free_port()}"]) == 1
