@@ -55,6 +55,21 @@ def aspect_bucket(width: int, height: int) -> tuple[int, int]:
     return bucket_width, bucket_height
 
 
+def size_17b(
+    image_width: int, image_height: int, width: int | None = None, height: int | None = None, multiple: int = 16
+) -> tuple[int, int]:
+    """``(width, height)`` of a 17B render: what was given; neither: the aspect bucket of the reference image;
+    one: the other from the image's aspect, rounded to ``multiple``."""
+    if width and height:
+        return width, height
+    if not width and not height:
+        return aspect_bucket(image_width, image_height)
+    aspect = image_height / image_width
+    if width:
+        return width, max(multiple, round(width * aspect / multiple) * multiple)
+    return max(multiple, round(height / aspect / multiple) * multiple), height
+
+
 #: Frames per window, and frames a window shares with the one before it.
 WINDOW_FRAMES_17B = 49
 OVERLAP_FRAMES_17B = 9

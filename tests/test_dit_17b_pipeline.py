@@ -127,14 +127,21 @@ def test_prompt_seed_and_motion_change_the_video(pipe, image, joints):
 
 
 def test_the_default_size_is_the_official_bucket(pipe, joints):
-    tall = Image.new("RGB", (720, 1280), (120, 80, 40))
-    calls = []
-    pipe.transformer.register_forward_pre_hook(lambda m, a, k: calls.append(k["hidden_states"].shape), with_kwargs=True)
+    """Without a size, the official 512-pixel bucket nearest the reference's aspect (here 9:16 → 384 × 672);
+    one side given, the other follows the reference's aspect (a small call: the VAE is slow at 672)."""
+    from mtvcrafter.dit.pipeline_17b import _size
+
+    assert _size(Image.new("RGB", (720, 1280))) == (384, 672)
+    assert _size(np.zeros((1000, 3000, 3), np.uint8)) == (864, 288)
+    seen = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda m, a, k: seen.append(tuple(k["hidden_states"].shape[-2:])), with_kwargs=True
+    )
     try:
-        pipe(tall, joints[:5], num_inference_steps=1, output_type="latent")
+        out = pipe(Image.new("RGB", (96, 48)), joints[:3], num_inference_steps=1, height=32, output_type="np")
     finally:
-        pipe.transformer._forward_pre_hooks.clear()
-    assert calls[0][-2:] == (672 // 8, 384 // 8)
+        hook.remove()
+    assert seen[0] == (4, 8) and out.frames.shape == (1, 3, 32, 64, 3)
 
 
 def test_cancel_stops_within_one_step(pipe, image, joints):

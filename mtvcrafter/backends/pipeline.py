@@ -11,7 +11,7 @@ from mtvcrafter import official
 
 from .base import Backend, RenderRequest, RenderResult, file_stamp, never_cancelled, no_progress
 from .errors import BackendError, Cancelled
-from .settings import RenderSettings
+from .settings import MODEL_SETTINGS, RenderSettings
 
 #: share of the progress bar the denoising steps take (the rest: tokenizing, decoding, encoding the mp4)
 DENOISING_SHARE = 0.9
@@ -25,18 +25,7 @@ class PipelineBackend(Backend):
     default_guidance = official.GUIDANCE
     default_seed = official.SEED
     size_multiple = 16
-    takes = (
-        "width",
-        "height",
-        "num_frames",
-        "steps",
-        "guidance",
-        "seed",
-        "scheduler",
-        "reference_encoding",
-        "dtype",
-        "offload",
-    )
+    takes = (*MODEL_SETTINGS, "reference_encoding")
     #: said when the backend runs on the CPU anyway (None: the CPU is fine for it)
     cpu_warning: str | None = None
 
@@ -160,46 +149,76 @@ class TinyBackend(PipelineBackend):
         return tiny_pipeline().to(dtype=torch_dtype)
 
 
-class MVDiT7BBackend(PipelineBackend):
-    name = "mvdit-7b"
-    description = "MTVCrafter MV-DiT-7B on CogVideoX-5B (GPU)"
-    cpu_warning = "no GPU: MV-DiT-7B on the CPU needs about 30 GB of memory (fp32) and hours per clip"
+class OfficialWeightsBackend(PipelineBackend):
+    """A backend whose weights are a download of yanboding/MTVCrafter (``model_dir``) plus a base model."""
+
+    #: the transformer's folder inside ``model_dir``, and the base model users are told to add
+    transformer_dir: str = ""
+    base_hint: str = ""
+
+    def check_files(self, model_dir) -> None:
+        """Raise (any exception; its message is the reason shown) when a file the backend needs is missing."""
+        raise NotImplementedError
+
+    def load_pipeline(self, torch_dtype):
+        raise NotImplementedError
+
+    def loaded(self, pipe, settings: RenderSettings):
+        """``pipe`` prepared for ``settings`` before it moves to its device (nothing here)."""
+        return pipe
 
     def status(self) -> tuple[bool, str]:
         model_dir = self.config.model_dir
         if model_dir is None:
-            return False, "no model folder given (--model-dir: a download of yanboding/MTVCrafter with CogVideoX-5b)"
+            return (
+                False,
+                f"no model folder given (--model-dir: a download of yanboding/MTVCrafter with {self.base_hint})",
+            )
         try:
-            from mtvcrafter.dit.layout import TOKENIZER_DIR, TRANSFORMER_DIR, find_base_dir
-            from mtvcrafter.dit.loading import read_config, weight_files
+            self.check_files(model_dir)
         except ImportError as exc:
             return False, f"the model stack is not installed ({exc}); pip install 'mtvcrafter[ml]'"
-        try:
-            read_config(model_dir / TRANSFORMER_DIR, "yanboding/MTVCrafter")
-            weight_files(model_dir / TRANSFORMER_DIR, "yanboding/MTVCrafter")
-            if not (model_dir / TOKENIZER_DIR).exists():
-                return False, f"{model_dir / TOKENIZER_DIR}: missing (from yanboding/MTVCrafter)"
-            base = find_base_dir(model_dir, self.config.base_model_dir)
-            read_config(base / "vae", "THUDM/CogVideoX-5b")
         except Exception as exc:  # noqa: BLE001 - any reason is shown to the user as the reason
             return False, str(exc)
         return True, ""
 
     def identity(self) -> str:
         model_dir = self.config.model_dir
-        config = model_dir / "MV-DiT" / "CogVideoX" / "config.json" if model_dir else None
+        config = model_dir / self.transformer_dir / "config.json" if model_dir else None
         return (
             f"{super().identity()} model={file_stamp(model_dir)} config={file_stamp(config)} "
             f"base={file_stamp(self.config.base_model_dir)} device={self.config.device}"
         )
 
     def load(self, torch_dtype, settings):
-        from mtvcrafter.dit import load_pipeline
-
         if self.config.model_dir is None:
             raise BackendError(
-                "mvdit-7b needs a model folder (--model-dir: a download of yanboding/MTVCrafter; see README)"
+                f"{self.name} needs a model folder (--model-dir: a download of yanboding/MTVCrafter; see README)"
             )
+        return self.loaded(self.load_pipeline(torch_dtype), settings)
+
+
+class MVDiT7BBackend(OfficialWeightsBackend):
+    name = "mvdit-7b"
+    description = "MTVCrafter MV-DiT-7B on CogVideoX-5B (GPU)"
+    cpu_warning = "no GPU: MV-DiT-7B on the CPU needs about 30 GB of memory (fp32) and hours per clip"
+    transformer_dir = "MV-DiT/CogVideoX"
+    base_hint = "CogVideoX-5b"
+
+    def check_files(self, model_dir) -> None:
+        from mtvcrafter.dit.layout import TOKENIZER_DIR, TRANSFORMER_DIR, find_base_dir
+        from mtvcrafter.dit.loading import read_config, weight_files
+
+        read_config(model_dir / TRANSFORMER_DIR, "yanboding/MTVCrafter")
+        weight_files(model_dir / TRANSFORMER_DIR, "yanboding/MTVCrafter")
+        if not (model_dir / TOKENIZER_DIR).exists():
+            raise BackendError(f"{model_dir / TOKENIZER_DIR}: missing (from yanboding/MTVCrafter)")
+        base = find_base_dir(model_dir, self.config.base_model_dir)
+        read_config(base / "vae", "THUDM/CogVideoX-5b")
+
+    def load_pipeline(self, torch_dtype):
+        from mtvcrafter.dit import load_pipeline
+
         return load_pipeline(
             self.config.model_dir,
             self.config.base_model_dir,

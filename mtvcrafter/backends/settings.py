@@ -213,6 +213,10 @@ class RenderSettings:
         return self.width or side, self.height or side
 
 
+#: The settings every video-model backend reads (each adds its own: the 7B its reference encoding, the 17B its
+#: prompt and LoRA).
+MODEL_SETTINGS = ("width", "height", "num_frames", "steps", "guidance", "seed", "scheduler", "dtype", "offload")
+
 #: Every render setting, in the order the command line and the API list them.
 SETTINGS: tuple[Setting, ...] = tuple(
     Setting(f.name, default=f.default, **f.metadata["setting"]) for f in fields(RenderSettings)

@@ -9,9 +9,9 @@ from pathlib import Path
 from mtvcrafter import official
 
 from .base import RenderRequest, file_stamp
-from .errors import BackendError, SettingsError
-from .pipeline import PipelineBackend
-from .settings import RenderSettings
+from .errors import SettingsError
+from .pipeline import OfficialWeightsBackend, PipelineBackend
+from .settings import MODEL_SETTINGS, RenderSettings
 
 #: scheduler names the 17B takes (it was trained for flow matching; only the Euler solver is offered)
 FLOW_SCHEDULERS = ("flow-euler", "FlowMatchEulerDiscreteScheduler")
@@ -24,20 +24,7 @@ class Wan17BBackend(PipelineBackend):
     default_steps = official.STEPS_17B
     default_guidance = official.GUIDANCE_17B
     default_seed = official.SEED_17B
-    takes = (
-        "width",
-        "height",
-        "num_frames",
-        "steps",
-        "guidance",
-        "seed",
-        "scheduler",
-        "prompt",
-        "negative_prompt",
-        "lora",
-        "dtype",
-        "offload",
-    )
+    takes = (*MODEL_SETTINGS, "prompt", "negative_prompt", "lora")
 
     # -- settings -------------------------------------------------------------------------------------
 
@@ -62,18 +49,9 @@ class Wan17BBackend(PipelineBackend):
     def output_size(self, settings: RenderSettings, image=None) -> tuple[int, int]:
         """What was given; else the official aspect bucket of the reference image; one side given: the other
         from the reference's aspect, rounded to a multiple of 16."""
-        width, height = settings.width, settings.height
-        if width and height:
-            return width, height
         if image is None:
             return settings.size
-        if not width and not height:
-            return official.aspect_bucket(*image.size)
-        m = self.size_multiple
-        aspect = image.size[1] / image.size[0]
-        if width:
-            return width, max(m, round(width * aspect / m) * m)
-        return max(m, round(height / aspect / m) * m), height
+        return official.size_17b(*image.size, settings.width, settings.height, self.size_multiple)
 
     def check(self, settings: RenderSettings) -> None:
         super().check(settings)
@@ -157,44 +135,24 @@ class Tiny17BBackend(Wan17BBackend):
         return self.loaded(pipe, settings)
 
 
-class MVDiT17BBackend(Wan17BBackend):
+class MVDiT17BBackend(Wan17BBackend, OfficialWeightsBackend):
     name = "mvdit-17b"
     description = "MTVCrafter MV-DiT-17B on Wan2.1-I2V-14B, with a text prompt (GPU)"
     cpu_warning = "no GPU: MV-DiT-17B on the CPU needs about 90 GB of memory (fp32) and days per clip"
+    transformer_dir = "MV-DiT/Wan-2-1"
+    base_hint = "wan2.1/"
 
-    def status(self) -> tuple[bool, str]:
-        model_dir = self.config.model_dir
-        if model_dir is None:
-            return False, "no model folder given (--model-dir: a download of yanboding/MTVCrafter with wan2.1/)"
-        try:
-            from mtvcrafter.dit.layout_17b import check_model_dir
-        except ImportError as exc:
-            return False, f"the model stack is not installed ({exc}); pip install 'mtvcrafter[ml]'"
-        try:
-            check_model_dir(model_dir, self.config.base_model_dir)
-        except Exception as exc:  # noqa: BLE001 - any reason is shown to the user as the reason
-            return False, str(exc)
-        return True, ""
+    def check_files(self, model_dir) -> None:
+        from mtvcrafter.dit.layout_17b import check_model_dir
 
-    def identity(self) -> str:
-        model_dir = self.config.model_dir
-        config = model_dir / "MV-DiT" / "Wan-2-1" / "config.json" if model_dir else None
-        return (
-            f"{super().identity()} model={file_stamp(model_dir)} config={file_stamp(config)} "
-            f"base={file_stamp(self.config.base_model_dir)} device={self.config.device}"
-        )
+        check_model_dir(model_dir, self.config.base_model_dir)
 
-    def load(self, torch_dtype, settings):
+    def load_pipeline(self, torch_dtype):
         from mtvcrafter.dit import load_pipeline_17b
 
-        if self.config.model_dir is None:
-            raise BackendError(
-                "mvdit-17b needs a model folder (--model-dir: a download of yanboding/MTVCrafter; see README)"
-            )
-        pipe = load_pipeline_17b(
+        return load_pipeline_17b(
             self.config.model_dir,
             self.config.base_model_dir,
             torch_dtype=torch_dtype,
             trust_checkpoint=self.config.trust_checkpoint,
         )
-        return self.loaded(pipe, settings)

@@ -174,3 +174,33 @@ def load_weights(
             + f". config.json and the weights must be the files of {origin}"
         )
     return state
+
+
+def model_from_folder(
+    cls,
+    folder: Path,
+    origin: str,
+    what: str,
+    torch_dtype: torch.dtype | None,
+    device,
+    trust: bool = False,
+    make_config=None,
+    rename=None,
+    stored_name=None,
+):
+    """A diffusers model of class ``cls`` from ``folder``'s ``config.json`` (through ``make_config``) and
+    weights, built on the meta device and filled strictly (see :func:`load_weights`); ``what`` names the
+    model in errors (``MV-DiT-7B``), ``origin`` the files' source."""
+    config = read_config(folder, origin)
+    try:
+        with torch.device("meta"):
+            model = cls.from_config(make_config(config) if make_config else config)
+    except Exception as exc:  # a damaged or foreign config.json: wrong types, unknown activation, …
+        raise ModelFileError(
+            f"{folder / 'config.json'}: not a usable {what} configuration ({type(exc).__name__}: {exc}); "
+            f"copy config.json again from {origin}"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = load_weights(folder, expected, torch_dtype, device, origin, trust, rename, stored_name)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model

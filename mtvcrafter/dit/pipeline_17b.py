@@ -33,6 +33,7 @@ from .. import official
 from ..motion import Motion, NormStats
 from ..tokenizer import VQ_LOSS_WARNING, MotionTokenizer
 from .errors import DiTError
+from .steps import StepState
 from .transformer_17b import MVDiT17BTransformer
 from .wan_base import clip_image_features, encode_text
 
@@ -103,7 +104,7 @@ def _reference(image, width: int, height: int) -> torch.Tensor:
     return (x * 2 - 1)[None]
 
 
-class MTVCrafter17BPipeline(DiffusionPipeline):
+class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
     """Animate a reference image with a 3-D motion and a text prompt (MV-DiT-17B).
 
     >>> pipe = load_pipeline_17b("models/MTVCrafter", torch_dtype=torch.bfloat16).to("cuda")
@@ -147,39 +148,7 @@ class MTVCrafter17BPipeline(DiffusionPipeline):
         self.vae_scale_factor_spatial = vae.config.scale_factor_spatial
         if vae.config.scale_factor_temporal != TEMPORAL:
             raise DiTError(f"the VAE must compress time 4×, got {vae.config.scale_factor_temporal}")
-        self._interrupt = False
-        self._num_timesteps = 0
-        self._total_steps = 0
-        self._current_window = 0
         self._prompt_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-
-    # -- state ----------------------------------------------------------------------------------------
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
-
-    def request_interrupt(self) -> None:
-        """Ask a running call to stop before its next denoising step (safe from another thread)."""
-        self._interrupt = True
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
-
-    @property
-    def total_steps(self) -> int:
-        return self._total_steps
-
-    @property
-    def current_window(self) -> int:
-        return self._current_window
-
-    def enable_vae_tiling(self) -> None:
-        self.vae.enable_tiling()
-
-    def enable_vae_slicing(self) -> None:
-        self.vae.enable_slicing()
 
     # -- conditions ------------------------------------------------------------------------------------
 
@@ -276,7 +245,8 @@ class MTVCrafter17BPipeline(DiffusionPipeline):
         """Render ``motion`` (a :class:`Motion` or joints ``(T, 24, 3)`` mm) performed by ``image`` as ``prompt``
         says; or give ``motion_tokens`` (one ``(312, 3072)`` tensor per 49-frame window) instead.
 
-        ``height``/``width``: default the official 512-pixel aspect bucket nearest the image's aspect.
+        ``height``/``width``: default the official 512-pixel aspect bucket nearest the image's aspect (one
+        given: the other from the image's aspect).
         ``num_frames``: default the motion's. ``guidance_scale`` ≤ 1 turns text guidance off (as with the
         FusionX LoRA). ``generator`` (default: seeded with ``seed`` on the execution device) draws each
         window's initial noise, in the official order, and the noise of the overlap conditioning.
@@ -292,8 +262,7 @@ class MTVCrafter17BPipeline(DiffusionPipeline):
             image, motion, motion_tokens, height, width, num_frames, num_inference_steps, guidance_scale, output_type
         )
         if height is None or width is None:
-            w, h = _bucket(image)
-            height, width = height or h, width or w
+            width, height = _size(image, width, height)
         self._interrupt = False
         device = self._execution_device
         dtype = self.transformer.dtype
@@ -407,10 +376,11 @@ class MTVCrafter17BPipeline(DiffusionPipeline):
         return out if return_dict else (result,)
 
 
-def _bucket(image) -> tuple[int, int]:
-    """``(width, height)`` of the official aspect bucket nearest the image's."""
+def _size(image, width: int | None = None, height: int | None = None) -> tuple[int, int]:
+    """``(width, height)``: the official aspect bucket nearest the image's, or one side given and the other
+    from the image's aspect (see :func:`mtvcrafter.official.size_17b`)."""
     size = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
-    return official.aspect_bucket(*size)
+    return official.size_17b(*size, width, height)
 
 
 def _postprocess(video: torch.Tensor, output_type: str):

@@ -36,6 +36,7 @@ from .errors import DiTError
 from .layout import PIPELINE_INDEX, is_saved_pipeline, load_components, load_saved_components
 from .loading import check_torch_dtype, refuse_unknown_keywords
 from .schedulers import check_scheduler
+from .steps import StepState
 from .transformer_7b import MVDiT7BTransformer
 from .windows import TEMPORAL_COMPRESSION, WINDOW_LATENTS, WindowPlan, plan_windows
 
@@ -138,7 +139,7 @@ def _token_windows(motion_tokens) -> int:
     return 1 if tokens.ndim == 2 else tokens.shape[0]
 
 
-class MTVCrafterPipeline(DiffusionPipeline):
+class MTVCrafterPipeline(StepState, DiffusionPipeline):
     """Animate a reference image with a 3-D motion.
 
     >>> pipe = MTVCrafterPipeline.from_pretrained("models/MTVCrafter", torch_dtype=torch.bfloat16).to("cuda")
@@ -186,10 +187,6 @@ class MTVCrafterPipeline(DiffusionPipeline):
                 f"the transformer takes {transformer.config.in_channels} channels but the VAE's latents give "
                 f"2 × {vae.config.latent_channels}; the transformer and VAE do not belong together"
             )
-        self._interrupt = False
-        self._num_timesteps = 0
-        self._total_steps = 0
-        self._current_window = 0
 
     # -- loading and saving -------------------------------------------------------------------------
 
@@ -278,39 +275,12 @@ class MTVCrafterPipeline(DiffusionPipeline):
 
     # -- state, progress, cancel --------------------------------------------------------------------
 
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
-
-    def request_interrupt(self) -> None:
-        """Ask a running call to stop before its next denoising step (safe from another thread)."""
-        self._interrupt = True
-
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
-
-    @property
-    def total_steps(self) -> int:
-        """Denoising steps of the running call over all windows (for progress)."""
-        return self._total_steps
-
-    @property
-    def current_window(self) -> int:
-        return self._current_window
-
     def _offload_vae(self) -> None:
         """Under model CPU offload, move the VAE off the GPU once the reference is encoded (its hook
         would otherwise keep it there through denoising, the transformer being first in the chain)."""
         for hook in getattr(self, "_all_hooks", None) or []:
             if getattr(hook, "model", None) is self.vae:
                 hook.offload()
-
-    def enable_vae_tiling(self) -> None:
-        self.vae.enable_tiling()
-
-    def enable_vae_slicing(self) -> None:
-        self.vae.enable_slicing()
 
     # -- motion -------------------------------------------------------------------------------------
 

@@ -50,8 +50,8 @@ from diffusers.models.transformers.transformer_wan import (
 from torch import nn
 
 from ..motion import NUM_JOINTS
-from .errors import DiTError, ModelFileError
-from .loading import check_torch_dtype, load_weights, read_config, refuse_unknown_keywords
+from .errors import DiTError
+from .loading import check_torch_dtype, model_from_folder, refuse_unknown_keywords
 from .rotary import apply_rotary, motion_rotary
 
 NUMERICS = ("official", "diffusers")
@@ -623,29 +623,19 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         folder = Path(pretrained_model_name_or_path)
         if subfolder:
             folder = folder / subfolder
-        raw = read_config(folder, ORIGIN)
-        try:
-            config = config_from_official(raw)
-            with torch.device("meta"):
-                model = cls.from_config(config)
-        except Exception as exc:  # a damaged or foreign config.json
-            raise ModelFileError(
-                f"{folder / 'config.json'}: not a usable MV-DiT-17B configuration ({type(exc).__name__}: {exc}); "
-                f"copy config.json again from {ORIGIN}"
-            ) from None
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        official_names = _stores_official_names(folder)
-        state = load_weights(
+        official_names = _stores_official_names(folder) if (folder / "config.json").is_file() else False
+        model = model_from_folder(
+            cls,
             folder,
-            expected,
+            ORIGIN,
+            "MV-DiT-17B",
             torch_dtype,
             device,
-            ORIGIN,
             trust_checkpoint,
+            make_config=config_from_official,
             rename=to_ours if official_names else None,
             stored_name=to_official if official_names else None,
         )
-        model.load_state_dict(state, strict=True, assign=True)
         # the rotary tables are buffers computed at construction (on the meta device here)
         model.rope = WanRotaryPosEmbed(model.config.attention_head_dim, tuple(model.config.patch_size),
                                        model.config.rope_max_seq_len).to(device)  # fmt: skip

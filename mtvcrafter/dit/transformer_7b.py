@@ -24,8 +24,8 @@ from diffusers.models.normalization import AdaLayerNorm
 from torch import nn
 
 from ..motion import NUM_JOINTS
-from .errors import DiTError, ModelFileError
-from .loading import check_torch_dtype, load_weights, read_config, refuse_unknown_keywords
+from .errors import DiTError
+from .loading import check_torch_dtype, model_from_folder, refuse_unknown_keywords
 from .rotary import apply_rotary, motion_rotary, video_rotary
 
 #: Latent frames of one MV-DiT window (49 video frames); the learned unconditional tokens cover them.
@@ -489,19 +489,7 @@ class MVDiT7BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         folder = Path(pretrained_model_name_or_path)
         if subfolder:
             folder = folder / subfolder
-        config = read_config(folder, "MV-DiT/CogVideoX in the Hugging Face repo yanboding/MTVCrafter")
-        try:
-            with torch.device("meta"):
-                model = cls.from_config(config)
-        except Exception as exc:  # a damaged or foreign config.json: wrong types, unknown activation, …
-            raise ModelFileError(
-                f"{folder / 'config.json'}: not a usable MV-DiT-7B configuration ({type(exc).__name__}: {exc}); "
-                "copy config.json again from MV-DiT/CogVideoX of yanboding/MTVCrafter"
-            ) from None
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        state = load_weights(
-            folder, expected, torch_dtype, device, "yanboding/MTVCrafter, MV-DiT/CogVideoX", trust_checkpoint
-        )
-        model.load_state_dict(state, strict=True, assign=True)
+        origin = "MV-DiT/CogVideoX in the Hugging Face repo yanboding/MTVCrafter"
+        model = model_from_folder(cls, folder, origin, "MV-DiT-7B", torch_dtype, device, trust_checkpoint)
         model._rotary_cache = OrderedDict()
         return model.eval()
