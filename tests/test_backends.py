@@ -39,6 +39,9 @@ def test_the_defaults_are_the_official_settings():
     assert seven.output_size(settings) == (512, 512)
     # SPEC §6: 50 steps, text guidance 6.0, seed 42; with the FusionX LoRA 10 steps and no guidance
     assert (seventeen.steps(settings), seventeen.guidance(settings), seventeen.seed(settings)) == (50, 6.0, 42)
+    lora = RenderSettings(lora="Wan2.1_I2V_14B_FusionX_LoRA.safetensors")
+    assert (seventeen.steps(lora), seventeen.guidance(lora)) == (10, 1.0)
+    assert seventeen.guidance(RenderSettings(lora="x.safetensors", guidance=4.0)) == 4.0  # given: kept
     assert get_backend("tiny").steps(settings) == 4
     assert [s.name for s in SETTINGS] == list(settings.to_dict())
 

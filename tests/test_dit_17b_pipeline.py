@@ -258,3 +258,13 @@ def test_mvdit_17b_job_with_a_prompt_through_a_real_server(model_dir, tmp_path, 
         # a LoRA is named, never a path on the server
         with pytest.raises(ServerError, match="not a path.*HTTP 422"):
             client.submit(motion, reference_image, {**params, "lora": "/etc/x.safetensors"})
+
+
+def test_model_cpu_offload_gives_the_same_frames(joints):
+    pipe = tiny_pipeline_17b(seed=2)
+    pipe.set_progress_bar_config(disable=True)
+    image = Image.new("RGB", (32, 32), (90, 140, 200))
+    plain = render(pipe, image, joints[:10]).frames
+    pipe.enable_model_cpu_offload(device="cpu")
+    pipe.enable_vae_tiling()
+    np.testing.assert_array_equal(render(pipe, image, joints[:10]).frames, plain)
