@@ -268,3 +268,21 @@ def test_model_cpu_offload_gives_the_same_frames(joints):
     pipe.enable_model_cpu_offload(device="cpu")
     pipe.enable_vae_tiling()
     np.testing.assert_array_equal(render(pipe, image, joints[:10]).frames, plain)
+
+
+def test_the_first_windows_clip_input_is_the_official_round_trip():
+    """The official script resizes the reference (PIL bicubic, no crop), normalises it to [−1, 1], and for CLIP
+    turns it back into a uint8 picture by truncation before normalising again: a quarter of the values
+    drop by one level. Written here with numpy as the script's statements."""
+    from mtvcrafter.dit.pipeline_17b import _clip_round_trip, _reference
+
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    resized = np.asarray(image.resize((32, 48), Image.BICUBIC)).astype(np.float32) / np.float32(255)
+    official_ref = (resized - np.float32(0.5)) / np.float32(0.5)
+    pixels = ((official_ref * np.float32(0.5) + np.float32(0.5)) * np.float32(255)).astype(np.uint8)
+    official_clip = (pixels.astype(np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
+    ref = _reference(image, 32, 48)
+    np.testing.assert_array_equal(ref[0].permute(1, 2, 0).numpy(), official_ref)
+    np.testing.assert_array_equal(_clip_round_trip(ref)[0].permute(1, 2, 0).numpy(), official_clip)
+    assert (official_clip != official_ref).mean() > 0.05  # the truncation is real, not a no-op

@@ -237,6 +237,7 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
         guidance_scale: float = official.GUIDANCE_17B,
         seed: int | None = official.SEED_17B,
         generator: torch.Generator | None = None,
+        overlap_generator: torch.Generator | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -249,7 +250,9 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
         given: the other from the image's aspect).
         ``num_frames``: default the motion's. ``guidance_scale`` ≤ 1 turns text guidance off (as with the
         FusionX LoRA). ``generator`` (default: seeded with ``seed`` on the execution device) draws each
-        window's initial noise, in the official order, and the noise of the overlap conditioning.
+        window's initial noise, in the official order; ``overlap_generator`` (default: seeded with
+        ``seed + 1``) the noise of the overlap conditioning, which the official draws unseeded, so the
+        windows' initial noise is the official stream.
         ``callback_on_step_end(pipe, step, timestep, {"latents": …})`` runs after each step (``step`` over
         all windows, of ``pipe.total_steps``); ``pipe.request_interrupt()`` stops the call before the
         next step, which then returns ``frames=None, interrupted=True``.
@@ -282,6 +285,8 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
         mean = np.asarray(joint_mean if joint_mean is not None else self.stats.mean, np.float32)
         if generator is None and seed is not None:
             generator = torch.Generator(device=device).manual_seed(int(seed))
+        if overlap_generator is None and seed is not None:
+            overlap_generator = torch.Generator(device=device).manual_seed(int(seed) + 1)
 
         do_cfg = guidance_scale > 1.0
         text = self.encode_prompt(prompt, device, dtype)
@@ -304,7 +309,7 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                 self._current_window = index
                 # the condition: the reference then zeros, or the previous window's last 9 frames then zeros
                 if previous is None:
-                    kept, clip_source = 1, reference
+                    kept, clip_source = 1, _clip_round_trip(reference)
                     condition_video = torch.cat([reference[:, :, None], torch.zeros_like(reference)[:, :, None]
                                                  .expand(-1, -1, WINDOW - 1, -1, -1)], dim=2)  # fmt: skip
                 else:
@@ -318,7 +323,8 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                 mask.zero_()
                 mask[:, :, : (kept - 1) // TEMPORAL + 1] = 1
                 y = torch.cat([mask, condition], dim=1)
-                clip = clip_image_features(self.image_encoder, clip_source.to(device)).to(dtype)
+                # the official hands CLIP its input in the model's dtype
+                clip = clip_image_features(self.image_encoder, clip_source.to(device, dtype)).to(dtype)
                 if do_cfg:
                     y, clip = torch.cat([y, y]), torch.cat([clip, clip])
                 tokens = window.tokens.to(device=device, dtype=dtype)[None]
@@ -348,7 +354,7 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                         # the overlap latents, noised to the next level (the last step: none), pinned
                         sigma = timesteps[i + 1] / 1000 if i + 1 < len(timesteps) else torch.zeros_like(t)
                         known = condition[:, :, :OVERLAP_LATENTS]
-                        noise = randn_tensor(known.shape, generator=generator, device=device, dtype=known.dtype)
+                        noise = randn_tensor(known.shape, generator=overlap_generator, device=device, dtype=known.dtype)
                         latents[:, :, :OVERLAP_LATENTS] = ((1 - sigma) * known + sigma * noise).to(latents.dtype)
                     if callback_on_step_end is not None:
                         outputs = callback_on_step_end(self, done, t, {k: latents for k in tensor_inputs}) or {}
@@ -381,6 +387,13 @@ def _size(image, width: int | None = None, height: int | None = None) -> tuple[i
     from the image's aspect (see :func:`mtvcrafter.official.size_17b`)."""
     size = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
     return official.size_17b(*size, width, height)
+
+
+def _clip_round_trip(reference: torch.Tensor) -> torch.Tensor:
+    """The reference as the official script hands it to CLIP in the first window: back to [0, 255] in float32,
+    truncated to uint8 (a value a hair under an integer drops by one), then to [−1, 1] again."""
+    pixels = ((reference * 0.5 + 0.5) * 255).numpy().astype(np.uint8)
+    return (torch.from_numpy(pixels).float() / 255 - 0.5) / 0.5
 
 
 def _postprocess(video: torch.Tensor, output_type: str):
