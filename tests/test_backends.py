@@ -62,6 +62,30 @@ def test_the_17b_picks_the_official_aspect_bucket(size, bucket):
     assert width == 512 and height % 16 == 0 and abs(height / width - size[1] / size[0]) < 0.05
 
 
+def test_a_side_left_out_is_512_except_for_the_17b_and_a_derived_side_is_bounded():
+    from PIL import Image
+
+    assert RenderSettings(width=768).size == (768, 512)
+    assert get_backend("mvdit-7b").output_size(RenderSettings(width=768), Image.new("RGB", (10, 40))) == (768, 512)
+    with pytest.raises(
+        SettingsError, match="height: the reference's aspect makes the video 2048x131072, a side over 8192; give both"
+    ) as info:
+        get_backend("mvdit-17b").output_size(RenderSettings(width=2048), Image.new("RGB", (64, 4096)))
+    assert info.value.field == "height"
+
+
+@pytest.mark.parametrize("name", ["../x.safetensors", "/etc/x.safetensors", "C:x.safetensors", "a\\b.safetensors"])
+def test_a_server_takes_lora_names_never_paths(name, tmp_path):
+    from mtvcrafter.backends import BackendConfig
+
+    backend = get_backend("mvdit-17b", BackendConfig(lora_dir=tmp_path, lora_paths=False))
+    with pytest.raises(SettingsError, match="not a path") as info:
+        backend.check(RenderSettings(lora=name))
+    assert info.value.field == "lora"
+    with pytest.raises(SettingsError, match="is not a .safetensors file"):
+        backend.check(RenderSettings(lora="fusionx.pt"))
+
+
 def test_a_prompt_is_refused_by_backends_that_take_none():
     with pytest.raises(SettingsError, match="prompt: the mvdit-7b backend takes none .*mvdit-17b") as info:
         get_backend("mvdit-7b").check(RenderSettings(prompt="a dancer"))

@@ -286,3 +286,44 @@ def test_the_first_windows_clip_input_is_the_official_round_trip():
     np.testing.assert_array_equal(ref[0].permute(1, 2, 0).numpy(), official_ref)
     np.testing.assert_array_equal(_clip_round_trip(ref)[0].permute(1, 2, 0).numpy(), official_clip)
     assert (official_clip != official_ref).mean() > 0.05  # the truncation is real, not a no-op
+
+
+def test_a_server_caches_by_the_lora_files_contents_and_bounds_derived_sizes(tmp_path, sample_pkl, reference_image):
+    """Replacing a LoRA file under the same name gives a new video, not the cached one; a size the reference's
+    aspect would derive past the server's limit is refused at submit."""
+    pytest.importorskip("fastapi")
+    from mtvcrafter.client import Client, ServerError
+    from mtvcrafter_server.local import local_server
+
+    motion = load_motion(sample_pkl, clip=2).slice(0, 5)
+    loras = tmp_path / "loras"
+    loras.mkdir()
+
+    def write_lora(scale):
+        save_file({"diffusion_model.head.head.diff_b": torch.full((64,), scale)}, str(loras / "look.safetensors"))
+
+    params = {"backend": "tiny-17b", "lora": "look.safetensors", "width": 32, "height": 32, "steps": 1}
+    with local_server(tmp_path / "data", "--lora-dir", str(loras), log=tmp_path / "log") as url:
+        client = Client(url)
+
+        def run():
+            job = client.submit(motion, reference_image, params)
+            for _ in range(1200):
+                done = client.job(job["id"])
+                if done["status"] in ("succeeded", "failed", "cancelled"):
+                    return done
+                time.sleep(0.1)
+            raise AssertionError("the job did not end")
+
+        write_lora(0.5)
+        first = run()
+        assert first["status"] == "succeeded" and not first.get("cached"), first
+        assert run().get("cached")  # the same inputs and the same file: the earlier result
+        time.sleep(0.01)
+        write_lora(-0.5)
+        third = run()
+        assert third["status"] == "succeeded" and not third.get("cached"), third
+        tall = tmp_path / "tall.png"
+        Image.new("RGB", (16, 100)).save(tall)
+        with pytest.raises(ServerError, match="over this server's 2048 pixels.*HTTP 422"):
+            client.submit(motion, tall, {"backend": "tiny-17b", "width": 512})

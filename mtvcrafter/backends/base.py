@@ -128,6 +128,12 @@ class Backend:
 
         return f"{self.name} {__version__}"
 
+    def variant(self, settings: RenderSettings) -> str | None:
+        """What besides :meth:`identity` and the settings decides the video and may change under the same
+        settings (a LoRA file's stamp, say): part of a server's cache key, and a pipeline backend loads another
+        pipeline for another variant. None: nothing."""
+        return None
+
     def check(self, settings: RenderSettings) -> None:
         """Refuse settings this backend cannot render (:class:`SettingsError` naming the setting), before any work."""
         for name in ONLY_IF_TAKEN:

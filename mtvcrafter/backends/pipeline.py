@@ -28,6 +28,8 @@ class PipelineBackend(Backend):
     takes = (*MODEL_SETTINGS, "reference_encoding")
     #: said when the backend runs on the CPU anyway (None: the CPU is fine for it)
     cpu_warning: str | None = None
+    #: tile the VAE, as the official 7B script does (the official 17B script does not: its numerics differ)
+    vae_tiling: bool = True
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -38,10 +40,6 @@ class PipelineBackend(Backend):
     def load(self, torch_dtype, settings: RenderSettings):
         """The pipeline with its weights in ``torch_dtype``, on the CPU, for ``settings``' :meth:`variant`."""
         raise NotImplementedError
-
-    def variant(self, settings: RenderSettings) -> str | None:
-        """What else than device, precision and offloading needs another loaded pipeline (a merged LoRA, say)."""
-        return None
 
     def device(self) -> str:
         import torch
@@ -72,7 +70,8 @@ class PipelineBackend(Backend):
                     pipe.enable_model_cpu_offload(device=device)
                 else:
                     pipe.to(device)
-                pipe.enable_vae_tiling()  # as the official script
+                if self.vae_tiling:
+                    pipe.enable_vae_tiling()  # as the official script
                 pipe.set_progress_bar_config(disable=True)
                 if device == "cpu" and self.config.cpu_threads:
                     torch.set_num_threads(self.config.cpu_threads)

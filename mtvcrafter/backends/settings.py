@@ -106,7 +106,7 @@ class RenderSettings:
         int,
         None,
         "output height in pixels (as width; one of the two given: the other follows the reference image's aspect "
-        "for mvdit-17b, else the same)",
+        "for mvdit-17b, else 512)",
         ge=16,
         le=MAX_SIDE,
         optional=True,
@@ -207,10 +207,8 @@ class RenderSettings:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(width, height)`` in pixels where no backend decides otherwise: what was given, the other side
-        the same when only one was, 512 × 512 when neither."""
-        side = self.width or self.height or DEFAULT_SIZE
-        return self.width or side, self.height or side
+        """``(width, height)`` in pixels where no backend decides otherwise: what was given, 512 for a side left out."""
+        return self.width or DEFAULT_SIZE, self.height or DEFAULT_SIZE
 
 
 #: The settings every video-model backend reads (each adds its own: the 7B its reference encoding, the 17B its

@@ -4,14 +4,14 @@ weights, CPU, seconds; the video is noise)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from mtvcrafter import official
 
 from .base import RenderRequest, file_stamp
 from .errors import SettingsError
 from .pipeline import OfficialWeightsBackend, PipelineBackend
-from .settings import MODEL_SETTINGS, RenderSettings
+from .settings import MAX_SIDE, MODEL_SETTINGS, RenderSettings
 
 #: scheduler names the 17B takes (it was trained for flow matching; only the Euler solver is offered)
 FLOW_SCHEDULERS = ("flow-euler", "FlowMatchEulerDiscreteScheduler")
@@ -24,6 +24,7 @@ class Wan17BBackend(PipelineBackend):
     default_steps = official.STEPS_17B
     default_guidance = official.GUIDANCE_17B
     default_seed = official.SEED_17B
+    vae_tiling = False  # the official 17B script does not tile (tiling changes the latents)
     takes = (*MODEL_SETTINGS, "prompt", "negative_prompt", "lora")
 
     # -- settings -------------------------------------------------------------------------------------
@@ -51,7 +52,15 @@ class Wan17BBackend(PipelineBackend):
         from the reference's aspect, rounded to a multiple of 16."""
         if image is None:
             return settings.size
-        return official.size_17b(*image.size, settings.width, settings.height, self.size_multiple)
+        size = official.size_17b(*image.size, settings.width, settings.height, self.size_multiple)
+        if max(size) > MAX_SIDE:
+            derived = "height" if settings.width else "width"
+            raise SettingsError(
+                derived,
+                f"{derived}: the reference's aspect makes the video {size[0]}x{size[1]}, a side over {MAX_SIDE}; "
+                "give both width and height",
+            )
+        return size
 
     def check(self, settings: RenderSettings) -> None:
         super().check(settings)
@@ -66,7 +75,7 @@ class Wan17BBackend(PipelineBackend):
         """The LoRA file a render names, or :class:`SettingsError` saying where it was looked for."""
         if not name.endswith(LORA_SUFFIX):
             raise SettingsError("lora", f"lora: {name!r} is not a {LORA_SUFFIX} file (the only LoRA format read)")
-        is_path = "/" in name or "\\" in name or name.startswith(".")
+        is_path = PurePosixPath(name).name != name or PureWindowsPath(name).name != name or name.startswith(".")
         if is_path and not self.config.lora_paths:
             raise SettingsError("lora", f"lora: give a file name from the server's LoRA folder, not a path: {name}")
         if is_path:

@@ -46,7 +46,12 @@ def _size(text: str) -> tuple[int, int]:
 def add_render_options(parser: argparse.ArgumentParser) -> None:
     """``--width``, ``--steps``, ``--guidance`` … one per render setting, plus ``--size WxH``."""
     group = parser.add_argument_group("render settings (the server's job params)")
-    group.add_argument("--size", type=_size, help="output WIDTHxHEIGHT (default 512x512; sets --width and --height)")
+    group.add_argument(
+        "--size",
+        type=_size,
+        help="output WIDTHxHEIGHT (sets --width and --height; default: the backend's, 512x512 or for mvdit-17b "
+        "the official size nearest the reference's aspect)",
+    )
     for setting in SETTINGS:
         default = "the backend's" if setting.default is None else setting.default
         group.add_argument(
@@ -82,8 +87,12 @@ def add_parser(commands) -> None:
     )
     animate.add_argument("--server", help="render on a running server (URL, e.g. http://127.0.0.1:8765) instead")
     animate.add_argument("--token", help="the server's access token (or MTVCRAFTER_TOKEN)")
-    animate.add_argument("--model-dir", help="mvdit-7b: folder with MV-DiT/CogVideoX, 4DMoT and CogVideoX-5b (README)")
-    animate.add_argument("--base-model-dir", help="mvdit-7b: the CogVideoX-5b folder, if not inside --model-dir")
+    animate.add_argument(
+        "--model-dir", help="mvdit-7b/17b: a download of yanboding/MTVCrafter with CogVideoX-5b or wan2.1 (README)"
+    )
+    animate.add_argument(
+        "--base-model-dir", help="mvdit-7b/17b: the CogVideoX-5b or wan2.1 folder, if not inside --model-dir"
+    )
     animate.add_argument(
         "--tokenizer", help="preview: a 4DMoT checkpoint; its reconstruction is drawn too (default MODEL_DIR/4DMoT)"
     )

@@ -83,6 +83,8 @@ def load_components_17b(
         stats = load_stats(model_dir / STATS_DIR)
     tokenizer = load_tokenizer(model_dir / TOKENIZER_DIR, stats, tokenizer_device, trust_checkpoint)
     base = load_wan_base(find_wan_base_dir(model_dir, base_model_dir), torch_dtype, trust_checkpoint)
+    # the official script never casts its CLIP: the image encoder runs in float32 whatever the rest does
+    base["image_encoder"] = base["image_encoder"].float()
     transformer = MVDiT17BTransformer.from_pretrained(
         model_dir / TRANSFORMER_DIR_17B, torch_dtype=torch_dtype, trust_checkpoint=trust_checkpoint, numerics=numerics
     )

@@ -165,26 +165,27 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
             self._prompt_cache.popitem(last=False)
         return embeds
 
-    def _latent_stats(self, device, dtype):
+    def _latent_stats(self, device):
+        """Wan's per-channel latent mean and inverse std, float32 ``(1, 16, 1, 1, 1)`` (its ``scale``)."""
         cfg = self.vae.config
-        mean = torch.tensor(cfg.latents_mean, device=device, dtype=dtype).view(1, -1, 1, 1, 1)
-        std = torch.tensor(cfg.latents_std, device=device, dtype=dtype).view(1, -1, 1, 1, 1)
-        return mean, std
+        mean = torch.tensor(cfg.latents_mean, device=device, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        inv_std = 1.0 / torch.tensor(cfg.latents_std, device=device, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        return mean, inv_std
 
     @torch.no_grad()
     def encode_condition(self, video: torch.Tensor) -> torch.Tensor:
-        """VAE latents (the distribution's mode, normalised as Wan's VAE does) of ``video (1, 3, T, H, W)``
-        in [−1, 1]."""
+        """VAE latents (the distribution's mode, normalised as Wan's VAE does: ``(z − mean) · (1/std)`` in
+        float32) of ``video (1, 3, T, H, W)`` in [−1, 1]."""
         device = self._execution_device
         latents = self.vae.encode(video.to(device=device, dtype=self.vae.dtype)).latent_dist.mode()
-        mean, std = self._latent_stats(latents.device, latents.dtype)
-        return (latents - mean) / std
+        mean, inv_std = self._latent_stats(latents.device)
+        return (latents.float() - mean) * inv_std
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``(1, 16, F', h, w)`` → frames ``(T, 3, H, W)`` in [0, 1], float32."""
-        mean, std = self._latent_stats(latents.device, self.vae.dtype)
-        video = self.vae.decode(latents.to(self.vae.dtype) * std + mean).sample
+        mean, inv_std = self._latent_stats(latents.device)
+        video = self.vae.decode((latents.float() / inv_std + mean).to(self.vae.dtype)).sample
         return ((video[0].float().permute(1, 0, 2, 3) + 1) / 2).clamp(0, 1)
 
     def motion_windows(self, joints: np.ndarray, starts: list[int]) -> list[Window17B]:
@@ -314,7 +315,8 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                                                  .expand(-1, -1, WINDOW - 1, -1, -1)], dim=2)  # fmt: skip
                 else:
                     kept = OVERLAP
-                    tail = previous[-OVERLAP:].permute(1, 0, 2, 3)[None] * 2 - 1  # (1, 3, 9, H, W)
+                    # (1, 3, 9, H, W), in the model's dtype before ``* 2 − 1`` as the official
+                    tail = previous[-OVERLAP:].to(device, dtype).permute(1, 0, 2, 3)[None] * 2 - 1
                     clip_source = tail[:, :, -1]
                     condition_video = torch.cat(
                         [tail, torch.zeros_like(tail[:, :, :1]).expand(-1, -1, WINDOW - OVERLAP, -1, -1)], dim=2
@@ -324,7 +326,7 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                 mask[:, :, : (kept - 1) // TEMPORAL + 1] = 1
                 y = torch.cat([mask, condition], dim=1)
                 # the official hands CLIP its input in the model's dtype
-                clip = clip_image_features(self.image_encoder, clip_source.to(device, dtype)).to(dtype)
+                clip = clip_image_features(self.image_encoder, clip_source.to(device, dtype))
                 if do_cfg:
                     y, clip = torch.cat([y, y]), torch.cat([clip, clip])
                 tokens = window.tokens.to(device=device, dtype=dtype)[None]
@@ -355,7 +357,9 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                         sigma = timesteps[i + 1] / 1000 if i + 1 < len(timesteps) else torch.zeros_like(t)
                         known = condition[:, :, :OVERLAP_LATENTS]
                         noise = randn_tensor(known.shape, generator=overlap_generator, device=device, dtype=known.dtype)
-                        latents[:, :, :OVERLAP_LATENTS] = ((1 - sigma) * known + sigma * noise).to(latents.dtype)
+                        sigma = sigma.float()  # the official mixes in float32 and rounds once
+                        mixed = (1 - sigma) * known.float() + sigma * noise.float()
+                        latents[:, :, :OVERLAP_LATENTS] = mixed.to(latents.dtype)
                     if callback_on_step_end is not None:
                         outputs = callback_on_step_end(self, done, t, {k: latents for k in tensor_inputs}) or {}
                         latents = outputs.pop("latents", latents)
@@ -368,7 +372,7 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                     break
                 previous = self.decode(latents)
                 last = index == len(windows) - 1
-                video_out.append(previous if last else previous[:-OVERLAP])
+                video_out.append((previous if last else previous[:-OVERLAP]).cpu())  # only the overlap stays
 
         self.maybe_free_model_hooks()
         if self._interrupt:

@@ -557,7 +557,12 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         temb, modulation = self._time(timestep, dtype)
         context = self.condition_embedder.text_embedder(encoder_hidden_states.to(dtype))
         if encoder_hidden_states_image is not None:
-            image = self.condition_embedder.image_embedder(encoder_hidden_states_image.to(dtype)).to(dtype)
+            embedder = self.condition_embedder.image_embedder
+            if self._numerics == "official":  # the CLIP features in float32 through the first norm, as the official
+                image = embedder.norm1(encoder_hidden_states_image.float()).to(dtype)
+                image = embedder.norm2(embedder.ff(image).float()).to(dtype)
+            else:
+                image = embedder(encoder_hidden_states_image.to(dtype)).to(dtype)
             context = torch.cat([image, context], dim=1)
         dim = x.shape[-1]
         motion = F.pad(motion_tokens.to(dtype), (0, dim - token_dim))

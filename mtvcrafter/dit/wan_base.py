@@ -405,7 +405,8 @@ def clip_image_features(image_encoder, images: torch.Tensor) -> torch.Tensor:
 
     ``images``: float (B, 3, H, W) in [-1, 1]. As ``CLIPModel.visual`` of wan/modules/clip.py: bicubic resize
     (``align_corners=False``, no antialias) of the [-1, 1] tensor straight to 224 × 224, squashing the aspect
-    ratio (no crop), then ``x * 0.5 + 0.5`` and OpenAI CLIP's mean / std, all in float32; then the ViT, keeping
+    ratio (no crop), then ``x * 0.5 + 0.5`` and OpenAI CLIP's mean / std, all in the dtype of ``images`` (the
+    official hands it the model's dtype, bfloat16, and normalises as torchvision does); then the ViT, keeping
     the output of the 31st of 32 blocks (``hidden_states[-2]``: no post-norm, no projection), class token first.
     Returns (B, 257, 1280) for ViT-H/14, in the encoder's dtype. (diffusers' Wan pipeline instead resizes the
     shortest side and centre-crops with ``CLIPImageProcessor``, which differs for non-square images.)"""
@@ -413,9 +414,9 @@ def clip_image_features(image_encoder, images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
     param = next(image_encoder.parameters())
     size = image_encoder.config.image_size
-    x = F.interpolate(images.to(param.device, torch.float32), size=(size, size), mode="bicubic", align_corners=False)
-    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    x = F.interpolate(images.to(param.device), size=(size, size), mode="bicubic", align_corners=False)
+    mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     x = (x * 0.5 + 0.5 - mean) / std
     return image_encoder(pixel_values=x.to(param.dtype), output_hidden_states=True).hidden_states[-2]
 

@@ -18,7 +18,7 @@ from .backends import default_backend
 from .deps import BackendsDep, ExecutorDep, FilesDep, JobDep, SettingsDep, StoreDep
 from .errors import ApiError
 from .models import JobInfo, JobParams
-from .uploads import check_settings, parse_params, read_image, read_motion, store_inputs
+from .uploads import check_settings, output_size, parse_params, read_image, read_motion, store_inputs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 #: The ``params`` form field is JSON; its schema is JobParams (added to the components by :func:`openapi_schema`).
@@ -78,7 +78,11 @@ def submit(
     image = read_image(reference.file.read(), settings.max_image_pixels)
     job_params = job_params.model_copy(update={"backend": backend})
     params_dict = job_params.model_dump()
-    key = content_key(parsed, image, params_dict, backends[backend].identity())
+    render_settings = job_params.render_settings()
+    width, height = output_size(backends[backend], render_settings, image, settings.max_output_side)
+    identity = backends[backend].identity()
+    variant = backends[backend].variant(render_settings)  # e.g. the LoRA file's stamp: a new file, a new video
+    key = content_key(parsed, image, params_dict, identity if variant is None else f"{identity} variant={variant}")
     # inputs first, then the job row: a job the store lists always has its files
     job_id = store.new_id()
     store_inputs(files.job_dir(job_id), parsed, image)
@@ -90,7 +94,6 @@ def submit(
             frames=cached.frames, fps=cached.fps, width=cached.width, height=cached.height, warnings=cached.warnings
         )
     else:
-        width, height = backends[backend].output_size(job_params.render_settings(), image)
         facts = dict(frames=parsed.num_frames, fps=parsed.fps, width=width, height=height)
     job = store.create(backend, params_dict, key, job_id=job_id, **facts)
     if cached is not None:

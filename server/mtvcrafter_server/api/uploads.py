@@ -182,6 +182,23 @@ def store_inputs(folder: Path, motion: Motion, image: Image.Image) -> None:
     image.save(folder / "reference.png")
 
 
+def output_size(backend: Backend, settings: RenderSettings, image, max_side: int) -> tuple[int, int]:
+    """The video's ``(width, height)`` for this reference (a backend may derive a side from its aspect),
+    refused as 422 beyond this server's limit."""
+    try:
+        width, height = backend.output_size(settings, image)
+    except SettingsError as exc:
+        raise ApiError(422, "invalid_params", f"params.{exc}", field=f"params.{exc.field}") from None
+    if max(width, height) > max_side:
+        raise ApiError(
+            422,
+            "invalid_params",
+            f"params.width/height: the video would be {width}x{height}, over this server's {max_side} pixels",
+            field="params.width",
+        )
+    return width, height
+
+
 def check_settings(backend: Backend, settings: RenderSettings, max_side: int) -> None:
     """Refuse, as 422 naming the param, what the backend cannot render or this server does not take."""
     if max(settings.width or 0, settings.height or 0) > max_side:
