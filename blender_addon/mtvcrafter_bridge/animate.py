@@ -288,15 +288,23 @@ def reference_path(context, tmp: Path) -> Path:
     return image_file(scene.mtvcrafter_reference)
 
 
+def panel_size(scene) -> dict[str, int]:
+    """The size Custom sends: none with *Backend's size* on — the backend picks it (512×512; mvdit-17b and
+    tiny-17b: the official 512-pixel size nearest the reference image's aspect) —, else Width and Height."""
+    if scene.mtvcrafter_auto_size:
+        return {}
+    return {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
+
+
 def panel_params(scene) -> dict:
-    """The job parameters of the panel's render preset, or its size (its backend, and the prompt fields its backend
-    takes, are added once the server said which backends it offers)."""
+    """The job parameters of the panel's render preset, or its size in Custom (:func:`panel_size`; its backend, and
+    the prompt fields its backend takes, are added once the server said which backends it offers)."""
     if scene.mtvcrafter_preset != "CUSTOM":
         preset = panel_preset(scene)
         if preset is None:
             raise MotionError(f"render preset {scene.mtvcrafter_preset!r} is gone; choose another")
         return job_params(preset)
-    return {"width": scene.mtvcrafter_width, "height": scene.mtvcrafter_height}
+    return panel_size(scene)
 
 
 def run_job(url, token, timeout, motion, reference, out, params, state: JobState, scratch: Path | None = None) -> None:
@@ -418,10 +426,10 @@ def animate(
 
     ``reference``: an image file (default: the panel's image or file). ``server``: a URL or :class:`Server`
     (default: the preferences'). ``params``: the job's parameters (``backend``, ``width``, ``height``, ``steps``,
-    ``guidance``, ``seed``, ``prompt``, …; default: the panel's render preset, or its backend and size — a panel
-    backend the server no longer offers falls back to Server default, with a warning —, with the panel's prompt,
-    negative prompt and LoRA where the backend takes them and they are not empty; a preset's own are used where
-    the panel's are empty).
+    ``guidance``, ``seed``, ``prompt``, …; default: the panel's render preset, or its backend and size (none with
+    *Backend's size* on: the backend's own) — a panel backend the server no longer offers falls back to Server
+    default, with a warning —, with the panel's prompt, negative prompt and LoRA where the backend takes them and
+    they are not empty; a preset's own are used where the panel's are empty).
 
     ``wait=True`` blocks until the strip is placed and raises :class:`~mtvcrafter.client.ServerError` when the
     job fails; otherwise the job runs on a thread and a timer places the strip. Returns the job's state."""

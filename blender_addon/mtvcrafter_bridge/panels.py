@@ -51,7 +51,9 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
             row.operator(MTVCRAFTER_OT_refresh_backends.bl_idname, text="", icon="FILE_REFRESH")
             if not animate.BACKENDS.url:
                 layout.label(text="Refresh to list the server's backends", icon="INFO")
+            layout.prop(scene, "mtvcrafter_auto_size")
             row = layout.row(align=True)
+            row.enabled = not scene.mtvcrafter_auto_size  # greyed: not sent, the backend picks the size
             row.prop(scene, "mtvcrafter_width")
             row.prop(scene, "mtvcrafter_height")
         elif not animate.BACKENDS.url:  # the preset's backend: which fields it takes is known once listed
@@ -112,6 +114,12 @@ SCENE_PROPS = {
     "mtvcrafter_reference_image": PointerProperty(name="Image", type=bpy.types.Image),
     # the server's backends, as it last listed them (Refresh, Animate); 0: Server default
     "mtvcrafter_backend": EnumProperty(name="Backend", items=animate.backend_items, default=0),
+    "mtvcrafter_auto_size": BoolProperty(
+        name="Backend's size",
+        description="Let the backend pick the video size: 512×512, or for MV-DiT-17B and tiny-17b the official "
+        "512-pixel size nearest the reference image's aspect. Off: Width and Height below",
+        default=True,
+    ),
     "mtvcrafter_width": IntProperty(name="Width", default=512, min=16, max=2048, step=16),
     "mtvcrafter_height": IntProperty(name="Height", default=512, min=16, max=2048, step=16),
     # shown and sent only for a backend that takes them (its settings in the server's list); empty: its default

@@ -55,9 +55,11 @@ def strips(scene):
     return list(editor.strips if hasattr(editor, "strips") else editor.sequences)  # Blender 4.4+ / 4.2
 
 
-def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40, backend="preview"):
+def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40, backend="preview", size=(128, 96)):
     """An imported armature, the panel set up; ``backend``: chosen in the Backend menu, which lists what the server
-    offers once asked (as the panel's Refresh does), so None for a server that does not answer."""
+    offers once asked (as the panel's Refresh does), so None for a server that does not answer; ``size``: the
+    panel's Width and Height, sent (*Backend's size* off; small, so that CPU renders are quick), or None: the
+    backend's size."""
     import mtvcrafter_bridge.animate as animate
 
     animate.server_settings = lambda context: (url, None, 30.0)  # no preferences outside the extension system
@@ -68,7 +70,10 @@ def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40, bac
     if backend:
         assert bpy.ops.mtvcrafter.refresh_backends() == {"FINISHED"}
         scene.mtvcrafter_backend = backend
-    scene.mtvcrafter_width, scene.mtvcrafter_height = 128, 96
+    assert scene.mtvcrafter_auto_size  # the default: the backend's size
+    if size is not None:
+        scene.mtvcrafter_auto_size = False
+        scene.mtvcrafter_width, scene.mtvcrafter_height = size
     return scene
 
 
@@ -392,16 +397,24 @@ def test_a_backend_the_server_no_longer_offers_falls_back_to_server_default(
 
 
 class Drawn:
-    """A stand-in for the panel's layout: records which properties it draws, with their placeholders."""
+    """A stand-in for the panel's layout: records which properties it draws, with their placeholders, and whether
+    each is drawn enabled (a row's ``enabled``)."""
 
-    def __init__(self):
-        self.props: dict[str, str] = {}
+    def __init__(self, parent: Drawn | None = None):
+        self.props: dict[str, str] = parent.props if parent else {}
+        self.enabled_props: dict[str, bool] = parent.enabled_props if parent else {}
+        self.parent = parent
+        self.enabled = True
+
+    def is_enabled(self) -> bool:
+        return self.enabled and (self.parent is None or self.parent.is_enabled())
 
     def prop(self, data, name, placeholder="", **kwargs):
         self.props[name] = placeholder
+        self.enabled_props[name] = self.is_enabled()
 
     def row(self, **kwargs):
-        return self
+        return Drawn(self)
 
     def label(self, **kwargs):
         pass
@@ -412,15 +425,22 @@ class Drawn:
         return types.SimpleNamespace()
 
 
-def drawn_text_fields(context) -> dict[str, str]:
-    """The prompt fields the MTVCrafter panel draws now, with their placeholders."""
+def drawn(context) -> Drawn:
+    """What the MTVCrafter panel draws now."""
     import types
 
-    from mtvcrafter_bridge import animate, panels
+    from mtvcrafter_bridge import panels
 
     layout = Drawn()
     panels.MTVCRAFTER_PT_panel.draw(types.SimpleNamespace(layout=layout), context)
-    return {name: text for name, text in layout.props.items() if name in animate.TEXT_FIELDS.values()}
+    return layout
+
+
+def drawn_text_fields(context) -> dict[str, str]:
+    """The prompt fields the MTVCrafter panel draws now, with their placeholders."""
+    from mtvcrafter_bridge import animate
+
+    return {name: text for name, text in drawn(context).props.items() if name in animate.TEXT_FIELDS.values()}
 
 
 def test_the_prompt_fields_show_for_a_backend_that_takes_a_prompt(server, monkeypatch):
@@ -475,14 +495,16 @@ def animate_and_read_job(server) -> tuple[Exception | None, dict]:
 
 
 def test_animate_sends_the_prompt_to_a_backend_that_takes_it(server, sample_pkl, reference_image, tmp_path):
-    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=12, backend="tiny-17b")
-    scene.mtvcrafter_width, scene.mtvcrafter_height = 64, 64
+    scene = prepare(
+        sample_pkl, reference_image, server, tmp_path, start=1, frames=12, backend="tiny-17b", size=(64, 64)
+    )
     scene.mtvcrafter_prompt = "  A robot dances in the rain. "
     scene.mtvcrafter_negative_prompt = "blurry"
     error, job = animate_and_read_job(server)
     assert job["backend"] == "tiny-17b"
     assert job["params"]["prompt"] == "A robot dances in the rain."
     assert job["params"]["negative_prompt"] == "blurry" and job["params"]["lora"] is None  # empty: not sent
+    assert (job["params"]["width"], job["params"]["height"]) == (64, 64)  # Backend's size off: the panel's
     # the video, once the server renders tiny-17b: one strip of the motion's length
     assert error is None, f"the tiny-17b job {job['status']}: {job['message']}"
     (strip,) = strips(scene)
@@ -534,3 +556,89 @@ def test_a_render_preset_with_a_prompt_fills_the_job_params(server, sample_pkl, 
     # the videos, once the server renders tiny-17b
     assert first_error is None and error is None, f"the tiny-17b job {job['status']}: {job['message']}"
     assert [s.frame_final_duration for s in strips(scene)] == [10, 10]
+
+
+# --- the size in Custom: the backend's, or the panel's Width and Height -------------------------------------------
+
+
+def portrait_png(path: Path, width: int = 54, height: int = 96) -> Path:
+    """A ``width`` × ``height`` PNG (9:16 by default), written by Blender."""
+    image = bpy.data.images.new("portrait", width, height)
+    image.pixels.foreach_set(np.tile(np.float32([0.8, 0.4, 0.2, 1.0]), width * height))
+    image.filepath_raw, image.file_format = str(path), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+    return path
+
+
+def submit_and_cancel(server, sample_pkl, reference) -> dict:
+    """Animate from the panel in the background and return the job as the server recorded it at submission, where
+    it decides the size; then cancel it. It waits behind a long job of the server's one worker, so it is cancelled
+    while queued, before any rendering (a 17B render at the size the server picks is slow on a CPU)."""
+    from mtvcrafter_bridge import animate
+
+    from mtvcrafter.client import Client
+    from mtvcrafter.motion import load_motion
+
+    with Client(server, timeout=30.0) as client:
+        blocker = client.submit(
+            load_motion(sample_pkl, clip=0), reference, {"backend": "tiny", "steps": 1000, "width": 64, "height": 64}
+        )
+    try:
+        state = animate.animate(bpy.context, report=lambda kind, text: None)
+        deadline = time.time() + 60
+        while not state.job_id and not state.error and time.time() < deadline:
+            time.sleep(0.02)
+        assert state.job_id, f"no job was submitted: {state.error}"
+        job = httpx.get(f"{server}/v1/jobs/{state.job_id}").json()
+        assert job["status"] == "queued", job
+        assert animate.cancel(report=lambda kind, text: None)
+        while animate.job_running() and time.time() < deadline:  # the worker follows the job until it ends
+            time.sleep(0.02)
+        assert state.status == "cancelled" and not animate.job_running()
+    finally:  # the server's worker free again for the next test
+        httpx.delete(f"{server}/v1/jobs/{blocker['id']}")
+        deadline = time.time() + 60
+        while httpx.get(f"{server}/v1/jobs/{blocker['id']}").json()["status"] in animate.RUNNING:
+            assert time.time() < deadline, "the server did not cancel the long job"
+            time.sleep(0.05)
+    return job
+
+
+def test_custom_size_is_the_backends_unless_width_and_height_are_set(server, sample_pkl, tmp_path):
+    """*Backend's size* (on by default) sends no size: tiny-17b, as mvdit-17b, then renders the official size
+    nearest the reference image's aspect (a 9:16 portrait: 384 × 672), where a size in the panel would squash it.
+    Off, the panel's Width and Height are sent."""
+    from mtvcrafter_bridge import animate
+
+    from mtvcrafter.official import aspect_bucket
+
+    portrait = portrait_png(tmp_path / "portrait.png")
+    scene = prepare(sample_pkl, portrait, server, tmp_path, start=1, frames=12, backend="tiny-17b", size=None)
+    assert scene.mtvcrafter_auto_size and scene.mtvcrafter_preset == "CUSTOM"
+    assert animate.panel_params(scene) == {}
+    layout = drawn(bpy.context)  # above Width and Height, which are greyed out
+    names = list(layout.props)
+    assert names.index("mtvcrafter_auto_size") < names.index("mtvcrafter_width") < names.index("mtvcrafter_height")
+    assert layout.enabled_props["mtvcrafter_auto_size"]
+    assert not layout.enabled_props["mtvcrafter_width"] and not layout.enabled_props["mtvcrafter_height"]
+
+    job = submit_and_cancel(server, sample_pkl, portrait)
+    assert job["backend"] == "tiny-17b"
+    assert job["params"]["width"] is None and job["params"]["height"] is None  # not sent
+    assert (job["width"], job["height"]) == (384, 672) == aspect_bucket(54, 96)  # the server's choice
+
+    scene.mtvcrafter_auto_size = False
+    scene.mtvcrafter_width, scene.mtvcrafter_height = 96, 160
+    assert animate.panel_params(scene) == {"width": 96, "height": 160}
+    layout = drawn(bpy.context)
+    assert layout.enabled_props["mtvcrafter_width"] and layout.enabled_props["mtvcrafter_height"]
+    job = submit_and_cancel(server, sample_pkl, portrait)
+    assert (job["params"]["width"], job["params"]["height"]) == (96, 160)
+    assert (job["width"], job["height"]) == (96, 160)
+
+    # a render preset decides the size itself: the switch is for Custom only
+    scene.mtvcrafter_auto_size = True
+    scene.mtvcrafter_preset = "tiny-smoke"
+    assert "mtvcrafter_auto_size" not in drawn(bpy.context).props
+    assert (animate.panel_params(scene)["width"], animate.panel_params(scene)["height"]) == (64, 64)
