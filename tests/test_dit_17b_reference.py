@@ -17,6 +17,8 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 from safetensors.torch import save_file
 
 from mtvcrafter.dit.errors import ModelFileError
@@ -380,3 +382,126 @@ def test_bin_weights_load_safely(tmp_path):
     torch.save({**sd, "evil": {"not": "a tensor"}, "fn": print}, folder / "diffusion_pytorch_model.bin")
     with pytest.raises(ModelFileError, match="weights_only"):
         MVDiT17BTransformer.from_pretrained(folder)
+
+
+# -- the official bf16 casts -------------------------------------------------------------------------------
+
+
+def official_bf16(sd, cfg, layers, x, t, text, image, motion, joint_mean):
+    """The official forward as its code runs it in bfloat16 (the model cast to bf16, under bf16 autocast):
+    time MLP in float32 from the bf16 weights, then cast; modulation sums, modulated norms and residuals in
+    bf16; norms computed in float32 and rounded back; RMS norms as ``round(norm(x)) · weight``; complex
+    rotary in float64 then rounded; the CLIP projection's norms in float32. Written from the official
+    statements, independently of the model's code."""
+    bf = torch.bfloat16
+    w = {k: v.to(bf) for k, v in sd.items()}
+    dim, heads = cfg["dim"], cfg["heads"]
+    hd = dim // heads
+
+    def lin(a, p):  # autocast: a bf16 matmul
+        return F.linear(a.to(bf), w[p + ".weight"], w[p + ".bias"])
+
+    def lin32(a, p):  # autocast(float32): the bf16 weights used in float32
+        return F.linear(a.float(), w[p + ".weight"].float(), w[p + ".bias"].float())
+
+    def layer_norm(a, p=None, eps=1e-6):  # WanLayerNorm: float32, then back to the input's dtype
+        weight = None if p is None else w[p + ".weight"].float()
+        bias = None if p is None else w[p + ".bias"].float()
+        return F.layer_norm(a.float(), (a.shape[-1],), weight, bias, eps).type_as(a)
+
+    def rms(a, p, eps=1e-6):
+        af = a.float()
+        return (af * torch.rsqrt(af.pow(2).mean(-1, keepdim=True) + eps)).type_as(a) * w[p + ".weight"]
+
+    B, _, F_, H, W_ = x.shape
+    f, h, ww = F_, H // 2, W_ // 2
+    tokens = F.conv3d(x.to(bf), w["patch_embedding.weight"], w["patch_embedding.bias"], stride=(1, 2, 2))
+    tokens = tokens.flatten(2).transpose(1, 2)
+
+    half = cfg["freq"] // 2
+    angles = torch.outer(t.double(), torch.pow(10000.0, -torch.arange(half, dtype=torch.float64) / half))
+    sinus = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).float()
+    e = lin32(F.silu(lin32(sinus, "time_embedding.0")), "time_embedding.2")
+    e0 = lin32(F.silu(e), "time_projection.1").unflatten(1, (6, dim)).to(bf)
+    e = e.to(bf)
+
+    ctx_text = lin(F.gelu(lin(text, "text_embedding.0"), approximate="tanh"), "text_embedding.2")
+    im = F.layer_norm(
+        image.float(), (cfg["image"],), w["img_emb.proj.0.weight"].float(), w["img_emb.proj.0.bias"].float()
+    )
+    im = lin(F.gelu(lin(im, "img_emb.proj.1")), "img_emb.proj.3")
+    ctx_img = F.layer_norm(im.float(), (dim,), w["img_emb.proj.4.weight"].float(), w["img_emb.proj.4.bias"].float())
+    context = torch.cat([ctx_img, ctx_text.float()], dim=1)  # float32, cast back where used
+
+    c = hd // 2
+    split = [c - 2 * (c // 3), c // 3, c // 3]
+    bands = []
+    for n, m in zip(split, (f, h, ww), strict=True):
+        freqs = 1.0 / torch.pow(10000.0, torch.arange(0, 2 * n, 2, dtype=torch.float64) / (2 * n))
+        bands.append(torch.polar(torch.ones(m, n, dtype=torch.float64), torch.outer(torch.arange(m).double(), freqs)))
+    video = torch.cat(
+        [bands[0][:, None, None].expand(f, h, ww, -1), bands[1][None, :, None].expand(f, h, ww, -1),
+         bands[2][None, None].expand(f, h, ww, -1)], dim=-1,
+    ).reshape(f * h * ww, 1, c)  # fmt: skip
+
+    def rope(a):  # official rope_apply: complex product in float64, then float32, then the model dtype
+        z = torch.view_as_complex(a.float().reshape(*a.shape[:-1], -1, 2).contiguous())
+        return torch.view_as_real(z * video).flatten(-2).float().to(bf)
+
+    from mtvcrafter.dit.rotary import motion_rotary  # the 7B-verified table (float32), 44 + 3 × 28 channels
+
+    mcos, msin = motion_rotary(f, joint_mean, hd, time_dim=hd - 4 * (hd // 6))
+
+    def attention(q, k, v):  # (B, N, heads, hd), bf16; the attention kernel is the model's (not what this checks)
+        return dispatch_attention_fn(q, k, v).flatten(2).to(bf)
+
+    mo = torch.cat([motion.to(bf), torch.zeros(*motion.shape[:-1], dim - motion.shape[-1], dtype=bf)], -1)
+    x = tokens
+    for i in range(layers):
+        p = f"blocks.{i}."
+        mod = (w[p + "modulation"] + e0).chunk(6, dim=1)
+        h1 = layer_norm(x) * (1 + mod[1]) + mod[0]
+        q = rms(lin(h1, p + "self_attn.q"), p + "self_attn.norm_q").view(B, -1, heads, hd)
+        k = rms(lin(h1, p + "self_attn.k"), p + "self_attn.norm_k").view(B, -1, heads, hd)
+        v = lin(h1, p + "self_attn.v").view(B, -1, heads, hd)
+        x = x + lin(attention(rope(q), rope(k), v), p + "self_attn.o") * mod[2]
+        hc = layer_norm(x, p + "norm3")
+        text_ctx, img_ctx = context[:, 257:].to(bf), context[:, :257].to(bf)
+        q = rms(lin(hc, p + "cross_attn.q"), p + "cross_attn.norm_q").view(B, -1, heads, hd)
+        k = rms(lin(text_ctx, p + "cross_attn.k"), p + "cross_attn.norm_k").view(B, -1, heads, hd)
+        v = lin(text_ctx, p + "cross_attn.v").view(B, -1, heads, hd)
+        ki = rms(lin(img_ctx, p + "cross_attn.k_img"), p + "cross_attn.norm_k_img").view(B, -1, heads, hd)
+        vi = lin(img_ctx, p + "cross_attn.v_img").view(B, -1, heads, hd)
+        x = x + lin(attention(q, k, v) + attention(q, ki, vi), p + "cross_attn.o")
+        if i % 4 == 0:
+            hm = layer_norm(x, p + "norm4")
+            q = rms(lin(hm, p + "motion_attn.q"), p + "motion_attn.norm_q").view(B, -1, heads, hd)
+            k = rms(lin(mo, p + "motion_attn.k"), p + "motion_attn.norm_k").view(B, heads, -1, hd)
+            pairs = k.reshape(*k.shape[:-1], -1, 2)
+            rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], -1).flatten(-2)
+            k = (k.float() * mcos + rotated.float() * msin).to(bf).transpose(1, 2)
+            v = lin(mo, p + "motion_attn.v").view(B, -1, heads, hd)
+            x = x + lin(attention(rope(q), k, v), p + "motion_attn.o")
+        hf = layer_norm(x) * (1 + mod[4]) + mod[3]
+        x = x + lin(F.gelu(lin(hf, p + "ffn.0"), approximate="tanh"), p + "ffn.2") * mod[5]
+    head = (w["head.modulation"] + e.unsqueeze(1)).chunk(2, dim=1)
+    out = lin(layer_norm(x) * (1 + head[1]) + head[0], "head.head")
+    out = out.reshape(B, f, h, ww, 1, 2, 2, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+    return out.reshape(B, -1, F_, H, W_)
+
+
+def test_official_numerics_follow_the_official_bf16_casts(tmp_path):
+    """In bfloat16 the "official" numerics give the official casts' output bit for bit (the same attention
+    kernel on both sides); diffusers' float32 islands do not."""
+    sd = official_state(SMALL, layers=5, seed=11)
+    folder = write_folder(tmp_path / "w", sd, official_config(SMALL, 5), "single")
+    model = MVDiT17BTransformer.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    mean = NormStats.official().mean
+    x, t, text, image, motion = inputs(SMALL, frames=3, size=6, seed=12)
+    with torch.no_grad():
+        expected = official_bf16(sd, SMALL, 5, x, t, text, image, motion, mean)
+        ours = model(x, t, text, image, motion, mean).sample
+        model.set_numerics("diffusers")
+        islands = model(x, t, text, image, motion, mean).sample
+    assert ours.dtype == torch.bfloat16 and torch.equal(ours, expected)
+    assert relative(islands, expected) > 1e-3

@@ -19,7 +19,8 @@ Two numerics modes (``model.numerics``), identical in float32:
 - ``"official"`` (default): the authors' casts. The whole model in the load dtype; the sinusoidal
   time embedding in float64 and the time MLP in float32 (from the stored weights), its outputs cast
   to the model dtype; modulation sums, modulated norms and residual adds in the model dtype; norms
-  computed in float32 and rounded back; RMS norms as ``round(norm(x)) · weight``.
+  computed in float32 and rounded back; RMS norms as ``round(norm(x)) · weight``; the video rotary
+  product in float64, as the official's complex128 product.
 - ``"diffusers"``: diffusers' float32 islands (time embedder, modulation tables and the three block
   norms kept in float32; modulation and gated residuals computed in float32).
 """
@@ -191,18 +192,41 @@ def rms_norm(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
 
 def apply_wan_rotary(x: torch.Tensor, table: Rotary) -> torch.Tensor:
     """Rotate ``x (B, tokens, heads, head_dim)`` by Wan's interleaved table ``(1, tokens, 1, head_dim)``,
-    computed in float32, returned in ``x``'s dtype."""
+    computed in the table's precision (float32, or float64 as the official complex product), then
+    through float32 to ``x``'s dtype."""
     cos, sin = table
-    pairs = x.float().unflatten(-1, (-1, 2))
+    work = torch.float64 if cos.dtype == torch.float64 else torch.float32
+    pairs = x.to(work).unflatten(-1, (-1, 2))
     a, b = pairs[..., 0], pairs[..., 1]
     c, s = cos[..., 0::2], sin[..., 1::2]
-    return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2).to(x.dtype)
+    return torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2).float().to(x.dtype)
+
+
+def video_rotary_f64(frames: int, rows: int, cols: int, head_dim: int, device) -> Rotary:
+    """Wan's 3-D video table in float64, ``(1, F·H·W, 1, head_dim)`` cos and sin, pairs interleaved: the time,
+    row and column bands (44 + 42 + 42 of 128) with frequencies ``10000^(−2i/band)``, as the official's
+    complex ``rope_params``."""
+    h_dim = 2 * (head_dim // 6)
+    out = []
+    for size, dim in ((frames, head_dim - 2 * h_dim), (rows, h_dim), (cols, h_dim)):
+        freqs = 1.0 / torch.pow(10000.0, torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+        out.append(torch.outer(torch.arange(size, dtype=torch.float64), freqs))
+    grid = torch.cat(
+        [
+            out[0][:, None, None].expand(frames, rows, cols, -1),
+            out[1][None, :, None].expand(frames, rows, cols, -1),
+            out[2][None, None].expand(frames, rows, cols, -1),
+        ],
+        dim=-1,
+    ).reshape(1, frames * rows * cols, 1, -1)
+    angles = grid.repeat_interleave(2, dim=-1).to(device)
+    return torch.cos(angles), torch.sin(angles)
 
 
 class OfficialWanAttnProcessor:
     """Wan's self- and cross-attention (with the reference image's keys and values on ``attn2``) with the
-    official casts: official RMS norms, rotary in float32. Equal to diffusers' ``WanAttnProcessor`` in
-    float32."""
+    official casts: official RMS norms, rotary in the table's precision (float64 in the official numerics).
+    Equal to diffusers' ``WanAttnProcessor`` in float32."""
 
     _attention_backend = None
     _parallel_config = None
@@ -211,7 +235,9 @@ class OfficialWanAttnProcessor:
         image = None
         if attn.add_k_proj is not None or getattr(attn, "to_added_kv", None) is not None:
             split = encoder_hidden_states.shape[1] - TEXT_TOKENS
-            image, encoder_hidden_states = encoder_hidden_states[:, :split], encoder_hidden_states[:, split:]
+            # contiguous, as the official's cast copies of its float32 context (a matmul's summation order follows)
+            image = encoder_hidden_states[:, :split].contiguous()
+            encoder_hidden_states = encoder_hidden_states[:, split:].contiguous()
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         if attn.fused_projections and encoder_hidden_states is None:
             query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
@@ -551,7 +577,11 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         if timestep.ndim == 0:
             timestep = timestep.expand(batch)
 
-        video_rotary = self.rope(hidden_states)
+        if self._numerics == "official":  # the official rotates in float64 (a complex128 product)
+            video_rotary = video_rotary_f64(frames // p_t, height // p_h, width // p_w, cfg.attention_head_dim,
+                                            hidden_states.device)  # fmt: skip
+        else:
+            video_rotary = self.rope(hidden_states)
         motion_rotary_emb = self.motion_rotary(frames // p_t, joint_mean, hidden_states.device)
         x = self.patch_embedding(hidden_states.to(dtype)).flatten(2).transpose(1, 2).contiguous()
         temb, modulation = self._time(timestep, dtype)
