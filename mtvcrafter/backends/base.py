@@ -110,6 +110,9 @@ class Backend:
     default_seed: ClassVar[int | None] = None
     #: output sides must be multiples of this
     size_multiple: ClassVar[int] = 2
+    #: the side used where the settings give none, and the largest side this backend renders
+    default_side: ClassVar[int] = 512
+    max_side: ClassVar[int | None] = None
     #: the settings this backend reads (listed by the server's ``/v1/backends``; the add-on shows the fields
     #: of these); any other is ignored, except the ones of :data:`ONLY_IF_TAKEN`, which are refused
     takes: ClassVar[tuple[str, ...]] = ("width", "height", "num_frames")
@@ -146,10 +149,15 @@ class Backend:
             if value is not None and value % m:
                 need = "even (H.264)" if m == 2 else f"a multiple of {m} for {self.name}"
                 raise SettingsError(name, f"{name} must be {need}, got {value}")
+            if value is not None and self.max_side is not None and value > self.max_side:
+                raise SettingsError(
+                    name,
+                    f"{name}: at most {self.max_side} pixels for {self.name} (a smoke test on the CPU), got {value}",
+                )
 
     def output_size(self, settings: RenderSettings, image: Image.Image | None = None) -> tuple[int, int]:
         """``(width, height)`` of the video this backend renders for ``settings`` and the reference ``image``."""
-        return settings.size
+        return settings.width or self.default_side, settings.height or self.default_side
 
     def steps(self, settings: RenderSettings) -> int | None:
         return settings.steps if settings.steps is not None else self.default_steps

@@ -30,6 +30,8 @@ class PipelineBackend(Backend):
     cpu_warning: str | None = None
     #: tile the VAE, as the official 7B script does (the official 17B script does not: its numerics differ)
     vae_tiling: bool = True
+    #: warn when the tokenizer's vq loss says the motion is far from what it knows (not for random weights)
+    vq_warnings: bool = True
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -116,15 +118,24 @@ class PipelineBackend(Backend):
             eta = (time.perf_counter() - start) / done * (total - done)
             window = f", window {pipeline.current_window + 1}" if total > pipeline.num_timesteps else ""
             progress("denoising", DENOISING_SHARE * done / total, f"step {done}/{total}{window}", eta)
+            if done == total or (pipe.decodes_each_window and done % pipeline.num_timesteps == 0):
+                progress("decoding", DENOISING_SHARE * done / total, f"VAE decode{window}")
             return tensors
 
-        result = pipe(request.image, motion, num_frames=frames, callback_on_step_end=on_step, **arguments)
+        from mtvcrafter.dit.errors import StepInterrupted
+
+        try:
+            with pipe.interruptible(cancelled):  # cancel lands between transformer blocks, not only between steps
+                result = pipe(request.image, motion, num_frames=frames, callback_on_step_end=on_step, **arguments)
+        except StepInterrupted:
+            pipe.maybe_free_model_hooks()
+            raise Cancelled() from None
         if result.interrupted or cancelled():
             raise Cancelled()
         video = result.frames[0]
         progress("encoding video", 0.95, "writing the mp4")
         write_mp4(video, request.out, fps=motion.fps, total=len(video))
-        warnings = result.warnings()
+        warnings = result.warnings() if self.vq_warnings else []
         if self.cpu_warning and self._loaded_as[0] == "cpu":
             warnings.insert(0, self.cpu_warning)
         return RenderResult(request.out, len(video), motion.fps, (arguments["width"], arguments["height"]), warnings)
@@ -141,6 +152,9 @@ class TinyBackend(PipelineBackend):
     name = "tiny"
     description = "the MV-DiT pipeline with tiny random weights (CPU, seconds; the video is noise)"
     default_steps = 4
+    default_side = 64
+    max_side = 256
+    vq_warnings = False  # its tokenizer has random weights: any motion is "far from what it knows"
 
     def load(self, torch_dtype, settings):
         from mtvcrafter.dit import tiny_pipeline

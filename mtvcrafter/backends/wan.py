@@ -128,6 +128,17 @@ class Tiny17BBackend(Wan17BBackend):
     name = "tiny-17b"
     description = "the MV-DiT-17B pipeline with tiny random weights and a prompt (CPU, seconds; the video is noise)"
     default_steps = 4
+    default_side = 64
+    max_side = 256
+    vq_warnings = False  # its tokenizer has random weights
+
+    def output_size(self, settings: RenderSettings, image=None) -> tuple[int, int]:
+        """As the 17B's, at an eighth of the size where none is given (the official bucket's aspect, 64 × 64 for a
+        square image)."""
+        if settings.width or settings.height or image is None:
+            return super().output_size(settings, image)
+        width, height = official.aspect_bucket(*image.size)
+        return max(16, width // 8 // 16 * 16), max(16, height // 8 // 16 * 16)
 
     def steps(self, settings: RenderSettings) -> int | None:
         return settings.steps if settings.steps is not None else self.default_steps

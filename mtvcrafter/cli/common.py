@@ -143,8 +143,18 @@ def motion_options(args: argparse.Namespace) -> dict:
     }
 
 
+def _clip_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a clip is a number from 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a clip is a number from 0 (the first clip), got {value}")
+    return value
+
+
 def add_clip_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clip", type=int, default=0, help="clip of a multi-clip file (default 0)")
+    parser.add_argument("--clip", type=_clip_index, default=0, help="clip of a multi-clip file (default 0)")
 
 
 def add_checkpoint_trust_option(parser: argparse.ArgumentParser) -> None:

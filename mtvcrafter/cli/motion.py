@@ -72,7 +72,9 @@ def info_command(args: argparse.Namespace) -> int:
                 "fps": motion.fps,
                 "duration_s": round(motion.duration, 4),
                 "source_format": motion.source_format,
-                "image_size": list(motion.image_size) if motion.image_size else None,
+                "image_size": list(motion.image_size) if motion.image_size else None,  # (height, width), as stored
+                "image_width": motion.image_size[1] if motion.image_size else None,
+                "image_height": motion.image_size[0] if motion.image_size else None,
                 "fov_deg": motion.fov_deg,
                 "frame_start": motion.frame_start,
                 "has_rotations": motion.rotations is not None,
@@ -85,7 +87,7 @@ def info_command(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.file}: {len(clips)} clip(s), format {clips[0]['source_format']}")
     for c in clips:
-        size = "x".join(map(str, reversed(c["image_size"]))) if c["image_size"] else "unknown"
+        size = f"{c['image_width']}x{c['image_height']} (width x height)" if c["image_size"] else "unknown"
         print(
             f"  [{c['clip']}] {c['name'] or '-'}: {c['frames']} frames x {c['joints']} joints, "
             f"{c['fps']:g} fps ({c['duration_s']:.2f} s), camera image {size}, fov {c['fov_deg']:g}°"

@@ -9,3 +9,7 @@ class DiTError(Exception):
 
 class ModelFileError(DiTError):
     """A file of a model folder is missing or unreadable; names the file and where it comes from."""
+
+
+class StepInterrupted(DiTError):
+    """A call stopped inside a denoising step (see ``pipe.interruptible``)."""

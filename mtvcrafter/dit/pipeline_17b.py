@@ -118,6 +118,7 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->transformer->vae"
+    decodes_each_window = True
     _optional_components = ["motion_tokenizer", "stats"]
     _callback_tensor_inputs = ["latents"]
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .errors import StepInterrupted
+
 
 class StepState:
     """Denoising progress over all windows of a call, and cancel between steps (a mixin of the pipelines)."""
@@ -10,6 +15,8 @@ class StepState:
     _num_timesteps = 0
     _total_steps = 0
     _current_window = 0
+    #: whether each window is decoded as it ends (the 17B: the next window needs its frames) or all at the end
+    decodes_each_window = False
 
     @property
     def interrupt(self) -> bool:
@@ -38,3 +45,22 @@ class StepState:
 
     def enable_vae_slicing(self) -> None:
         self.vae.enable_slicing()
+
+    @contextmanager
+    def interruptible(self, cancelled: Callable[[], bool] | None = None) -> Iterator[None]:
+        """Within it, :meth:`request_interrupt` or ``cancelled()`` stop a call between two transformer blocks,
+        not only between steps: the call raises :class:`~mtvcrafter.dit.errors.StepInterrupted` (a large
+        step takes minutes on a CPU)."""
+
+        def check(module, args, kwargs):
+            if self._interrupt or (cancelled is not None and cancelled()):
+                raise StepInterrupted("interrupted between transformer blocks")
+
+        transformer = self.transformer
+        blocks = getattr(transformer, "transformer_blocks", None) or transformer.blocks
+        handles = [block.register_forward_pre_hook(check, with_kwargs=True) for block in blocks]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()

@@ -183,7 +183,13 @@ def motion_from_arrays(data: Any, source: str) -> Motion:
         name=str(info.get("name", "")),
         source=source,
         source_format="mtvcrafter-npz",
-        notes=tuple(str(n) for n in info.get("notes", [])),
+        # the notes are about the file this motion was converted from (this one stores its frame rate)
+        notes=tuple(
+            n
+            if n.startswith("from the ")
+            else f"from the {info.get('source_format') or 'source'} file it was converted from: {n}"
+            for n in map(str, info.get("notes", []))
+        ),
         metadata=dict(info.get("metadata", {})),
         **kwargs,
     )

@@ -18,6 +18,15 @@ def check_output_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise RenderError(f"{path}: is a folder; give a file name such as {path / 'animation.mp4'}")
+    if path.suffix.lower() != ".mp4":
+        raise RenderError(f"{path}: the video is written as H.264 MP4; name the file {path.with_suffix('.mp4').name}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise RenderError(f"{path}: {folder} is not a folder; choose another place for the video")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RenderError(f"{path}: {folder} is not writable; choose another place for the video")
     return path
 
 
@@ -70,6 +79,9 @@ def write_mp4(
         writer.close()
         writer = None
         tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # ffmpeg stopped (disk full, folder gone, …): one line, not its log
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RenderError(f"{path}: cannot write the video ({first})") from None
     finally:
         if writer is not None:
             writer.close()
