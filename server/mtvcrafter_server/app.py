@@ -13,6 +13,7 @@ from mtvcrafter import __version__
 from mtvcrafter.backends import BackendConfig, create_backends
 
 from .api import api_router
+from .api.docs import add_docs
 from .api.errors import add_error_handlers
 from .api.jobs import openapi_schema
 from .api.security import SecurityMiddleware
@@ -52,12 +53,15 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Animate a reference image with a 3-D motion: jobs, progress, cancel, results.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc with their files served here (api.docs), not from a CDN
+        redoc_url=None,
     )
     # what the routes' dependencies (api.deps) hand them
     app.state.settings, app.state.store, app.state.files = settings, store, files
     app.state.executor, app.state.backends = executor, backends
     add_error_handlers(app)
     app.include_router(api_router)
+    add_docs(app)
     app.openapi = lambda: openapi_schema(app)
     if settings.allowed_origins:  # explicitly allowed browser origins get CORS headers (none by default)
         from fastapi.middleware.cors import CORSMiddleware

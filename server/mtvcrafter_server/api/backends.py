@@ -8,9 +8,10 @@ from mtvcrafter.backends import Backend, best_backend
 
 from ..settings import Settings
 from .deps import BackendsDep, SettingsDep
+from .errors import COMMON_ERRORS, error_responses
 from .models import BackendInfo
 
-router = APIRouter(prefix="/v1/backends", tags=["backends"])
+router = APIRouter(prefix="/v1/backends", tags=["backends"], responses=error_responses(*COMMON_ERRORS))
 
 
 def default_backend(settings: Settings, backends: dict[str, Backend]) -> str:
@@ -18,7 +19,12 @@ def default_backend(settings: Settings, backends: dict[str, Backend]) -> str:
     return settings.backend or best_backend(backends)
 
 
-@router.get("", response_model=list[BackendInfo])
+@router.get(
+    "",
+    response_model=list[BackendInfo],
+    summary="List backends",
+    description="Each backend: available here or why not, the job params it reads and its defaults for them.",
+)
 def list_backends(settings: SettingsDep, backends: BackendsDep):
     default = default_backend(settings, backends)
     out = []

@@ -8,12 +8,13 @@ from mtvcrafter import __version__
 
 from .backends import default_backend
 from .deps import BackendsDep, ExecutorDep, SettingsDep, StoreDep
+from .errors import COMMON_ERRORS, error_responses
 from .models import Health
 
-router = APIRouter(prefix="/v1/health", tags=["health"])
+router = APIRouter(prefix="/v1/health", tags=["health"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.get("", response_model=Health)
+@router.get("", response_model=Health, summary="Server status", description="The version, default backend and queue.")
 def health(settings: SettingsDep, store: StoreDep, executor: ExecutorDep, backends: BackendsDep):
     queued = len(store.queued_ids())
     return {

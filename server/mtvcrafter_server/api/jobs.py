@@ -16,11 +16,39 @@ from ..jobs.keys import content_key
 from ..jobs.store import CANCELLED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, JobStore
 from .backends import default_backend
 from .deps import BackendsDep, ExecutorDep, FilesDep, JobDep, SettingsDep, StoreDep
-from .errors import ApiError
+from .errors import COMMON_ERRORS, ApiError, error_responses
 from .models import JobInfo, JobParams
 from .uploads import check_settings, output_size, parse_params, read_image, read_motion, store_inputs
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
+#: what the routes of one job answer when its id names none
+NO_SUCH_JOB = (404, "no job with this id")
+#: one event of ``GET /v1/jobs/{job_id}/events`` (as OpenAPI 3.2 describes server-sent events)
+JOB_EVENT = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's number: Last-Event-ID"},
+        "event": {"type": "string", "enum": sorted({QUEUED, RUNNING, *TERMINAL}), "description": "the job's status"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["id", "status", "progress", "phase", "message", "eta_s"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "status": {"type": "string"},
+                    "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                    "phase": {"type": "string"},
+                    "message": {"type": "string"},
+                    "eta_s": {"type": ["number", "null"]},
+                },
+            },
+        },
+        "retry": {"type": "integer", "description": "how long a client waits before it reconnects, in ms"},
+    },
+}
 #: The ``params`` form field is JSON; its schema is JobParams (added to the components by :func:`openapi_schema`).
 JOB_PARAMS_REF = {"$ref": "#/components/schemas/JobParams"}
 
@@ -48,7 +76,28 @@ def job_info(store: JobStore, job: Job) -> dict:
     return info
 
 
-@router.post("", status_code=202, response_model=JobInfo)
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobInfo,
+    summary="Submit a render",
+    description="A motion, a reference image and the render's params: the job, queued (or, for inputs rendered "
+    "before, already succeeded with that result).",
+    responses=error_responses(
+        (409, "the backend is not available on this server (params.backend)"),
+        (
+            413,
+            "the upload is over the size limit, the motion has more frames or the image more pixels than "
+            "this server takes",
+        ),
+        (
+            415,
+            "the motion is not our .npz or JSON (pickles are refused), or the reference is not a PNG, JPEG, "
+            "WebP or BMP image",
+        ),
+        (422, "invalid motion, image or params: the message names the field"),
+    ),
+)
 def submit(
     motion: Annotated[UploadFile, File(description="our .npz, or JSON {joints: [[[x,y,z]×24]×T], fps}")],
     reference: Annotated[UploadFile, File(description="reference image (PNG, JPEG, WebP, BMP)")],
@@ -103,18 +152,36 @@ def submit(
     return job_info(store, store.get(job.id))
 
 
-@router.get("", response_model=list[JobInfo])
+@router.get(
+    "",
+    response_model=list[JobInfo],
+    summary="List jobs",
+    description="The most recent jobs first, `limit` of them (1 to 500), of one `status` if given.",
+    responses=error_responses((422, "invalid query: the message names the parameter")),
+)
 def list_jobs(store: StoreDep, limit: int = 50, status: str | None = None):
     limit = max(1, min(limit, 500))
     return [job_info(store, j) for j in store.list(limit, status)]
 
 
-@router.get("/{job_id}", response_model=JobInfo)
+@router.get(
+    "/{job_id}",
+    response_model=JobInfo,
+    summary="A job's state",
+    responses=error_responses(NO_SUCH_JOB, 422),
+)
 def get_job(job: JobDep, store: StoreDep):
     return job_info(store, job)
 
 
-@router.delete("/{job_id}", response_model=JobInfo)
+@router.delete(
+    "/{job_id}",
+    response_model=JobInfo,
+    summary="Cancel a job",
+    description="A queued job is cancelled at once, a running one at its next step; a finished one is left as it "
+    "is. The job's state.",
+    responses=error_responses(NO_SUCH_JOB, 422),
+)
 def cancel_job(job: JobDep, store: StoreDep, executor: ExecutorDep):
     if job.status == QUEUED:
         executor.cancel(job.id)  # in case the worker is taking it up right now
@@ -126,7 +193,23 @@ def cancel_job(job: JobDep, store: StoreDep, executor: ExecutorDep):
     return job_info(store, job)
 
 
-@router.get("/{job_id}/result", response_class=FileResponse)
+@router.get(
+    "/{job_id}/result",
+    response_class=FileResponse,
+    summary="A job's video",
+    responses={
+        200: {
+            "description": "the video (mp4)",
+            "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **error_responses(
+            NO_SUCH_JOB,
+            (409, "the job has not succeeded (yet): there is no result"),
+            (410, "the result was deleted from the server's data folder"),
+            422,
+        ),
+    },
+)
 def result(job: JobDep, files: FilesDep):
     if job.status != SUCCEEDED or not job.result:
         raise ApiError(409, "no_result", f"job {job.id} is {job.status}; a result exists once it succeeded")
@@ -136,7 +219,32 @@ def result(job: JobDep, files: FilesDep):
     return FileResponse(path, media_type="video/mp4", filename=f"mtvcrafter-{job.id}.mp4")
 
 
-@router.get("/{job_id}/events")
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    summary="A job's progress as server-sent events",
+    description="Events numbered by `id:`, named by `event:` (the job's status) with the job's progress as JSON "
+    "in `data:`; the stream ends after the final status. `Last-Event-ID` resumes after that event.",
+    # read from the request's headers by the route; declared here
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": "resume after this event (the `id:` of the last one received)",
+                "schema": {"type": "string"},
+            }
+        ]
+    },
+    responses={
+        200: {
+            "description": "server-sent events",
+            "content": {"text/event-stream": {"schema": JOB_EVENT}},
+        },
+        **error_responses(NO_SUCH_JOB, 422),
+    },
+)
 async def events(job: JobDep, store: StoreDep, request: Request):
     try:
         after = int(request.headers.get("last-event-id", "0") or 0)

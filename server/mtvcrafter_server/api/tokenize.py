@@ -9,14 +9,26 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 
 from .deps import BackendsDep, FilesDep, SettingsDep
-from .errors import ApiError
+from .errors import COMMON_ERRORS, ApiError, error_responses
 from .models import TokenizeResult
 from .uploads import read_motion
 
-router = APIRouter(prefix="/v1/tokenize", tags=["tokenize"])
+router = APIRouter(prefix="/v1/tokenize", tags=["tokenize"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.post("", response_model=TokenizeResult)
+@router.post(
+    "",
+    response_model=TokenizeResult,
+    summary="Tokenize a motion",
+    description="What 4DMoT makes of a motion: its codes, vq loss and per-joint error (and, with "
+    "`reconstruction=true`, the reconstructed joints in mm).",
+    responses=error_responses(
+        (413, "the upload is over the size limit, or the motion has more frames than this server takes"),
+        (415, "the motion is not our .npz or JSON (pickles are refused)"),
+        (422, "invalid motion or query: the message names the field"),
+        (503, "no 4DMoT checkpoint is configured on this server, or it cannot be loaded"),
+    ),
+)
 def tokenize(
     motion: Annotated[UploadFile, File(description="our .npz or JSON motion")],
     settings: SettingsDep,
