@@ -1,5 +1,6 @@
 """Animate: send the edited motion and a reference image to the server, follow the job, and place the video
-in the sequencer; Check Motion (what the tokenizer makes of the motion); the server's list of backends.
+in the sequencer (the add-on's own scene by default: :mod:`videos`); Show Video Behind (the video as the camera's
+background); Check Motion (what the tokenizer makes of the motion); the server's list of backends.
 
 Plain functions a script or a test calls (:func:`animate`, :func:`cancel`, :func:`check_motion`,
 :func:`refresh_backends`); the operators only read their properties and call them. The network work is plain
@@ -8,6 +9,7 @@ Python on a background thread; ``bpy.app.timers`` only moves its state into the 
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import threading
@@ -25,8 +27,18 @@ from mtvcrafter.client import Client, ServerError, is_loopback
 from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError
 
 from .armature import build_armature, scene_fps
-from .import_export import Report, armature_or_active, motion_from_scene, print_report
+from .import_export import Report, armature_or_active, frame_range, motion_camera, motion_from_scene, print_report
 from .presets import job_params, load_presets
+from .videos import (
+    VIDEO_PROP,
+    VIDEO_SCENE_TAG,
+    VIDEO_START_PROP,
+    add_movie_strip,
+    hide_video_behind,
+    make_video_scene,
+    show_video_behind,
+    video_scene,
+)
 
 #: The Backend menu's first item: no backend sent, the server picks its best.
 DEFAULT_BACKEND = "DEFAULT"
@@ -36,6 +48,11 @@ RUNNING = ("submitting", "queued", "running")
 DEFAULT_SERVER_URL = "http://127.0.0.1:8765"
 #: Asking for the list of backends is quick; Blender waits for it, so a server that is off must not hold it long.
 LIST_TIMEOUT_S = 5.0
+#: Where Animate puts the video (the preferences' *Video strips*): the add-on's own sequencer scene, or the
+#: workspace's sequencer scene (Blender 5) or else the scene animated — which then renders the video.
+OWN_SCENE, SEQUENCER_SCENE = "OWN", "SEQUENCER"
+#: Sides a size derived from the camera's aspect is rounded to (what every backend takes).
+SIZE_MULTIPLE = 16
 
 
 class Server(NamedTuple):
@@ -62,6 +79,21 @@ class JobState:
     frame_start: int = 1
     frames: int = 0
     armature: str = ""
+    #: the scene the strip goes to ("": the add-on's own, made when the strip is placed), at this frame rate
+    scene: str = ""
+    fps: float = 0.0
+    #: the scene animated, and the motion's first frame in it (where Show Video Behind starts the video)
+    source_scene: str = ""
+    motion_start: int = 1
+    #: the video as the server rendered it, and why at that size (for the report)
+    backend: str = ""
+    width: int = 0
+    height: int = 0
+    size_reason: str = ""
+    size_hint: str = ""
+    camera_size: tuple[int, int] = (0, 0)
+    #: what the placed strip's reports said (shown in the panel: a background job has no operator to report)
+    summary: list[str] = field(default_factory=list)
     cancel_requested: bool = False
     blend_file: str = ""
     url: str = ""
@@ -331,6 +363,9 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
                 final = client.job(job["id"])
             if final["status"] != "succeeded":
                 raise ServerError(f"the job {final['status']}: {final['message']}")
+            with state.lock:
+                state.backend = str(final.get("backend") or "")
+                state.width, state.height = int(final.get("width") or 0), int(final.get("height") or 0)
             client.download(job["id"], out)
         with state.lock:
             state.result, state.status = str(out), "succeeded"
@@ -370,44 +405,112 @@ def cancel_unfinished() -> bool:
     return True
 
 
-def free_channel(strips, frame_start: int, frame_end: int) -> int:
-    busy = {s.channel for s in strips if s.frame_final_start < frame_end and s.frame_final_end > frame_start}
-    channel = 1
-    while channel in busy:
-        channel += 1
-    return channel
-
-
-def place_strip(context, state: JobState):
-    """The result as a movie strip at the motion's first frame, on a free channel, at the scene's fps."""
-    scene = target_scene(context)
-    editor = scene.sequence_editor or scene.sequence_editor_create()
-    strips = editor.strips if hasattr(editor, "strips") else editor.sequences
-    end = state.frame_start + state.frames
-    channel = free_channel(list(strips), state.frame_start, end)
-    name = f"{state.armature} {state.job_id[:8]}"
-    prefetch = getattr(editor, "use_prefetch", False)
-    if prefetch:
-        editor.use_prefetch = False  # no frame being prefetched while the strip is added
-    try:
-        strip = strips.new_movie(name=name, filepath=state.result, channel=channel, frame_start=state.frame_start)
-    finally:
-        if prefetch:
-            editor.use_prefetch = True
-    state.strip = strip.name
-    return strip
+def video_destination(context) -> str:
+    """The preferences' *Video strips*: :data:`OWN_SCENE` (the default, also without preferences) or
+    :data:`SEQUENCER_SCENE`."""
+    prefs = preferences(context)
+    return getattr(prefs, "video_scene", OWN_SCENE) if prefs is not None else OWN_SCENE
 
 
 def target_scene(context):
-    return getattr(context, "sequencer_scene", None) or context.scene
+    """The scene the video strip goes to: the add-on's own (None before its first video: it is made then), or with
+    *Video strips* on Sequencer Scene, the workspace's sequencer scene (Blender 5), else the scene animated."""
+    if video_destination(context) == SEQUENCER_SCENE:
+        return getattr(context, "sequencer_scene", None) or context.scene
+    return video_scene()
 
 
-def strip_start(frame: int, scene, target) -> int:
-    """The sequencer scene's frame at the moment of ``scene``'s ``frame`` (the same number at the same rate;
+def strip_start(frame: int, fps: float, target_fps: float) -> int:
+    """The frame, at ``target_fps``, of the moment of ``frame`` at ``fps`` (the same number at the same rate;
     frame 1 is time 0 in both)."""
-    if target == scene or abs(scene_fps(target) - scene_fps(scene)) < 1e-6:
+    if abs(target_fps - fps) < 1e-6:
         return int(frame)
-    return 1 + int(round((frame - 1) * scene_fps(target) / scene_fps(scene)))
+    return 1 + int(round((frame - 1) * target_fps / fps))
+
+
+def place_strip(context, state: JobState):
+    """The result as a movie strip at the motion's first frame, on a free channel, in the scene chosen when the job
+    was sent (the add-on's own scene, made now on first use — also when the chosen one was deleted meanwhile);
+    the armature remembers the video (Show Video Behind)."""
+    scene = bpy.data.scenes.get(state.scene) if state.scene else None
+    if scene is None:
+        scene = video_scene() or make_video_scene(state.fps, (state.width, state.height))
+    name = f"{state.armature} {state.job_id[:8]}"
+    strip = add_movie_strip(scene, name, state.result, state.frame_start, state.frames)
+    state.strip, state.scene = strip.name, scene.name
+    armature = bpy.data.objects.get(state.armature)
+    if armature is not None:
+        armature[VIDEO_PROP], armature[VIDEO_START_PROP] = state.result, int(state.motion_start)
+    return strip
+
+
+def aspect_text(width: int, height: int) -> str:
+    """A size's aspect: ``"16:9"``, ``"1:1"`` where small numbers say it, else ``"0.56:1"``."""
+    divisor = math.gcd(int(width), int(height)) or 1
+    if max(width, height) // divisor <= 32:
+        return f"{width // divisor}:{height // divisor}"
+    return f"{width / height:.2f}:1"
+
+
+def same_aspect(size: tuple[int, int], camera: tuple[int, int], slack: int = SIZE_MULTIPLE) -> bool:
+    """Whether ``size`` has ``camera``'s aspect, as near as sides in multiples of ``slack`` can be: the camera's
+    aspect at ``size``'s height gives its width within ``slack`` pixels, and the other way round."""
+    if not (all(size) and all(camera)):
+        return False
+    cross = abs(size[0] * camera[1] - size[1] * camera[0])
+    return cross <= slack * min(camera)
+
+
+def size_reason(scene, params: dict, from_panel: bool) -> tuple[str, str]:
+    """Why the video has the size it has — the size sent, and by what; or none sent, and the backend's rule — and
+    what to do when its aspect is not the camera's."""
+    if params.get("width") and params.get("height"):
+        if not from_panel:
+            return "the size given", ""
+        if scene.mtvcrafter_preset != "CUSTOM":
+            return (
+                f"the render preset {scene.mtvcrafter_preset!r}'s size",
+                "choose Custom for a Width × Height of the camera's aspect",
+            )
+        return (
+            "the panel's Width × Height (Backend's size off)",
+            "set Width × Height to the camera's aspect (the camera button beside them)",
+        )
+    return (
+        "no size sent (Backend's size on), the backend's own: 512×512 (tiny: 64×64); MV-DiT-17B the official "
+        "512-pixel size nearest the reference image's aspect (tiny-17b an eighth of it)",
+        "turn Backend's size off for a Width × Height of the camera's aspect" if from_panel else "",
+    )
+
+
+def results_reports(state: JobState, target) -> list[tuple[set[str], str]]:
+    """What Animate reports once the strip is placed: where the strip and the video are; which size was rendered,
+    why, and how it compares with the camera's (a warning when the aspects differ)."""
+    where = f"{state.strip}: {state.frames} frames from frame {state.frame_start} in the scene '{target.name}'"
+    source = bpy.data.scenes.get(state.source_scene)
+    if target.get(VIDEO_SCENE_TAG):
+        where += f" (the add-on's own; '{state.source_scene}' still renders the armature)"
+    elif source is not None and target == source and source.render.use_sequencer:
+        where += f" (rendering '{source.name}' now renders the video: Post Processing › Sequencer)"
+    folder = Path(state.result).parent
+    temporary = not bpy.data.filepath and folder.is_relative_to(Path(tempfile.gettempdir()))
+    where += f"; the video is in {folder}" + (
+        " (a temporary folder: save the .blend to keep videos beside it)" if temporary else ""
+    )
+    reports = [({"INFO"}, where)]
+    width, height = state.width, state.height
+    if width and height:
+        camera = state.camera_size
+        text = f"rendered {width}×{height} by {state.backend or 'the server'}: {state.size_reason}"
+        kind = {"INFO"}
+        if all(camera):
+            text += f"; the camera's render size is {camera[0]}×{camera[1]}"
+            if not same_aspect((width, height), camera):
+                kind = {"WARNING"}
+                text += f", another aspect ({aspect_text(width, height)} against {aspect_text(*camera)})"
+                text += f": {state.size_hint}" if state.size_hint else ""
+        reports.append((kind, text))
+    return reports
 
 
 def animate(
@@ -421,8 +524,11 @@ def animate(
     report: Report = print_report,
 ) -> JobState:
     """Send ``armature``'s motion (default: the active SMPL armature, over the scene's or preview range, through
-    its camera) and a reference image to the MTVCrafter server, and put the video in the sequencer at the motion's
-    first frame, on a free channel. A sequencer scene at another frame rate gets a video rendered at its rate.
+    its camera) and a reference image to the MTVCrafter server, and put the video in a sequencer at the motion's
+    first frame, on a free channel: the add-on's own scene (*MTVCrafter Videos*, made on first use; the scene
+    animated renders what it did), or with the preferences' *Video strips* on Sequencer Scene, the workspace's
+    sequencer scene (Blender 5), else the scene animated. A target scene at another frame rate gets a video rendered
+    at its rate. The armature remembers its video (:func:`video_behind`).
 
     ``reference``: an image file (default: the panel's image or file). ``server``: a URL or :class:`Server`
     (default: the preferences'). ``params``: the job's parameters (``backend``, ``width``, ``height``, ``steps``,
@@ -432,24 +538,27 @@ def animate(
     they are not empty; a preset's own are used where the panel's are empty).
 
     ``wait=True`` blocks until the strip is placed and raises :class:`~mtvcrafter.client.ServerError` when the
-    job fails; otherwise the job runs on a thread and a timer places the strip. Returns the job's state."""
+    job fails; otherwise the job runs on a thread and a timer places the strip. The reports say where the strip
+    and the video are, and which size was rendered and why (a warning when its aspect is not the camera's).
+    Returns the job's state."""
     global STATE
     server = usable_server(context, server)
     if job_running():
         raise ServerError("a job is already running: wait for it or cancel it")
     scene = context.scene
     armature = armature_or_active(context, armature)
-    target = target_scene(context)
+    target = target_scene(context)  # None: the add-on's own scene, made at the scene's rate with the first strip
+    target_fps = scene_fps(target) if target is not None else scene_fps(scene)
     # A sequencer scene at another frame rate gets a video rendered at its rate (the motion sampled at
     # sub-frames), starting at the same moment: never a clip that plays too fast or too slow.
-    other_rate = abs(scene_fps(target) - scene_fps(scene)) > 1e-6
+    other_rate = abs(target_fps - scene_fps(scene)) > 1e-6
     from_panel = params is None
     menu_backend = from_panel and scene.mtvcrafter_preset == "CUSTOM"
     before = scene.mtvcrafter_backend if menu_backend else ""
     params = dict(panel_params(scene) if from_panel else params)
     tmp = Path(tempfile.mkdtemp(prefix="mtvcrafter-"))  # a copy of an image datablock; removed after the job
     try:
-        motion = motion_from_scene(context, armature, fps=scene_fps(target) if other_rate else None)
+        motion = motion_from_scene(context, armature, fps=target_fps if other_rate else None)
         reference = image_file(reference) if reference is not None else reference_path(context, tmp)
         folder = output_folder(context)
         folder.mkdir(parents=True, exist_ok=True)
@@ -465,22 +574,29 @@ def animate(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     out = folder / f"{bpy.path.clean_name(armature.name)}_{time.strftime('%Y%m%d-%H%M%S')}.mp4"
+    height, width = motion.image_size or (0, 0)
+    reason, hint = size_reason(scene, params, from_panel)
     STATE = state = JobState(
         url=server.url,
         token=server.token,
         status="submitting",
-        frame_start=strip_start(motion.frame_start, scene, target),
+        frame_start=strip_start(motion.frame_start, scene_fps(scene), target_fps),
         frames=motion.num_frames,
         armature=armature.name,
+        scene=target.name if target is not None else "",
+        fps=target_fps,
+        source_scene=scene.name,
+        motion_start=int(motion.frame_start),
+        size_reason=reason,
+        size_hint=hint,
+        camera_size=(int(width), int(height)),
     )
     args = (server.url, server.token, server.timeout, motion, reference, out, params, state, tmp)
     if wait:
         run_job(*args)
         if state.error or not state.result:
             raise ServerError(state.error or "the job ended without a result")
-        strip = place_strip(context, state)
-        bpy.ops.ed.undo_push(message="MTVCrafter strip")
-        report({"INFO"}, f"{strip.name}: {state.frames} frames from frame {state.frame_start}")
+        finish(context, state, report)
         return state
     state.blend_file = bpy.data.filepath
     threading.Thread(target=run_job, args=args, daemon=True).start()
@@ -488,6 +604,17 @@ def animate(
         bpy.app.timers.register(_poll_job, first_interval=0.5, persistent=True)
     report({"INFO"}, "sent to the MTVCrafter server")
     return state
+
+
+def finish(context, state: JobState, report: Report):
+    """Place the finished job's strip, and report where it went and the video's size (also kept for the panel).
+    Returns the strip."""
+    strip = place_strip(context, state)
+    bpy.ops.ed.undo_push(message="MTVCrafter strip")
+    for kind, text in results_reports(state, bpy.data.scenes[state.scene]):
+        state.summary.append(text)
+        report(kind, text)
+    return strip
 
 
 def _poll_job():
@@ -508,8 +635,7 @@ def _poll_job():
             print(f"MTVCrafter: another file was opened; the video is in {STATE.result}")
             return None
         try:
-            place_strip(bpy.context, STATE)
-            bpy.ops.ed.undo_push(message="MTVCrafter strip")
+            finish(bpy.context, STATE, print_report)  # printed; the panel shows them too
         except Exception as exc:  # shown in the panel rather than lost in the console
             STATE.error = f"could not add the strip: {exc}"
     return None
@@ -543,6 +669,83 @@ def cancel(*, report: Report = print_report) -> bool:
     if job_id:  # otherwise the worker cancels as soon as the server gives the job an id
         threading.Thread(target=cancel_job, args=(url, token, job_id), daemon=True).start()
     return True
+
+
+# --- the video behind the armature, and a size of the camera's aspect ---------------------------------------------
+
+
+def video_behind(
+    context,
+    armature=None,
+    *,
+    video: str | Path | None = None,
+    opacity: float = 0.5,
+    show: bool = True,
+    report: Report = print_report,
+):
+    """Show ``armature``'s video (default: the active SMPL armature's last one from Animate, or ``video``) as the
+    background image of its camera (the camera its motion is seen through), at ``opacity``, its first frame at the
+    motion's first frame: in the camera view the armature moves over the video. ``show=False`` hides it again.
+    Returns the movie clip (None when hidden)."""
+    armature = armature_or_active(context, armature)
+    scene = context.scene
+    camera = motion_camera(scene, armature)
+    if camera is None:
+        raise MotionError("the scene has no camera to show the video behind")
+    if not show:
+        hidden = hide_video_behind(camera)
+        report({"INFO"}, f"{camera.name}: video hidden" if hidden else f"{camera.name} shows no video of ours")
+        return None
+    source = str(video) if video is not None else str(armature.get(VIDEO_PROP, ""))
+    if not source:
+        raise MotionError(f"{armature.name} has no video yet: Animate it first")
+    path = Path(bpy.path.abspath(source))
+    if not path.is_file():
+        raise MotionError(f"{path}: the video is not there any more")
+    first = frame_range(scene)[0]
+    start = int(armature.get(VIDEO_START_PROP, first)) if video is None else first
+    clip = show_video_behind(camera, path, start, opacity)
+    text = f"{path.name} behind {armature.name} in {camera.name}'s view, from frame {start}, opacity {opacity:.0%}"
+    kind = {"INFO"}
+    if abs(clip.fps - scene_fps(scene)) > 1e-3 and clip.fps > 0:
+        kind = {"WARNING"}
+        text += f"; the video runs at {clip.fps:g} fps, the scene at {scene_fps(scene):g}: it drifts out of time"
+    report(kind, text)
+    return clip
+
+
+def camera_size(context) -> tuple[int, int]:
+    """The render size the motion is seen at (the scene's resolution: the camera's frame)."""
+    render = context.scene.render
+    return render.resolution_x, render.resolution_y
+
+
+def size_for_aspect(width: int, height: int, longest: int = 512, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    """A ``width`` : ``height`` size whose longer side is ``longest``, both sides multiples of ``multiple``."""
+    scale = longest / max(width, height)
+    return (
+        max(multiple, round(width * scale / multiple) * multiple),
+        max(multiple, round(height * scale / multiple) * multiple),
+    )
+
+
+def size_from_camera(context, *, report: Report = print_report) -> tuple[int, int]:
+    """Set the panel's Width and Height to the camera's aspect (the scene's render size), keeping the longer of the
+    two as it is. Returns the size."""
+    scene = context.scene
+    size = size_for_aspect(*camera_size(context), longest=max(scene.mtvcrafter_width, scene.mtvcrafter_height))
+    scene.mtvcrafter_width, scene.mtvcrafter_height = size
+    report({"INFO"}, f"Width × Height {size[0]}×{size[1]}: the camera's {aspect_text(*camera_size(context))}")
+    return size
+
+
+def auto_size_changed(scene, context) -> None:
+    """*Backend's size* turned off: Width and Height start at the camera's aspect (not a square that would squash
+    a portrait camera's view)."""
+    if not scene.mtvcrafter_auto_size:
+        width, height = scene.render.resolution_x, scene.render.resolution_y
+        longest = max(scene.mtvcrafter_width, scene.mtvcrafter_height)
+        scene.mtvcrafter_width, scene.mtvcrafter_height = size_for_aspect(width, height, longest)
 
 
 # --- Check Motion ------------------------------------------------------------------------------------------------

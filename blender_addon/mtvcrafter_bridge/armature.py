@@ -100,16 +100,17 @@ def _matching_camera(scene, angle: float, matrix: Matrix):
     return None
 
 
-def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
-    """A camera matching the motion's (field of view on the larger side, render size = source video size):
-    an existing one of ours with the same view, else a new one."""
+def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str, resolution: bool = True):
+    """A camera matching the motion's (field of view on the larger side, render size = source video size unless
+    ``resolution`` is False): an existing one of ours with the same view, else a new one; the scene camera."""
     angle = math.radians(motion.fov_deg or DEFAULT_FOV_DEG)
     rotation = Matrix(placement.blender_rotation.tolist()).to_4x4()
     matrix = Matrix.Translation(Vector(placement.position.tolist())) @ rotation
     existing = _matching_camera(scene, angle, matrix)
     if existing is not None:
         scene.camera = existing
-        _set_resolution(scene, motion)
+        if resolution:
+            _set_resolution(scene, motion)
         return existing
     data = bpy.data.cameras.new(name)
     data.sensor_fit = "AUTO"
@@ -119,7 +120,8 @@ def ensure_camera(scene, motion: Motion, placement: CameraPlacement, name: str):
     camera.matrix_world = matrix
     camera[CAMERA_TAG] = True
     scene.camera = camera  # the motion is seen, and exported, through it
-    _set_resolution(scene, motion)
+    if resolution:
+        _set_resolution(scene, motion)
     return camera
 
 
@@ -130,10 +132,21 @@ def _set_resolution(scene, motion: Motion) -> None:
         scene.render.resolution_percentage = 100
 
 
-def build_armature(context, motion: Motion, name: str | None = None, frame_start: int | None = None, camera=None):
+def build_armature(
+    context,
+    motion: Motion,
+    name: str | None = None,
+    frame_start: int | None = None,
+    camera=None,
+    *,
+    keep_scene: bool = False,
+):
     """An editable SMPL-24 armature keyed with the motion (IK fit), and its camera. Returns (armature, camera, fit).
 
-    ``camera``: place the motion as seen by this existing camera (no new camera, scene settings kept)."""
+    ``camera``: place the motion as seen by this existing camera (no new camera, scene settings kept).
+    ``keep_scene``: the scene's frame rate, frame range and render size are left as they are (the keys stay one
+    per motion frame: :func:`retime_keys` resamples them); a camera matching the motion's is still made (the scene
+    camera when there is none to see it through)."""
     scene = context.scene
     fit = skeleton_of(motion)
     placement = camera_placement(camera) if camera is not None else camera_for_motion(motion.joints)
@@ -177,15 +190,17 @@ def build_armature(context, motion: Motion, name: str | None = None, frame_start
     if camera is not None:
         obj["mtvcrafter_camera_name"] = camera.name
         return obj, camera, fit
-    camera = ensure_camera(scene, motion, placement, f"{name}Camera")
+    camera = ensure_camera(scene, motion, placement, f"{name}Camera", resolution=not keep_scene)
     obj["mtvcrafter_camera_name"] = camera.name
     obj["mtvcrafter_fps"] = float(motion.fps)
-    scene.render.fps, scene.render.fps_base = _fps_fraction(motion.fps)
-    scene.frame_start, scene.frame_end = int(start), int(start + motion.num_frames - 1)
+    if not keep_scene:
+        scene.render.fps, scene.render.fps_base = fps_fraction(motion.fps)
+        scene.frame_start, scene.frame_end = int(start), int(start + motion.num_frames - 1)
     return obj, camera, fit
 
 
-def _fps_fraction(fps: float) -> tuple[int, float]:
+def fps_fraction(fps: float) -> tuple[int, float]:
+    """``(render.fps, render.fps_base)`` for a frame rate (29.97 → 30 / 1.001)."""
     whole = round(fps)
     if abs(whole - fps) < 1e-6:
         return int(whole), 1.0
@@ -216,14 +231,34 @@ def scene_fps(scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
+def sample_times(frame_start: int, frame_end: int, frame_fps: float, fps: float) -> np.ndarray:
+    """Frames (fractional where needed) of a timeline running at ``frame_fps`` at which to sample
+    ``frame_start..frame_end`` at ``fps``: the samples cover the same span of time, the first at ``frame_start``."""
+    step = frame_fps / fps  # timeline frames per sample
+    count = max(1, int(round((frame_end - frame_start + 1) / step)))
+    return frame_start + step * np.arange(count)
+
+
 def sample_frames(scene, frame_start: int, frame_end: int, fps: float | None = None) -> np.ndarray:
     """Scene frames (fractional where needed) at which to sample ``frame_start..frame_end`` at ``fps``
     (default: the scene's own, one sample per frame); the samples cover the same span of time."""
     if fps is None:
         return np.arange(frame_start, frame_end + 1, dtype=np.float64)
-    step = scene_fps(scene) / fps  # scene frames per sample
-    count = max(1, int(round((frame_end - frame_start + 1) / step)))
-    return frame_start + step * np.arange(count)
+    return sample_times(frame_start, frame_end, scene_fps(scene), fps)
+
+
+def retime_keys(obj, frame_start: int, num_frames: int, key_fps: float, fps: float) -> int:
+    """Resample ``obj``'s keys — one per frame from ``frame_start``, ``num_frames`` of them, at ``key_fps`` — to
+    one per frame at ``fps`` from the same first frame, over the same span of time. The samples are those Animate
+    takes for a sequencer scene at another rate (:func:`sample_frames`), read from the F-curves between their keys
+    (Blender's own interpolation; for an armature that only its keys move, the depsgraph gives the same, slower).
+    Returns the number of frames keyed."""
+    times = sample_times(frame_start, frame_start + num_frames - 1, key_fps, fps)
+    curves = fcurves(obj)
+    paths = [(c.data_path, c.array_index, c.group.name if c.group else "") for c in curves]
+    values = np.array([[curve.evaluate(t) for t in times] for curve in curves], dtype=np.float64)
+    write_keys(obj, frame_start + np.arange(len(times), dtype=np.float64), paths, values)
+    return len(times)
 
 
 def sample_evaluated(context, frames, read) -> list:

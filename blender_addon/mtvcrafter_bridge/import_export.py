@@ -14,7 +14,7 @@ import numpy as np
 from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
 from mtvcrafter.motion.rig import carries_skeleton
 
-from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side, scene_fps
+from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side, retime_keys, scene_fps
 from .bone_maps import AUTO, bvh_motion
 
 #: Where a function's messages go: ``report({"INFO"}, "…")``, as ``Operator.report`` takes them.
@@ -135,6 +135,31 @@ def armature_or_active(context, armature=None):
 # --- import and export -------------------------------------------------------------------------------------------
 
 
+def scene_settings(scene) -> dict[str, str]:
+    """What an import may change of the scene, as the report shows it: frame rate, frame range, render size,
+    camera."""
+    render = scene.render
+    size = f"{render.resolution_x}×{render.resolution_y}"
+    if render.resolution_percentage != 100:
+        size += f" at {render.resolution_percentage}%"
+    return {
+        "fps": f"{scene_fps(scene):g}",
+        "frames": f"{scene.frame_start}–{scene.frame_end}",
+        "render size": size,
+        "camera": scene.camera.name if scene.camera is not None else "none",
+    }
+
+
+def changes(before: dict[str, str], after: dict[str, str]) -> dict[str, str]:
+    """The settings that differ, each as ``"24 → 30"`` (old → new)."""
+    return {name: f"{before[name]} → {after[name]}" for name in before if before[name] != after[name]}
+
+
+def listed(settings: dict[str, str]) -> str:
+    """``"fps 24 → 30, frames 1–250 → 1–127"``."""
+    return ", ".join(f"{name} {value}" for name, value in settings.items())
+
+
 def import_motion(
     context,
     filepath: str | Path,
@@ -143,11 +168,18 @@ def import_motion(
     bone_map: str = AUTO,
     unit: str = "AUTO",
     up_axis: str = "AUTO",
+    keep_scene_settings: bool = False,
     report: Report = print_report,
 ):
     """Import clip ``clip_index`` of a motion file (official .pkl, AMASS .npz, our .npz, or a BVH through a bone
     map) as an editable SMPL armature keyed on every frame, with the camera the motion was seen through; the
-    scene takes the motion's frame range, frame rate and image size. Returns the armature, selected and active.
+    scene takes the motion's frame range, frame rate and image size, and that camera (a second report line lists
+    what changed, old → new). Returns the armature, selected and active.
+
+    ``keep_scene_settings``: the scene's frame rate, frame range, render size and camera stay as they are: the
+    motion is resampled to the scene's frame rate (as Animate samples for a sequencer scene at another rate) and
+    placed as seen through the scene camera (a camera is added, and becomes the scene camera, only when the scene
+    has none).
 
     BVH only: ``bone_map`` (``"AUTO"`` or a bone map's id), ``unit`` (``"AUTO"``, ``"m"``, ``"cm"``, …) and
     ``up_axis`` (``"AUTO"``, ``"Y"``, ``"Z"``). A file that cannot be read, or any failure while building,
@@ -160,16 +192,41 @@ def import_motion(
     if clip_index >= len(motions):
         raise MotionError(f"clip {clip_index} requested, the file holds {len(motions)}", source=filepath)
     motion = motions[clip_index]
+    scene = context.scene
+    before = scene_settings(scene)
+    frames = motion.num_frames
     with building(context):
-        obj, _camera, fit = build_armature(context, motion)
+        if keep_scene_settings:
+            obj, _camera, fit = build_armature(context, motion, camera=scene.camera, keep_scene=True)
+            fps = scene_fps(scene)
+            if abs(fps - motion.fps) > 1e-6:
+                start = motion.frame_start if motion.frame_start is not None else 1
+                frames = retime_keys(obj, start, motion.num_frames, motion.fps, fps)
+        else:
+            obj, _camera, fit = build_armature(context, motion)
     make_active(context, obj)
     how = (
         "rotations from the file"
         if carries_skeleton(motion)
         else f"rotations fitted, {fit.mean_error:.1f} mm mean error per joint"
     )
+    if frames != motion.num_frames:
+        how = f"resampled from {motion.num_frames} at {motion.fps:g} fps, {how}"
     notes = "".join(f"; {note}" for note in motion.notes)  # for BVH: the bone map, its confidence, unused bones
-    report({"INFO"}, f"{obj.name}: {motion.num_frames} frames, {how}{notes}")
+    report({"INFO"}, f"{obj.name}: {frames} frames, {how}{notes}")
+    changed = changes(before, scene_settings(scene))
+    if keep_scene_settings:
+        start = motion.frame_start if motion.frame_start is not None else 1
+        end = start + frames - 1
+        outside = start < scene.frame_start or end > scene.frame_end
+        past = f"; the motion's frames {start}–{end} reach past the scene's range" if outside else ""
+        kept = listed({name: value for name, value in before.items() if name not in changed})
+        report({"INFO"}, f"scene settings kept: {kept}" + (f"; changed: {listed(changed)}" if changed else "") + past)
+    elif changed:
+        report(
+            {"INFO"},
+            f"scene settings changed: {listed(changed)} (Keep Scene Settings imports without changing them)",
+        )
     return obj
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from mtvcrafter.client import ServerError
@@ -56,10 +56,18 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
     )
     unit: EnumProperty(name="Unit", items=UNIT_ITEMS, default="AUTO", description="BVH: the file's length unit")
     up_axis: EnumProperty(name="Up", items=UP_ITEMS, default="AUTO", description="BVH: the file's up axis")
+    keep_scene_settings: BoolProperty(
+        name="Keep Scene Settings",
+        description="Leave the scene's frame rate, frame range, render size and camera as they are: the motion is "
+        "resampled to the scene's frame rate and seen through the scene camera. Off: the scene takes the motion's "
+        "(the report lists what changed)",
+        default=False,
+    )
 
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "clip_index")
+        layout.prop(self, "keep_scene_settings")
         column = layout.column(heading="BVH")
         column.prop(self, "bone_map")
         column.prop(self, "unit")
@@ -75,6 +83,7 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
             bone_map=self.bone_map,
             unit=self.unit,
             up_axis=self.up_axis,
+            keep_scene_settings=self.keep_scene_settings,
         )
 
 
@@ -110,7 +119,7 @@ def menu_export(self, context):
 
 class MTVCRAFTER_OT_animate(bpy.types.Operator):
     """Send the active SMPL armature's motion and the reference image to the MTVCrafter server, and put the
-    video in the sequencer at the motion's first frame"""
+    video in a sequencer at the motion's first frame (by default the add-on's own scene, MTVCrafter Videos)"""
 
     bl_idname = "mtvcrafter.animate"
     bl_label = "Animate"
@@ -124,6 +133,36 @@ class MTVCRAFTER_OT_animate(bpy.types.Operator):
 
     def execute(self, context):
         return call(self, animate.animate, context, wait=self.wait)
+
+
+class MTVCRAFTER_OT_video_behind(bpy.types.Operator):
+    """Show the armature's last video as its camera's background image, behind the armature, in time with the
+    motion (in the camera view)"""
+
+    bl_idname = "mtvcrafter.video_behind"
+    bl_label = "Show Video Behind the Armature"
+    bl_options = {"REGISTER", "UNDO"}
+
+    opacity: FloatProperty(name="Opacity", default=0.5, min=0.0, max=1.0, subtype="FACTOR")
+    show: BoolProperty(name="Show", description="Off: hide the video again", default=True, options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        return smpl_armature(context) is not None
+
+    def execute(self, context):
+        return call(self, animate.video_behind, context, opacity=self.opacity, show=self.show)
+
+
+class MTVCRAFTER_OT_size_from_camera(bpy.types.Operator):
+    """Set Width and Height to the camera's aspect (the scene's render size), keeping the longer side"""
+
+    bl_idname = "mtvcrafter.size_from_camera"
+    bl_label = "Camera Aspect"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        return call(self, animate.size_from_camera, context)
 
 
 class MTVCRAFTER_OT_cancel(bpy.types.Operator):
@@ -249,6 +288,8 @@ CLASSES = (
     EXPORT_ANIM_OT_mtvcrafter_motion,
     MTVCRAFTER_OT_animate,
     MTVCRAFTER_OT_cancel,
+    MTVCRAFTER_OT_video_behind,
+    MTVCRAFTER_OT_size_from_camera,
     MTVCRAFTER_OT_check_motion,
     MTVCRAFTER_OT_refresh_backends,
     MTVCRAFTER_OT_retarget_rig,

@@ -3,6 +3,8 @@ add-on's preferences, and the properties they show (the scene's Animate settings
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -17,7 +19,7 @@ from bpy.props import (
 from . import animate
 from .armature import SMPL_TAG
 from .bone_maps import CUSTOM, bone_map_error, source_items
-from .import_export import frame_range
+from .import_export import frame_range, motion_camera, smpl_armature
 from .operators import (
     MTVCRAFTER_OT_animate,
     MTVCRAFTER_OT_cancel,
@@ -26,9 +28,12 @@ from .operators import (
     MTVCRAFTER_OT_refresh_backends,
     MTVCRAFTER_OT_retarget_rig,
     MTVCRAFTER_OT_save_bone_map,
+    MTVCRAFTER_OT_size_from_camera,
+    MTVCRAFTER_OT_video_behind,
 )
 from .presets import load_presets
 from .retarget import mapping_editable
+from .videos import VIDEO_PROP, video_shown_behind
 
 # --- Animate -----------------------------------------------------------------------------------------------------
 
@@ -56,6 +61,7 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
             row.enabled = not scene.mtvcrafter_auto_size  # greyed: not sent, the backend picks the size
             row.prop(scene, "mtvcrafter_width")
             row.prop(scene, "mtvcrafter_height")
+            row.operator(MTVCRAFTER_OT_size_from_camera.bl_idname, text="", icon="CAMERA_DATA")
         elif not animate.BACKENDS.url:  # the preset's backend: which fields it takes is known once listed
             row = layout.row(align=True)
             row.label(text="Refresh to list the server's backends", icon="INFO")
@@ -66,6 +72,13 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
         row = layout.row(align=True)
         row.operator(MTVCRAFTER_OT_animate.bl_idname, icon="RENDER_ANIMATION")
         row.operator(MTVCRAFTER_OT_cancel.bl_idname, icon="CANCEL")
+        armature = smpl_armature(context)
+        if armature is not None and armature.get(VIDEO_PROP):  # its last video, behind it in the camera view
+            if video_shown_behind(motion_camera(scene, armature)):
+                op = layout.operator(MTVCRAFTER_OT_video_behind.bl_idname, text="Hide Video Behind", icon="HIDE_ON")
+                op.show = False
+            else:
+                layout.operator(MTVCRAFTER_OT_video_behind.bl_idname, icon="IMAGE_BACKGROUND")
         layout.operator(MTVCRAFTER_OT_check_motion.bl_idname, icon="VIEWZOOM")
         if "mtvcrafter_check" in scene:
             layout.label(text=str(scene["mtvcrafter_check"])[:120])
@@ -75,6 +88,10 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
             layout.label(text=f"{state.status} · {state.phase} {state.progress * 100:.0f}%{eta}")
             if state.error:
                 layout.label(text=state.error[:120], icon="ERROR")
+            column = layout.column(align=True)
+            for line in state.summary:  # where the strip went, the size rendered and why (labels do not wrap)
+                for piece in textwrap.wrap(line, 64):
+                    column.label(text=piece)
 
 
 class MTVCRAFTER_PT_sequencer_panel(MTVCRAFTER_PT_panel):
@@ -92,11 +109,33 @@ class MTVCrafterPreferences(bpy.types.AddonPreferences):
         name="Output folder",
         subtype="DIR_PATH",
         default="",
-        description="Where videos are saved (default: a folder beside the .blend file)",
+        description="Where videos are saved (default: a mtvcrafter folder beside the .blend file; for a .blend "
+        "never saved, a mtvcrafter folder in the system's temporary folder)",
+    )
+    video_scene: EnumProperty(
+        name="Video strips",
+        items=[
+            (
+                animate.OWN_SCENE,
+                "Their own scene",
+                "A sequencer scene of the add-on's own, MTVCrafter Videos, made with the first video: the scene you "
+                "animate renders what it rendered before",
+                0,
+            ),
+            (
+                animate.SEQUENCER_SCENE,
+                "Sequencer scene",
+                "The workspace's sequencer scene (Blender 5), else the scene you animate — which then renders the "
+                "video instead of the armature (Post Processing › Sequencer)",
+                1,
+            ),
+        ],
+        default=animate.OWN_SCENE,
+        description="Where Animate puts the video's movie strip",
     )
 
     def draw(self, context):
-        for name in ("server_url", "token", "timeout", "output_dir"):
+        for name in ("server_url", "token", "timeout", "output_dir", "video_scene"):
             self.layout.prop(self, name)
 
 
@@ -117,8 +156,10 @@ SCENE_PROPS = {
     "mtvcrafter_auto_size": BoolProperty(
         name="Backend's size",
         description="Let the backend pick the video size: 512×512, or for MV-DiT-17B and tiny-17b the official "
-        "512-pixel size nearest the reference image's aspect. Off: Width and Height below",
+        "512-pixel size nearest the reference image's aspect. Off: Width and Height below, which then start at "
+        "the camera's aspect",
         default=True,
+        update=animate.auto_size_changed,
     ),
     "mtvcrafter_width": IntProperty(name="Width", default=512, min=16, max=2048, step=16),
     "mtvcrafter_height": IntProperty(name="Height", default=512, min=16, max=2048, step=16),

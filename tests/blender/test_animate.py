@@ -55,6 +55,23 @@ def strips(scene):
     return list(editor.strips if hasattr(editor, "strips") else editor.sequences)  # Blender 4.4+ / 4.2
 
 
+def placed() -> list:
+    """The strips of the add-on's own sequencer scene, where Animate puts the video by default ([] before its first
+    video: the scene is made with it)."""
+    from mtvcrafter_bridge.videos import video_scene
+
+    scene = video_scene()
+    return strips(scene) if scene is not None else []
+
+
+def span(strip) -> tuple[int, int]:
+    """A strip's first frame and length (``left_handle``/``right_handle`` in 5.1+, ``frame_final_*`` before)."""
+    from mtvcrafter_bridge.videos import strip_span
+
+    first, after = strip_span(strip)
+    return first, after - first
+
+
 def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40, backend="preview", size=(128, 96)):
     """An imported armature, the panel set up; ``backend``: chosen in the Backend menu, which lists what the server
     offers once asked (as the panel's Refresh does), so None for a server that does not answer; ``size``: the
@@ -78,25 +95,56 @@ def prepare(sample_pkl, reference_image, url, tmp_path, start=10, frames=40, bac
 
 
 def test_blocking_animate_adds_one_strip_at_the_first_frame(server, sample_pkl, reference_image, tmp_path):
+    """By default in a sequencer scene of the add-on's own, made with the first video (at the scene's rate, the
+    video's size, frames covering the strip): the scene animated still renders the armature."""
+    from mtvcrafter_bridge.videos import video_scene
+
     scene = prepare(sample_pkl, reference_image, server, tmp_path, start=10, frames=40)
+    assert video_scene() is None  # made on first use
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
-    placed = strips(scene)
-    assert len(placed) == 1
-    strip = placed[0]
-    assert strip.type == "MOVIE" and strip.frame_final_start == 10
-    assert strip.frame_final_duration == 40  # one video frame per scene frame: the scene's fps
+    assert strips(scene) == []  # the scene animated: its render is still the armature's
+    (strip,) = placed()
+    assert strip.type == "MOVIE" and span(strip) == (10, 40)  # one video frame per scene frame: the scene's fps
     assert Path(strip.filepath).is_file()
-    # a second run goes on a free channel, never over the first strip
+    own = video_scene()
+    assert own.name == "MTVCrafter Videos" and own != scene
+    assert (own.render.fps, own.render.fps_base) == (scene.render.fps, scene.render.fps_base)
+    assert (own.render.resolution_x, own.render.resolution_y) == (128, 96)  # the video's size
+    assert (own.frame_start, own.frame_end) == (10, 49) and own.view_settings.view_transform == "Standard"
+    assert bpy.context.scene == scene  # the user stays in the scene they animate
+    # a second run goes on a free channel, never over the first strip, in the same scene
+    scene.frame_start, scene.frame_end = 20, 69
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
-    channels = sorted(s.channel for s in strips(scene))
+    channels = sorted(s.channel for s in placed())
     assert len(channels) == 2 and channels[0] != channels[1]
+    assert [s for s in bpy.data.scenes if s.get("mtvcrafter_videos")] == [own]
+    assert (own.frame_start, own.frame_end) == (10, 69)  # grown to show both
+
+
+def test_with_video_strips_on_sequencer_scene_the_strip_goes_into_the_scene_animated(
+    server, sample_pkl, reference_image, tmp_path, monkeypatch
+):
+    """The preferences' other choice: the scene animated (no workspace sequencer scene in background mode), and the
+    report says that its render is now the video."""
+    from mtvcrafter_bridge import animate
+
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=8)
+    monkeypatch.setattr(animate, "video_destination", lambda context: animate.SEQUENCER_SCENE)
+    reports = []
+    animate.animate(bpy.context, wait=True, report=lambda kind, text: reports.append((set(kind), text)))
+    (strip,) = strips(scene)
+    assert span(strip) == (1, 8) and placed() == []
+    assert reports[-2][1].startswith(
+        f"{strip.name}: 8 frames from frame 1 in the scene 'Scene' (rendering 'Scene' now renders the video: "
+        "Post Processing › Sequencer)"
+    )
 
 
 def test_with_the_server_stopped_there_is_an_error_and_no_strip(sample_pkl, reference_image, tmp_path):
     scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{free_port()}", tmp_path, backend=None)
     with pytest.raises(RuntimeError, match="cannot reach the server"):
         bpy.ops.mtvcrafter.animate(wait=True)
-    assert strips(scene) == []
+    assert strips(scene) == [] and placed() == []
 
 
 def test_a_remote_server_needs_online_access(sample_pkl, reference_image, tmp_path):
@@ -104,7 +152,7 @@ def test_a_remote_server_needs_online_access(sample_pkl, reference_image, tmp_pa
     assert not bpy.app.online_access
     with pytest.raises(RuntimeError, match="online access"):
         bpy.ops.mtvcrafter.animate(wait=True)
-    assert strips(scene) == []
+    assert strips(scene) == [] and placed() == []
 
 
 def test_check_motion_reports_the_tokenizer_view_and_adds_a_ghost(server, sample_pkl, reference_image, tmp_path):
@@ -132,8 +180,8 @@ def test_the_preview_range_is_what_gets_animated(server, sample_pkl, reference_i
     scene.use_preview_range = True
     scene.frame_preview_start, scene.frame_preview_end = 30, 59
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
-    (strip,) = strips(scene)
-    assert (strip.frame_final_start, strip.frame_final_duration) == (30, 30)
+    (strip,) = placed()
+    assert span(strip) == (30, 30)
 
 
 def test_a_sequencer_scene_at_another_rate_gets_a_video_at_its_rate(server, sample_pkl, reference_image, tmp_path):
@@ -152,10 +200,10 @@ def test_a_sequencer_scene_at_another_rate_gets_a_video_at_its_rate(server, samp
         assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
     finally:
         animate.target_scene = original
-    assert strips(scene) == []
+    assert strips(scene) == [] and placed() == []
     (strip,) = strips(edit)
     # frame 31 at 30 fps is 1 s after frame 1; at 24 fps that moment is frame 25. 60 frames (2 s) → 48 frames
-    assert (strip.frame_final_start, strip.frame_final_duration) == (25, 48)
+    assert span(strip) == (25, 48)
     assert abs(strip.fps - 24.0) < 1e-3  # the file itself runs at the editing rate: no retiming needed
     # the sub-frame samples are the armature's pose in between frames: frame 31 + 1.25 k
     motion = animate.motion_from_scene(bpy.context, bpy.context.active_object, fps=24.0)
@@ -236,7 +284,7 @@ def test_a_server_that_does_not_speak_json_gives_one_message_and_animate_stays_u
         scene = prepare(sample_pkl, reference_image, f"http://127.0.0.1:{httpd.server_port}", tmp_path, backend=None)
         with pytest.raises(RuntimeError, match="not JSON"):
             bpy.ops.mtvcrafter.animate(wait=True)
-        assert strips(scene) == []
+        assert strips(scene) == [] and placed() == []
         assert bpy.ops.mtvcrafter.animate.poll()  # not stuck "submitting"
     finally:
         httpd.shutdown()
@@ -251,8 +299,8 @@ def test_a_render_preset_decides_backend_and_settings(server, sample_pkl, refere
     scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=20)
     scene.mtvcrafter_preset = "tiny-smoke"
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
-    (strip,) = strips(scene)
-    assert strip.frame_final_duration == 20
+    (strip,) = placed()
+    assert span(strip)[1] == 20
     latest = httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]
     assert latest["backend"] == "tiny" and (latest["width"], latest["height"]) == (64, 64)
     assert latest["params"]["steps"] == 4
@@ -268,8 +316,8 @@ def test_an_image_in_the_blend_file_can_be_the_reference(server, sample_pkl, ref
         image.filepath = ""
     scene.mtvcrafter_reference_image = image
     assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
-    (strip,) = strips(scene)
-    assert (strip.frame_final_start, strip.frame_final_duration) == (5, 12)
+    (strip,) = placed()
+    assert span(strip) == (5, 12)
 
 
 def test_without_a_reference_image_nothing_is_sent(server, sample_pkl, reference_image, tmp_path):
@@ -277,7 +325,7 @@ def test_without_a_reference_image_nothing_is_sent(server, sample_pkl, reference
     scene.mtvcrafter_reference = ""
     with pytest.raises(RuntimeError, match="choose a reference image"):
         bpy.ops.mtvcrafter.animate(wait=True)
-    assert strips(scene) == []
+    assert strips(scene) == [] and placed() == []
 
 
 def test_a_render_preset_that_is_gone_is_one_error_and_leaves_no_temporary_folder(
@@ -294,7 +342,7 @@ def test_a_render_preset_that_is_gone_is_one_error_and_leaves_no_temporary_folde
     monkeypatch.setattr(animate, "load_presets", dict)  # the preset's file was removed meanwhile
     with pytest.raises(RuntimeError, match="render preset .* is gone"):
         bpy.ops.mtvcrafter.animate(wait=True)
-    assert strips(scene) == []
+    assert strips(scene) == [] and placed() == []
     assert not [folder for folder in made if Path(folder).exists()]  # no scratch folder (image copies) left behind
 
 
@@ -320,10 +368,21 @@ def test_animate_and_check_motion_called_from_a_script(server, sample_pkl, refer
         wait=True,
         report=lambda kind, text: reports.append((set(kind), text)),
     )
-    (strip,) = strips(scene)
+    (strip,) = placed()
     assert job.status == "succeeded" and job.strip == strip.name and Path(job.result).is_file()
-    assert (strip.frame_final_start, strip.frame_final_duration) == (5, 20)
-    assert reports[-1] == ({"INFO"}, f"{strip.name}: 20 frames from frame 5")
+    assert span(strip) == (5, 20)
+    where, size = reports[-2:]
+    assert where == (
+        {"INFO"},
+        f"{strip.name}: 20 frames from frame 5 in the scene 'MTVCrafter Videos' (the add-on's own; 'Scene' still "
+        f"renders the armature); the video is in {Path(job.result).parent} (a temporary folder: save the .blend to "
+        "keep videos beside it)",
+    )
+    assert size == (
+        {"WARNING"},
+        "rendered 128×96 by preview: the size given; the camera's render size is 604×1080, another aspect (4:3 "
+        "against 0.56:1)",
+    )
     latest = httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]
     assert latest["backend"] == "preview" and (latest["width"], latest["height"]) == (128, 96)
 
@@ -389,8 +448,8 @@ def test_a_backend_the_server_no_longer_offers_falls_back_to_server_default(
     assert reports[0][0] == {"WARNING"} and "'retired'" in reports[0][1]
     default = next(b["name"] for b in listed if b["default"])
     assert httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]["backend"] == default
-    (strip,) = strips(scene)
-    assert strip.frame_final_duration == 10
+    (strip,) = placed()
+    assert span(strip)[1] == 10
 
 
 # --- the prompt fields (backends with a text prompt: the 17B) -----------------------------------------------------
@@ -415,6 +474,8 @@ class Drawn:
 
     def row(self, **kwargs):
         return Drawn(self)
+
+    column = row
 
     def label(self, **kwargs):
         pass
@@ -507,8 +568,8 @@ def test_animate_sends_the_prompt_to_a_backend_that_takes_it(server, sample_pkl,
     assert (job["params"]["width"], job["params"]["height"]) == (64, 64)  # Backend's size off: the panel's
     # the video, once the server renders tiny-17b: one strip of the motion's length
     assert error is None, f"the tiny-17b job {job['status']}: {job['message']}"
-    (strip,) = strips(scene)
-    assert (strip.frame_final_start, strip.frame_final_duration) == (1, 12)
+    (strip,) = placed()
+    assert span(strip) == (1, 12)
 
 
 def test_a_backend_without_a_prompt_is_sent_none(server, sample_pkl, reference_image, tmp_path):
@@ -518,8 +579,8 @@ def test_a_backend_without_a_prompt_is_sent_none(server, sample_pkl, reference_i
     error, job = animate_and_read_job(server)
     assert error is None and job["status"] == "succeeded"
     assert (job["params"]["prompt"], job["params"]["lora"]) == (None, None)
-    (strip,) = strips(scene)
-    assert strip.frame_final_duration == 8
+    (strip,) = placed()
+    assert span(strip)[1] == 8
 
 
 def test_a_render_preset_with_a_prompt_fills_the_job_params(server, sample_pkl, reference_image, tmp_path):
@@ -555,7 +616,7 @@ def test_a_render_preset_with_a_prompt_fills_the_job_params(server, sample_pkl, 
     assert job["params"]["prompt"] == "The panel's own prompt." and job["params"]["steps"] == 2
     # the videos, once the server renders tiny-17b
     assert first_error is None and error is None, f"the tiny-17b job {job['status']}: {job['message']}"
-    assert [s.frame_final_duration for s in strips(scene)] == [10, 10]
+    assert [span(s)[1] for s in placed()] == [10, 10]
 
 
 # --- the size in Custom: the backend's, or the panel's Width and Height -------------------------------------------
@@ -607,8 +668,8 @@ def submit_and_cancel(server, sample_pkl, reference) -> dict:
 
 def test_custom_size_is_the_backends_unless_width_and_height_are_set(server, sample_pkl, tmp_path):
     """*Backend's size* (on by default) sends no size: tiny-17b, as mvdit-17b, then renders the official size
-    nearest the reference image's aspect (a 9:16 portrait: 384 × 672), where a size in the panel would squash it.
-    Off, the panel's Width and Height are sent."""
+    nearest the reference image's aspect (a 9:16 portrait: 384 × 672; tiny-17b an eighth of it), where a size in the
+    panel would squash it. Off, the panel's Width and Height are sent."""
     from mtvcrafter_bridge import animate
 
     from mtvcrafter.official import aspect_bucket
@@ -626,7 +687,8 @@ def test_custom_size_is_the_backends_unless_width_and_height_are_set(server, sam
     job = submit_and_cancel(server, sample_pkl, portrait)
     assert job["backend"] == "tiny-17b"
     assert job["params"]["width"] is None and job["params"]["height"] is None  # not sent
-    assert (job["width"], job["height"]) == (384, 672) == aspect_bucket(54, 96)  # the server's choice
+    assert aspect_bucket(54, 96) == (384, 672)  # the server's choice: for tiny-17b an eighth, in multiples of 16
+    assert (job["width"], job["height"]) == (384 // 8, 672 // 8 // 16 * 16) == (48, 80)
 
     scene.mtvcrafter_auto_size = False
     scene.mtvcrafter_width, scene.mtvcrafter_height = 96, 160
@@ -642,3 +704,100 @@ def test_custom_size_is_the_backends_unless_width_and_height_are_set(server, sam
     scene.mtvcrafter_preset = "tiny-smoke"
     assert "mtvcrafter_auto_size" not in drawn(bpy.context).props
     assert (animate.panel_params(scene)["width"], animate.panel_params(scene)["height"]) == (64, 64)
+
+
+# --- the size rendered, against the camera's; the video behind the armature ---------------------------------------
+
+
+def test_the_report_says_which_size_was_rendered_and_why(server, sample_pkl, reference_image, tmp_path):
+    """The camera of sample clip 0 renders 604×1080 (a portrait); preview with no size sent renders 512×512: the
+    report says so, why, and warns of the other aspect. Backend's size turned off starts Width × Height at the
+    camera's aspect (288×512), and the report then has no warning."""
+    from mtvcrafter_bridge import animate
+
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=6, size=None)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (604, 1080)
+    reports = []
+    animate.animate(bpy.context, wait=True, report=lambda kind, text: reports.append((set(kind), text)))
+    assert reports[-1] == (
+        {"WARNING"},
+        "rendered 512×512 by preview: no size sent (Backend's size on), the backend's own: 512×512 (tiny: 64×64); "
+        "MV-DiT-17B the official 512-pixel size nearest the reference image's aspect (tiny-17b an eighth of it); "
+        "the camera's render size is 604×1080, another aspect (1:1 against 0.56:1): turn Backend's size off for a "
+        "Width × Height of the camera's aspect",
+    )
+    assert animate.STATE.summary == [text for _, text in reports[-2:]]  # what the panel shows
+
+    scene.mtvcrafter_auto_size = False
+    assert (scene.mtvcrafter_width, scene.mtvcrafter_height) == (288, 512)  # 604:1080, sides in multiples of 16
+    reports.clear()
+    animate.animate(bpy.context, wait=True, report=lambda kind, text: reports.append((set(kind), text)))
+    assert reports[-1] == (
+        {"INFO"},
+        "rendered 288×512 by preview: the panel's Width × Height (Backend's size off); the camera's render size is "
+        "604×1080",
+    )
+    # the button beside Width and Height: the camera's aspect again, keeping the longer side
+    scene.mtvcrafter_width, scene.mtvcrafter_height = 640, 64
+    assert bpy.ops.mtvcrafter.size_from_camera() == {"FINISHED"}
+    assert (scene.mtvcrafter_width, scene.mtvcrafter_height) == (352, 640)  # 640 · 604 / 1080 = 358 → 352
+
+
+def test_show_video_behind_puts_the_clip_behind_the_armature_in_time(server, sample_pkl, reference_image, tmp_path):
+    """One click after Animate: the video as the camera's background movie clip, at the opacity chosen, starting at
+    the motion's first frame; a second click replaces it, Hide hides it. The panel offers it once there is a video."""
+    from mtvcrafter_bridge.panels import MTVCRAFTER_PT_panel
+    from test_retarget import draw_panel
+
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=10, frames=12)
+    armature = bpy.context.active_object
+
+    def offered():
+        calls = draw_panel(bpy.context, MTVCRAFTER_PT_panel)  # checked against the real UILayout API
+        return [args.get("text", "") for name, args in calls if args.get("operator") == "mtvcrafter.video_behind"]
+
+    assert offered() == [] and "mtvcrafter_video" not in armature
+    with pytest.raises(RuntimeError, match="has no video yet: Animate it first"):
+        bpy.ops.mtvcrafter.video_behind()
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    (strip,) = placed()
+    assert offered() == [""]  # its label: Show Video Behind the Armature
+    assert bpy.ops.mtvcrafter.video_behind(opacity=0.4) == {"FINISHED"}
+    camera = scene.camera
+    (background,) = camera.data.background_images
+    clip = background.clip
+    assert background.source == "MOVIE_CLIP" and not background.use_camera_clip and background.show_background_image
+    assert Path(bpy.path.abspath(clip.filepath)) == Path(bpy.path.abspath(strip.filepath))
+    assert (clip.frame_start, clip.frame_offset, clip.frame_duration) == (10, 0, 12)  # scene frames 10–21
+    assert abs(clip.fps - 30.0) < 1e-3  # the scene's rate: in time with the armature
+    assert abs(background.alpha - 0.4) < 1e-6 and background.display_depth == "BACK"
+    assert camera.data.show_background_images
+    assert offered() == ["Hide Video Behind"]
+
+    assert bpy.ops.mtvcrafter.video_behind(opacity=0.7) == {"FINISHED"}  # again: replaced, not stacked
+    assert len(camera.data.background_images) == 1 and abs(camera.data.background_images[0].alpha - 0.7) < 1e-6
+    assert bpy.ops.mtvcrafter.video_behind(show=False) == {"FINISHED"}
+    assert not camera.data.background_images[0].show_background_image
+    assert offered() == [""]
+
+
+def test_a_background_job_places_its_strip_and_keeps_the_reports_for_the_panel(
+    server, sample_pkl, reference_image, tmp_path, capfd
+):
+    """Without wait, the timer places the strip (called here by hand: background Blender runs no timers); with no
+    operator left to report to, the lines are printed and kept for the panel."""
+    from mtvcrafter_bridge import animate
+
+    prepare(sample_pkl, reference_image, server, tmp_path, start=3, frames=6)
+    state = animate.animate(bpy.context, report=lambda kind, text: None)
+    deadline = time.time() + 60
+    while not (state.result or state.error) and time.time() < deadline:
+        time.sleep(0.05)
+    assert state.result and not state.error
+    capfd.readouterr()
+    assert animate._poll_job() is None  # done: the timer stops
+    (strip,) = placed()
+    assert span(strip) == (3, 6) and state.strip == strip.name
+    assert len(state.summary) == 2 and state.summary[0].startswith(f"{strip.name}: 6 frames from frame 3 in the scene")
+    out = capfd.readouterr().out
+    assert all(line in out for line in state.summary)

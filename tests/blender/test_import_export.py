@@ -197,17 +197,124 @@ def test_import_motion_and_export_motion_called_from_a_script(clean_scene, sampl
     obj = import_motion(clean_scene, sample_pkl, 2, report=lambda kind, text: reports.append((set(kind), text)))
     assert obj == bpy.context.active_object and obj.type == "ARMATURE" and len(obj.data.bones) == 24
     assert all(len(c.keyframe_points) == motion.num_frames for c in fcurves_of(obj))
-    ((kind, text),) = reports
+    (kind, text), changed = reports
     assert kind == {"INFO"} and text.startswith(f"{obj.name}: {motion.num_frames} frames, rotations fitted, ")
+    height, width = motion.image_size
+    assert changed == (  # an empty factory scene: 24 fps, frames 1–250, 1920×1080, no camera
+        {"INFO"},
+        f"scene settings changed: fps 24 → 30, frames 1–250 → 1–{motion.num_frames}, render size 1920×1080 → "
+        f"{width}×{height}, camera none → {bpy.context.scene.camera.name} (Keep Scene Settings imports without "
+        "changing them)",
+    )
+    reports.clear()
 
     path = tmp_path / "script.pkl"  # the official layout: the suffix decides
     written = export_motion(clean_scene, path, obj, report=lambda kind, text: reports.append((set(kind), text)))
     (exported,) = load_motions(path)
     assert exported.num_frames == written.num_frames == motion.num_frames
     assert np.linalg.norm(exported.joints - motion.joints, axis=-1).mean() < 15.0
-    assert reports[-1] == ({"INFO"}, f"wrote {path}: {motion.num_frames} frames at 30 fps")
+    assert reports == [({"INFO"}, f"wrote {path}: {motion.num_frames} frames at 30 fps")]
 
     armatures = [o for o in bpy.data.objects if o.type == "ARMATURE"]
     with pytest.raises(MotionError, match=rf"{sample_pkl.name}: clip 9 requested, the file holds 5"):
         import_motion(clean_scene, sample_pkl, 9)
     assert [o for o in bpy.data.objects if o.type == "ARMATURE"] == armatures
+
+
+# --- the scene's settings: what an import changes, and Keep Scene Settings ----------------------------------------
+
+
+def settings_of(scene) -> tuple:
+    render = scene.render
+    return (
+        render.fps,
+        render.fps_base,
+        scene.frame_start,
+        scene.frame_end,
+        render.resolution_x,
+        render.resolution_y,
+        render.resolution_percentage,
+        scene.camera,
+    )
+
+
+def test_an_import_into_the_startup_scene_reports_every_setting_it_changed(sample_pkl, capfd):
+    """A first run: the startup file (24 fps, frames 1–250, 1920×1080, its own camera). The import asks nothing but
+    says what it changed, old → new; the startup camera stays, no longer the scene camera."""
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    motion = load_motions(sample_pkl)[0]
+    capfd.readouterr()
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=0) == {"FINISHED"}
+    out = capfd.readouterr().out
+    scene = bpy.context.scene
+    height, width = motion.image_size
+    line = (
+        f"Info: scene settings changed: fps 24 → 30, frames 1–250 → 1–{motion.num_frames}, render size 1920×1080 → "
+        f"{width}×{height}, camera Camera → {scene.camera.name} (Keep Scene Settings imports without changing them)"
+    )
+    assert line in out.splitlines()
+    assert "Camera" in bpy.data.objects and scene.camera.name != "Camera"
+
+
+def test_keep_scene_settings_resamples_the_motion_to_the_scene_and_changes_nothing(sample_pkl, tmp_path, capfd):
+    """Keep Scene Settings: frame rate, range, render size and scene camera as they were; the 30 fps motion is keyed
+    at the scene's 24 fps over the same time (as Animate samples for another rate), seen through the scene camera.
+    Each kept frame is the motion at that moment: frame 1 + 4k is the motion's frame 1 + 5k, equal to an ordinary
+    import's key there."""
+    motion = load_motions(sample_pkl)[0]  # 127 frames at 30 fps
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=0) == {"FINISHED"}
+    ordinary = export(tmp_path, "ordinary.npz")
+
+    bpy.ops.wm.read_factory_settings(use_empty=False)
+    scene = bpy.context.scene
+    scene.render.resolution_percentage = 50
+    before = settings_of(scene)
+    cameras = {o.name for o in bpy.data.objects if o.type == "CAMERA"}
+    capfd.readouterr()
+    result = bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=0, keep_scene_settings=True)
+    assert result == {"FINISHED"}
+    out = capfd.readouterr().out
+    obj = bpy.context.active_object
+    assert settings_of(scene) == before and scene.camera.name == "Camera"
+    assert {o.name for o in bpy.data.objects if o.type == "CAMERA"} == cameras  # no camera added
+    frames = round(motion.num_frames * 24 / 30)  # 102: the same 4.23 s at 24 fps
+    curves = fcurves_of(obj)
+    assert all(len(c.keyframe_points) == frames for c in curves)
+    keys = np.empty(2 * frames)
+    curves[0].keyframe_points.foreach_get("co", keys)
+    np.testing.assert_array_equal(keys[0::2], np.arange(1, frames + 1))  # one key per whole scene frame
+    assert f"Info: {obj.name}: {frames} frames, resampled from 127 at 30 fps, rotations fitted, " in out
+    assert "Info: scene settings kept: fps 24, frames 1–250, render size 1920×1080 at 50%, camera Camera" in out
+
+    scene.frame_start, scene.frame_end = 1, frames
+    kept = export(tmp_path, "kept.npz")
+    assert kept.fps == 24 and kept.num_frames == frames
+    same_moments = np.arange(0, frames, 4)  # 24 fps frame 4k = 30 fps frame 5k
+    assert np.abs(kept.joints[same_moments] - ordinary.joints[same_moments * 5 // 4]).max() < 0.5  # mm
+    error = np.linalg.norm(kept.joints[same_moments] - motion.joints[same_moments * 5 // 4], axis=-1).mean()
+    report(
+        HEADING, f"Keep Scene Settings (30 → 24 fps, scene camera): {error:.2f} mm from the motion at the same moments"
+    )
+    assert error < 15.0
+
+
+def test_keep_scene_settings_in_a_scene_without_a_camera_adds_only_the_camera(clean_scene, sample_pkl, capfd):
+    scene = clean_scene.scene
+    scene.render.fps = 30
+    capfd.readouterr()
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(sample_pkl), clip_index=1, keep_scene_settings=True)
+    out = capfd.readouterr().out
+    assert (scene.frame_start, scene.frame_end, scene.render.resolution_x, scene.render.resolution_y) == (
+        1,
+        250,
+        1920,
+        1080,
+    )
+    assert scene.camera is not None  # the motion's camera: there was none to keep
+    obj = bpy.context.active_object
+    assert len(fcurves_of(obj)[0].keyframe_points) == 299  # the same rate: nothing resampled
+    assert (
+        f"Info: scene settings kept: fps 30, frames 1–250, render size 1920×1080; changed: camera none → "
+        f"{scene.camera.name}; the motion's frames 1–299 reach past the scene's range"
+    ) in out

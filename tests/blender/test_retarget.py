@@ -790,11 +790,18 @@ def _rna_properties(data):
     return (data if isinstance(data, bpy.types.Struct) else data.bl_rna).properties
 
 
+def operator_properties(idname: str):
+    """An operator's properties, by its ``category.name`` (the public ``get_rna_type``: Blender 5.1 removed the
+    private ``bpy.ops._op_get_rna_type``)."""
+    category, name = idname.split(".")
+    return getattr(getattr(bpy.ops, category), name).get_rna_type().properties
+
+
 class OperatorButton:
     """What ``layout.operator`` returns: its properties, checked against the operator's."""
 
     def __init__(self, idname):
-        object.__setattr__(self, "properties", bpy.ops._op_get_rna_type(idname).properties)
+        object.__setattr__(self, "properties", operator_properties(idname))
         object.__setattr__(self, "values", {})
 
     def __setattr__(self, name, value):
@@ -825,7 +832,7 @@ class FakeLayout:
                 assert bound["search_property"] in _rna_properties(bound["search_data"])
             if name in ("operator", "operator_menu_enum"):
                 assert "." in bound["operator"]
-                properties = bpy.ops._op_get_rna_type(bound["operator"]).properties
+                properties = operator_properties(bound["operator"])
                 assert name == "operator" or bound["property"] in properties
             self.calls.append((name, bound))
             if name in ("row", "column", "box", "split"):
