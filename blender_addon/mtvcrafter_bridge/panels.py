@@ -155,9 +155,9 @@ SCENE_PROPS = {
     "mtvcrafter_backend": EnumProperty(name="Backend", items=animate.backend_items, default=0),
     "mtvcrafter_auto_size": BoolProperty(
         name="Backend's size",
-        description="Let the backend pick the video size: 512×512, or for MV-DiT-17B and tiny-17b the official "
-        "512-pixel size nearest the reference image's aspect. Off: Width and Height below, which then start at "
-        "the camera's aspect",
+        description="Let the backend pick the video size: 512×512 (the tiny backends 64×64), or for MV-DiT-17B the "
+        "official 512-pixel size nearest the reference image's aspect (tiny-17b an eighth of it). Off: Width and "
+        "Height below, which then start at the camera's aspect",
         default=True,
         update=animate.auto_size_changed,
     ),
