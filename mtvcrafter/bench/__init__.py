@@ -55,8 +55,15 @@ def run_benchmarks(
     size: str | None = None,
     compile_blocks: bool | None = None,
     model: str = "7b",
+    examples: int | None = None,
+    seed: int | None = None,
 ) -> int:
-    """Run one suite; the exit status is 1 when a goal is missed."""
+    """Run one suite; the exit status is 1 when a goal is missed (fuzz: when a reader raised something
+    unexpected)."""
+    if suite == "fuzz":
+        from .fuzz import fuzz_benchmark
+
+        return fuzz_benchmark(examples=examples or (100 if quick else 500), seed=seed)
     if suite == "motion":
         from .motion import motion_benchmarks
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from .common import UsageError
+
 
 def add_parser(commands) -> None:
     bench = commands.add_parser("bench", help="benchmarks against baselines measured in the same run")
     bench.add_argument(
         "suite",
-        choices=("motion", "tokenizer", "dit", "server", "blender"),
+        choices=("motion", "tokenizer", "dit", "server", "blender", "fuzz"),
         help="what to measure (blender: run "
-        "with Blender's Python, .venv-blender/bin/python -m mtvcrafter bench blender)",
+        "with Blender's Python, .venv-blender/bin/python -m mtvcrafter bench blender; fuzz: feed every reader of "
+        "outside bytes mutated and generated files, exit status 1 on any unexpected error)",
     )
     bench.add_argument(
         "--size",
@@ -28,10 +31,26 @@ def add_parser(commands) -> None:
         "--model", choices=("7b", "17b"), default="7b", help="dit: which MV-DiT (default 7b; 17b: MV-DiT-17B on Wan2.1)"
     )
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
+    bench.add_argument(
+        "--examples", type=int, metavar="N", help="fuzz: inputs per reader (default 500; 100 with --quick)"
+    )
+    bench.add_argument(
+        "--seed", type=int, help="fuzz: the random seed, to run the same inputs again (default: a new one, printed)"
+    )
     bench.set_defaults(run=bench_command)
 
 
 def bench_command(args: argparse.Namespace) -> int:
     from mtvcrafter.bench import run_benchmarks
 
-    return run_benchmarks(args.suite, quick=args.quick, size=args.size, compile_blocks=args.compile, model=args.model)
+    if args.examples is not None and args.examples < 1:
+        raise UsageError("--examples must be 1 or more")
+    return run_benchmarks(
+        args.suite,
+        quick=args.quick,
+        size=args.size,
+        compile_blocks=args.compile,
+        model=args.model,
+        examples=args.examples,
+        seed=args.seed,
+    )

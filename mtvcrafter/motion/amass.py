@@ -11,12 +11,17 @@ from .bodymodel import RestSkeleton, find_body_model_file, load_body_model_skele
 from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE, frame_person_z_up
 from .errors import MotionError
 from .kinematics import forward_kinematics
-from .motion import Motion
+from .motion import MAX_FRAMES, Motion
+from .npz_archive import NpzArchive, ObjectArrayError
 from .rotations import axis_angle_to_matrix, matrix_to_quaternion
 from .skeleton import rest_offsets_from_joints
 
 _POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
 _FAMILIES = {72: "smpl", 156: "smplh", 165: "smplx"}
+#: Most values a per-frame field may hold (the widest pose, SMPL-X's 165, for every frame a motion may have);
+#: shape and the other fields are small.
+_PER_FRAME = MAX_FRAMES * 165
+_LIMITS = {"betas": 10_000, "gender": 1, "mocap_framerate": 1, "mocap_frame_rate": 1}
 
 
 def is_amass(keys: set[str]) -> bool:
@@ -38,6 +43,12 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
     def field(name: str) -> np.ndarray | None:
         if name not in data:
             return None
+        if isinstance(data, NpzArchive):
+            limit = _LIMITS.get(name, _PER_FRAME)
+            try:  # text fields (gender) up to 256 characters, numbers up to 8 bytes each (16 when single)
+                return data.read(name, max_elements=limit, max_bytes=1024 if limit == 1 else 8 * limit)
+            except ObjectArrayError:  # some releases store extras as Python objects: never read, as if absent
+                return None
         try:
             return np.asarray(data[name])
         except ValueError:  # object arrays under allow_pickle=False
@@ -100,7 +111,7 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
     gender = "neutral"
     if gender_field is not None and gender_field.size == 1:
         raw = gender_field.reshape(-1)[0]
-        gender = (raw.decode() if isinstance(raw, bytes) else str(raw)).strip().lower() or "neutral"
+        gender = (raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)).strip().lower()[:40] or "neutral"
 
     skeleton: RestSkeleton
     family = _FAMILIES.get(poses.shape[1])

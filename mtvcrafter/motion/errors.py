@@ -18,3 +18,7 @@ class MotionError(ValueError):
         if field:
             where.append(f"field '{field}'")
         super().__init__(f"{': '.join(where)}: {message}" if where else message)
+
+
+class MotionLimitError(MotionError):
+    """A motion beyond a size limit of the reader (frames, characters): valid, but too large to take."""

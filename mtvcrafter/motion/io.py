@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from .amass import is_amass, read_amass
 from .bone_maps import BoneMap
@@ -14,6 +11,7 @@ from .camera import CameraFile, CameraPlacement
 from .errors import MotionError
 from .motion import Motion
 from .npz import is_our_npz, read_npz, write_npz
+from .npz_archive import NpzArchive, list_names
 from .official import read_official_pickle, write_official_pickle
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
@@ -56,11 +54,7 @@ def load_motions(
     if suffix in PICKLE_SUFFIXES:
         return read_official_pickle(path, fps=fps)
     if suffix == ".npz":
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise MotionError(f"not a readable .npz file ({exc})", source=str(path)) from None
-        with data:
+        with NpzArchive(path) as data:
             keys = set(data.files)
             if is_our_npz(keys):
                 return [read_npz(path, data)]
@@ -68,7 +62,7 @@ def load_motions(
                 return [read_amass(path, data, body_model=body_model, fps=fps)]
         raise MotionError(
             f"an .npz with neither our motion fields (format, joints) nor AMASS fields (poses, trans); "
-            f"it has: {', '.join(sorted(keys)) or 'nothing'}",
+            f"it has: {list_names(keys)}",
             source=str(path),
         )
     raise MotionError(f"unknown motion file type '{path.suffix}'; readable: {READABLE}", source=str(path))

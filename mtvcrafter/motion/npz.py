@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import numpy as np
 
 from .errors import MotionError
 from .motion import MAX_FRAMES, Motion
+from .npz_archive import NpzArchive
 
 FORMAT = "mtvcrafter-motion"
 VERSION = 1
@@ -31,6 +30,18 @@ _MAX_ELEMENTS = {
     "betas": 1000,
 }
 _MAX_INFO_CHARS = 1 << 20
+#: Longest ``format`` string read (the right one has 17 characters).
+_MAX_FORMAT_CHARS = 64
+
+
+def _max_bytes(name: str) -> int:
+    """Most bytes a field may hold: numbers of up to 8 bytes each (16 for the single numbers); text for
+    ``format`` and ``info`` (4 bytes a character, as numpy stores it)."""
+    if name == "info":
+        return 4 * _MAX_INFO_CHARS
+    if name == "format":
+        return 4 * _MAX_FORMAT_CHARS
+    return 16 * _MAX_ELEMENTS[name] if _MAX_ELEMENTS[name] == 1 else 8 * _MAX_ELEMENTS[name]
 
 
 def is_our_npz(keys: set[str]) -> bool:
@@ -79,53 +90,28 @@ def write_npz(motion: Motion, path: str | Path) -> None:
 
 
 def read_npz(path: str | Path, arrays: Any = None) -> Motion:
-    """Read our ``.npz`` (``allow_pickle=False``: object arrays are refused)."""
-    source = str(path)
-    try:
-        data = arrays if arrays is not None else np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise MotionError(f"not a readable .npz file ({exc})", source=source) from None
-    return motion_from_arrays(data, source)
+    """Read our ``.npz`` (never a pickle: arrays of Python objects are refused).
 
-
-def check_field_sizes(data: Any, source: str) -> None:
-    """Refuse oversized fields of an opened ``.npz`` from their headers alone, before reading them.
-
-    A few kilobytes of compressed zeros can otherwise declare gigabytes.
-    """
-    archive = getattr(data, "zip", None)
-    if archive is None:
-        return
-    for name in data.files:
-        limit = _MAX_ELEMENTS.get(name)
-        if limit is None and name != "info":
-            continue  # unknown fields are never read
-        try:
-            with archive.open(f"{name}.npy") as handle:
-                version = np.lib.format.read_magic(handle)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-                else:
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise MotionError(f"not a readable array ({exc})", source=source, field=name) from None
-        count = math.prod(shape)
-        if name == "info":
-            count *= max(dtype.itemsize // 4, 1)
-            limit = _MAX_INFO_CHARS
-        if count > limit:
-            raise MotionError(
-                f"holds {count:,} values, more than the {limit:,} a motion file may have", source=source, field=name
-            )
+    ``arrays``: the file already opened (an :class:`NpzArchive` or a mapping of arrays); ``path`` then only
+    names it in messages."""
+    if arrays is not None:
+        return motion_from_arrays(arrays, str(path))
+    with NpzArchive(path) as archive:
+        return motion_from_arrays(archive, archive.source)
 
 
 def motion_from_arrays(data: Any, source: str) -> Motion:
-    """Build a motion from the arrays of our ``.npz`` layout, checking every field."""
-    check_field_sizes(data, source)
+    """Build a motion from the arrays of our ``.npz`` layout, checking every field.
+
+    ``data``: an :class:`~mtvcrafter.motion.npz_archive.NpzArchive` (each field read only up to the size it
+    may have, checked from its header) or a mapping of arrays."""
 
     def get(name: str) -> np.ndarray | None:
         if name not in data:
             return None
+        if isinstance(data, NpzArchive):
+            limit = 1 if name == "info" else _MAX_ELEMENTS[name]
+            return data.read(name, max_elements=limit, max_bytes=_max_bytes(name))
         try:
             return np.asarray(data[name])
         except ValueError:
@@ -165,10 +151,15 @@ def motion_from_arrays(data: Any, source: str) -> Motion:
     info: dict[str, Any] = {}
     raw_info = get("info")
     if raw_info is not None:
+        if raw_info.shape != () or raw_info.dtype.kind not in "US":
+            raise MotionError("must be one JSON text", source=source, field="info")
         try:
-            info = json.loads(str(raw_info))
-        except json.JSONDecodeError:
+            text = raw_info.item()
+            info = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise MotionError("is not valid JSON", source=source, field="info") from None
+        except RecursionError:
+            raise MotionError("is JSON nested too deeply", source=source, field="info") from None
         if (
             not isinstance(info, dict)
             or not isinstance(info.get("notes", []), list)

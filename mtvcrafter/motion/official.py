@@ -10,6 +10,7 @@ import numpy as np
 
 from .errors import MotionError
 from .motion import Motion
+from .npz_archive import list_names
 from .safe_pickle import safe_load_pickle
 from .skeleton import NUM_JOINTS
 
@@ -37,7 +38,9 @@ def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None
     if not isinstance(clip, dict):
         raise MotionError(f"expected a dict per clip, found {type(clip).__name__}", source=where)
     if "pose" not in clip:
-        raise MotionError(f"no 'pose' in the clip (keys: {', '.join(map(str, clip))})", source=where, field="pose")
+        raise MotionError(
+            f"no 'pose' in the clip (keys: {list_names([str(k) for k in clip])})", source=where, field="pose"
+        )
     joints = _pose_to_joints(clip["pose"], where)
     notes = []
     if fps is None:
@@ -49,8 +52,9 @@ def _read_clip(clip: Any, index: int, source: str, count: int, fps: float | None
     height, width = _int_field(clip, "video_height", where), _int_field(clip, "video_width", where)
     image_size = (height, width) if height is not None and width is not None else None
     metadata = {k: v for k, v in clip.items() if k != "pose"}
-    video = clip.get("video_path") or clip.get("file_path")
-    name = _stem(str(video)) if video else f"clip{index}"
+    # the name from the first of the paths that is text (any other value is kept in metadata, unused)
+    video = next((v for v in (clip.get("video_path"), clip.get("file_path")) if isinstance(v, str) and v), None)
+    name = _stem(video) if video else f"clip{index}"
     return Motion(
         joints=joints,
         fps=fps,
@@ -83,7 +87,7 @@ def _pose_to_joints(pose: Any, where: str) -> np.ndarray:
     if isinstance(pose, dict):
         if "joints3d_nonparam" not in pose:
             raise MotionError(
-                f"the pose dict has no 'joints3d_nonparam' (keys: {', '.join(map(str, pose))})",
+                f"the pose dict has no 'joints3d_nonparam' (keys: {list_names([str(k) for k in pose])})",
                 source=where,
                 field="pose",
             )

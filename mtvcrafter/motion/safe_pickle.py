@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import pickletools
 import struct
 import zipfile
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import MotionError
+from .npz_archive import one_line
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 #: Most array elements one file may produce in all (about 930,000 frames of 24 joints x 3):
@@ -294,6 +296,26 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
+_MEMO_WRITES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def _check_opcodes(stream: io.BytesIO) -> None:
+    """Walk the opcodes of the pickle at the stream's position (nothing is built or called), then rewind.
+
+    Refuses what pickle itself would take huge memory for before failing: a memo index beyond the number of
+    opcodes (pickle's memo is an array as long as the largest index: 4 bytes can ask for gigabytes), and data
+    lengths beyond the end of the file (pickle allocates the declared length before reading)."""
+    start = stream.tell()
+    try:
+        for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
+            if opcode.name in _MEMO_WRITES and not 0 <= int(arg) <= count:
+                raise pickle.UnpicklingError(f"a memo index ({int(arg):,}) beyond the pickle's length")
+    except ValueError as exc:  # pickletools: an unknown opcode, data shorter than declared, a missing STOP
+        raise pickle.UnpicklingError(f"a damaged pickle ({one_line(exc)})") from None
+    finally:
+        stream.seek(start)
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(
         self,
@@ -303,9 +325,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
         archive: tuple[str, zipfile.ZipFile] | None = None,
     ):
         super().__init__(file)
+        self._file = file
         self._source = source
         self._storages = storages
         self._archive = archive
+
+    def load(self) -> Any:
+        _check_opcodes(self._file)
+        return super().load()
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("torch.storage", "_load_from_bytes"):
@@ -322,7 +349,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            raise pickle.UnpicklingError(f"an unsupported persistent id (a {type(pid).__name__})")
         kind, key, numel = pid[1], str(pid[2]), pid[4]
         if self._storages is None:
             raise pickle.UnpicklingError("tensor data outside a torch file")
@@ -441,6 +468,8 @@ def safe_load_pickle(path: str | Path) -> Any:
     except MotionError:
         raise
     except Exception as exc:  # only our checked stand-ins ran, so any failure means a malformed file
-        raise MotionError(f"not a readable motion pickle ({type(exc).__name__}: {exc})", source=source) from None
+        raise MotionError(
+            f"not a readable motion pickle ({type(exc).__name__}: {one_line(exc)})", source=source
+        ) from None
     finally:
         _budget.reset(token)

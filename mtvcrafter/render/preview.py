@@ -5,6 +5,8 @@ It shows, without any model, what motion a job will follow and how it sits over 
 
 from __future__ import annotations
 
+import re
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -28,8 +30,30 @@ OVERLAY_COLOUR = (255, 255, 255)
 MAX_IMAGE_PIXELS = 64_000_000
 
 
+#: What a damaged image file makes Pillow's decoders raise.
+_DAMAGED_IMAGE = (
+    OSError,
+    ValueError,
+    EOFError,
+    SyntaxError,
+    struct.error,
+    IndexError,
+    TypeError,
+    ZeroDivisionError,
+    KeyError,
+    RuntimeError,
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """Pillow's message as one short line, without the repr of a file object."""
+    text = " ".join(re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the data", str(exc)).split())
+    return (text[:159] + "…" if len(text) > 160 else text) or type(exc).__name__
+
+
 def open_reference(path: str | Path) -> Image.Image:
-    """The reference image file as RGB (:func:`flatten_reference`), or :class:`RenderError` naming the file."""
+    """The reference image file as RGB (:func:`flatten_reference`), or :class:`RenderError` of one line naming
+    the file and the problem."""
     path = Path(path)
     try:
         with Image.open(path) as opened:
@@ -40,14 +64,24 @@ def open_reference(path: str | Path) -> Image.Image:
                 )
             opened.load()
             return flatten_reference(opened)
+    except RenderError:
+        raise
     except FileNotFoundError:
         raise RenderError(f"{path}: no such reference image") from None
+    except IsADirectoryError:
+        raise RenderError(f"{path}: is a folder, not a reference image") from None
     except Image.DecompressionBombError:
         raise RenderError(
             f"{path}: the image declares more than {MAX_IMAGE_PIXELS:,} pixels; scale it down first"
         ) from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RenderError(f"{path}: not a readable image ({exc})") from None
+    except UnidentifiedImageError:
+        raise RenderError(
+            f"{path}: not a readable image: not an image file (reference images are PNG, JPEG, WebP, BMP …)"
+        ) from None
+    except PermissionError as exc:
+        raise RenderError(f"{path}: cannot read the image ({exc.strerror})") from None
+    except _DAMAGED_IMAGE as exc:
+        raise RenderError(f"{path}: not a readable image: the image is damaged ({_reason(exc)})") from None
 
 
 def flatten_reference(picture: Image.Image) -> Image.Image:

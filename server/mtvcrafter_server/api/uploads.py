@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zipfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
 from mtvcrafter.backends import Backend, RenderSettings, SettingsError
 from mtvcrafter.motion import Motion, MotionError, save_motion
+from mtvcrafter.motion.errors import MotionLimitError
+from mtvcrafter.motion.json_motion import MAX_NAME_CHARS, read_json_motion
 from mtvcrafter.motion.npz import read_npz
+from mtvcrafter.motion.npz_archive import NpzArchive, one_line
 from mtvcrafter.render import flatten_reference
 
 from ..jobs.params import JobParams
@@ -39,8 +43,28 @@ def parse_params(text: str | None) -> JobParams:
         raise ApiError(422, "invalid_params", f"params.{where}: {first['msg']}", field=f"params.{where}") from None
 
 
+#: Most bytes of a motion's notes and source fields (the ``info`` of the stored ``motion.npz``) a job may carry.
+MAX_INFO_BYTES = 64 * 2**10
+_DAMAGED_IMAGE = (
+    OSError,
+    ValueError,
+    EOFError,
+    SyntaxError,
+    struct.error,
+    IndexError,
+    TypeError,
+    ZeroDivisionError,
+    KeyError,
+    RuntimeError,
+    Image.DecompressionBombError,
+)
+
+
 def read_motion(data: bytes, filename: str, workdir: Path, max_frames: int) -> Motion:
-    """A motion from our ``.npz`` (``allow_pickle=False``) or JSON ``{"joints": [[[x, y, z] × 24] × T], "fps": …}``."""
+    """A motion from our ``.npz`` (never a pickle) or JSON ``{"joints": [[[x, y, z] × 24] × T], "fps": …}``
+    (:mod:`mtvcrafter.motion.json_motion`, read as it streams), every field checked; refused as 413 beyond
+    ``max_frames``, 415 in another format, 422 naming the field otherwise. Nothing is written (``workdir`` is
+    not used), and no message holds a path of this server."""
     name = (filename or "").lower()
     if not data:
         raise ApiError(422, "invalid_motion", "the motion file is empty", field="motion")
@@ -52,50 +76,73 @@ def read_motion(data: bytes, filename: str, workdir: Path, max_frames: int) -> M
             "mtvcrafter motion convert IN.pkl OUT.npz",
             field="motion",
         )
-    if data[:2] == b"PK":
-        _check_zip(data, max_frames)
-        path = workdir / "upload.npz"
-        path.write_bytes(data)
-        try:
-            motion = read_npz(path)
-        except MotionError as exc:
-            message = str(exc).replace(str(path), "motion.npz")
-            raise ApiError(422, "invalid_motion", message, field=f"motion.{exc.field or 'file'}") from None
-        finally:
-            path.unlink(missing_ok=True)
-    elif data.lstrip()[:1] == b"{":
-        motion = _motion_from_json(data)
-    else:
+    try:
+        if data[:2] == b"PK":
+            _check_zip(data, max_frames)
+            with NpzArchive(data, source="motion.npz") as archive:
+                motion = read_npz("motion.npz", archive)
+        elif data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"{":
+            motion = read_json_motion(data, source="motion.json", max_frames=max_frames)
+        else:
+            raise ApiError(
+                415,
+                "unsupported_motion",
+                "the motion must be our .npz or JSON (pickles are not accepted; convert "
+                "with: mtvcrafter motion convert IN OUT.npz)",
+                field="motion",
+            )
+    except MotionLimitError:
+        raise _too_long(f"more than {max_frames}", max_frames) from None
+    except MotionError as exc:
         raise ApiError(
-            415,
-            "unsupported_motion",
-            "the motion must be our .npz or JSON (pickles are not accepted; convert "
-            "with: mtvcrafter motion convert IN OUT.npz)",
-            field="motion",
-        )
+            422, "invalid_motion", str(exc), field=f"motion.{exc.field}" if exc.field else "motion"
+        ) from None
     if motion.num_frames > max_frames:
-        raise ApiError(
-            413,
-            "motion_too_long",
-            f"the motion has {motion.num_frames} frames; this server takes at most {max_frames}",
-            field="motion.joints",
-        )
+        raise _too_long(str(motion.num_frames), max_frames)
+    _check_storable(motion)
     return motion
+
+
+def _too_long(frames: str, max_frames: int) -> ApiError:
+    return ApiError(
+        413,
+        "motion_too_long",
+        f"the motion has {frames} frames; this server takes at most {max_frames}",
+        field="motion.joints",
+    )
+
+
+def _check_storable(motion: Motion) -> None:
+    """Refuse, at submit, what the job's stored ``motion.npz`` could not be read back with (a name or notes
+    beyond what a motion file holds), so that a job never fails later for its input."""
+    if len(motion.name) > MAX_NAME_CHARS:
+        raise ApiError(
+            422,
+            "invalid_motion",
+            f"motion: the name has {len(motion.name):,} characters; at most {MAX_NAME_CHARS}",
+            field="motion.name",
+        )
+    info = json.dumps([motion.notes, motion.metadata], ensure_ascii=False, default=str)
+    if len(info.encode()) > MAX_INFO_BYTES:
+        raise ApiError(
+            422,
+            "invalid_motion",
+            f"motion: its notes and source fields (info) take {len(info.encode()):,} bytes; at most {MAX_INFO_BYTES:,}",
+            field="motion.info",
+        )
 
 
 def _check_zip(data: bytes, max_frames: int) -> None:
     """Refuse an .npz whose members would expand beyond what ``max_frames`` of motion can need
     (a compressed file can declare gigabytes of zeros), from the zip directory alone."""
-    import zipfile
-
     # joints float32, rotations up to float64 (T, 24, 4), root translation, small fields: generous bound
     budget = max_frames * 24 * 4 * 8 * 2 + (1 << 20)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, struct.error) as exc:
         raise ApiError(
-            422, "invalid_motion", f"the motion .npz is not a valid zip file ({exc})", field="motion"
+            422, "invalid_motion", f"motion.npz: not a readable .npz file: {one_line(exc)}", field="motion"
         ) from None
     total = sum(m.file_size for m in members)
     if len(members) > 64 or total > budget:
@@ -108,58 +155,29 @@ def _check_zip(data: bytes, max_frames: int) -> None:
         )
 
 
-def _motion_from_json(data: bytes) -> Motion:
-    try:
-        obj = json.loads(data)
-    except RecursionError:
-        raise ApiError(422, "invalid_motion", "motion JSON is nested too deeply", field="motion") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(422, "invalid_motion", f"motion JSON: {exc}", field="motion") from None
-    if not isinstance(obj, dict) or "joints" not in obj:
-        raise ApiError(
-            422, "invalid_motion", 'motion JSON needs "joints": [[[x, y, z] × 24] × T] (mm)', field="motion.joints"
-        )
-    try:
-        joints = np.asarray(obj["joints"], dtype=np.float32)
-        fps = float(obj.get("fps", 30.0))
-        if not isinstance(obj["joints"], list) or len(obj["joints"]) > 1_000_000:
-            raise ApiError(422, "invalid_motion", "motion.joints must be a list of frames", field="motion.joints")
-        frame_start = obj.get("frame_start")
-        return Motion(
-            joints=joints,
-            fps=fps,
-            frame_start=None if frame_start is None else int(frame_start),
-            name=str(obj.get("name", "motion")),
-            source="upload",
-            source_format="array",
-        )
-    except MotionError as exc:
-        raise ApiError(422, "invalid_motion", f"motion: {exc}", field=f"motion.{exc.field or 'joints'}") from None
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-        raise ApiError(
-            422, "invalid_motion", f"motion.joints: {type(exc).__name__}: {exc}"[:300], field="motion.joints"
-        ) from None
-
-
 def read_image(data: bytes, max_pixels: int) -> Image.Image:
-    """The reference image as RGB, its size checked from the header before any decoding."""
+    """The reference image as RGB (PNG, JPEG, WebP or BMP; no other decoder is tried), its size checked from
+    the header before any decoding."""
     if not data:
         raise ApiError(422, "invalid_image", "the reference image is empty", field="reference")
+    accepted = "PNG, JPEG, WebP or BMP"
     try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:  # Pillow's own guard fires on the header for huge sizes
-        raise ApiError(413, "image_too_large", f"the reference image is too large ({exc})", field="reference") from None
-    except (OSError, ValueError) as exc:
+        image = Image.open(io.BytesIO(data), formats=sorted(IMAGE_FORMATS))
+    except Image.DecompressionBombError:  # Pillow's own guard fires on the header for huge sizes
         raise ApiError(
-            415, "unsupported_image", f"the reference is not a readable image ({exc})", field="reference"
+            413, "image_too_large", f"the reference image declares more than {max_pixels:,} pixels", field="reference"
         ) from None
-    if image.format not in IMAGE_FORMATS:
+    except UnidentifiedImageError:
+        raise ApiError(
+            415, "unsupported_image", f"the reference is not an image this server reads ({accepted})", field="reference"
+        ) from None
+    except _DAMAGED_IMAGE as exc:
         raise ApiError(
             415,
             "unsupported_image",
-            f"reference images must be PNG, JPEG, WebP or BMP, got {image.format}",
+            f"the reference is not a readable {accepted} image: {one_line(exc)}",
             field="reference",
-        )
+        ) from None
     width, height = image.size
     if width * height > max_pixels or max(width, height) > 16384:
         raise ApiError(
@@ -172,8 +190,10 @@ def read_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image.load()
         return flatten_reference(image)  # as every render path sees it: transparency over white
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ApiError(422, "invalid_image", f"the reference image is damaged ({exc})", field="reference") from None
+    except _DAMAGED_IMAGE as exc:
+        raise ApiError(
+            422, "invalid_image", f"the reference {image.format} image is damaged: {one_line(exc)}", field="reference"
+        ) from None
 
 
 def store_inputs(folder: Path, motion: Motion, image: Image.Image) -> None:
