@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from mtvcrafter import __version__
 from mtvcrafter.backends import BackendConfig, create_backends
@@ -18,9 +20,11 @@ from .api.errors import add_error_handlers
 from .api.jobs import openapi_schema
 from .api.security import SecurityMiddleware
 from .jobs.executor import InProcessExecutor
-from .jobs.files import DataFolder
+from .jobs.files import NO_SPACE, DataFolder, OutsideDataFolder, StorageError, storage_error
+from .jobs.retention import Housekeeper
 from .jobs.store import JobStore
 from .settings import Settings
+from .timeouts import MAX_HEAD_BYTES, BodyDeadline, http_protocol
 
 log = logging.getLogger("mtvcrafter_server")
 
@@ -35,16 +39,21 @@ def create_app(settings: Settings) -> FastAPI:
             raise RuntimeError(f"--backend {settings.backend} is not available: {reason}")
     files.lock()  # one server per data folder: a second one would fail the first one's running job
     executor = InProcessExecutor(settings, store, files, backends)
+    housekeeper = Housekeeper(settings, store, files)
+    log.info("data folder: %s", files.root)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         failed, queued = store.recover()
         if failed:
             log.warning("%d job(s) were running when the server stopped; marked failed", len(failed))
+        housekeeper.at_start()  # what a killed server left behind; the retention settings
         executor.start()
         for job_id in queued:
             executor.submit(job_id)
+        housekeeper.start()
         yield
+        housekeeper.stop()
         executor.stop()
         store.close()
 
@@ -60,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings, app.state.store, app.state.files = settings, store, files
     app.state.executor, app.state.backends = executor, backends
     add_error_handlers(app)
+    add_storage_error_handlers(app, files)
     app.include_router(api_router)
     add_docs(app)
     app.openapi = lambda: openapi_schema(app)
@@ -72,8 +82,32 @@ def create_app(settings: Settings) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Last-Event-ID", "Content-Type"],
         )
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout_s)
     app.add_middleware(SecurityMiddleware, settings=settings)
     return app
+
+
+def add_storage_error_handlers(app: FastAPI, files: DataFolder) -> None:
+    """A write the data folder refuses is 507 (no room) or 503 with the folder and the fix, whichever route
+    meets it; a path outside the data folder stays 403."""
+
+    async def storage(request: Request, exc: StorageError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        if isinstance(exc, OutsideDataFolder):
+            return JSONResponse({"error": {"code": "forbidden", "message": "refused: outside the data folder"}}, 403)
+        where = Path(str(exc.filename)) if exc.filename else None
+        in_data = where is not None and where.resolve().is_relative_to(files.root)
+        if in_data or exc.errno in NO_SPACE:
+            error = storage_error(exc, where.parent if in_data else files.root)
+            log.error("%s %s: %s", request.method, request.url.path, error.message)
+            return JSONResponse(error.body(), status_code=error.status)
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": {"code": "internal", "message": "internal error; see the server log"}}, 500)
+
+    app.add_exception_handler(StorageError, storage)
+    app.add_exception_handler(OSError, os_error)
 
 
 def backend_config(settings: Settings) -> BackendConfig:
@@ -108,6 +142,10 @@ def serve(settings: Settings, log_level: str = "info") -> None:
         log_level=log_level,
         proxy_headers=False,
         timeout_graceful_shutdown=3,
+        # slow clients (slowloris): a deadline on a request's head and body, idle connections closed
+        http=http_protocol(settings.header_timeout_s, settings.body_timeout_s),
+        timeout_keep_alive=settings.keep_alive_s,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
 
 

@@ -60,9 +60,13 @@ def local_server(
                     f"the server exited with status {process.returncode}" + (f"; see {log}" if log else "")
                 )
             try:
-                if httpx.get(f"{url}/v1/health", headers=headers, timeout=2).status_code == 200:
+                answer = httpx.get(f"{url}/v1/health", headers=headers, timeout=2)
+                if answer.status_code == 200:
                     break
-            except httpx.HTTPError:
+                if answer.status_code == 503:  # up, but it cannot run jobs (e.g. its data folder refuses writes)
+                    reason = answer.json().get("error", {}).get("message", answer.text[:300])
+                    raise RuntimeError(f"the server cannot run jobs: {reason}")
+            except (httpx.HTTPError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not answer within {timeout:.0f} s")

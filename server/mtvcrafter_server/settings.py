@@ -3,6 +3,9 @@ environment (``MTVCRAFTER_TOKEN``, ``MTVCRAFTER_DATA_DIR``, ``MTVCRAFTER_MODEL_D
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,12 +16,44 @@ from mtvcrafter.backends import BACKENDS
 from mtvcrafter.client import is_loopback
 
 
+def default_data_dir(platform: str | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The user's data folder by the platform's convention, ``mtvcrafter`` inside it: Linux and other
+    Unixes ``$XDG_DATA_HOME/mtvcrafter`` (``~/.local/share/mtvcrafter``), macOS
+    ``~/Library/Application Support/mtvcrafter``, Windows ``%LOCALAPPDATA%\\mtvcrafter``."""
+    platform = sys.platform if platform is None else platform
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or env.get("USERPROFILE") or Path.home())
+    if platform.startswith("win"):
+        local = env.get("LOCALAPPDATA")
+        return (Path(local) if local else home / "AppData" / "Local") / "mtvcrafter"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "mtvcrafter"
+    xdg = env.get("XDG_DATA_HOME", "")
+    # the XDG spec: a relative value is invalid and is ignored
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "share") / "mtvcrafter"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MTVCRAFTER_", extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = 8765
-    data_dir: Path = Path("mtvcrafter-data")
+    #: jobs database, inputs and results (default: the user's data folder, see :func:`default_data_dir`)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    #: retention: finished jobs (their inputs, result, events) older than this many days are deleted at
+    #: start-up and every ``cleanup_interval_s`` (None: kept)
+    keep_days: float | None = Field(None, gt=0)
+    #: retention: the oldest finished jobs are deleted while inputs and results take more than this many GB
+    keep_gb: float | None = Field(None, ge=0)
+    cleanup_interval_s: float = Field(3600.0, gt=0)
+    #: a client must send a request's line and headers within this many seconds (from its first byte, or
+    #: from the connection), and a request's whole body within ``body_timeout_s``; an idle kept-alive
+    #: connection is closed after ``keep_alive_s``
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(300.0, gt=0)
+    keep_alive_s: float = Field(5.0, gt=0)
+    #: a running job that has reported no progress for this long makes /v1/health say the worker is stalled
+    stall_after_s: float = Field(1800.0, gt=0)
     #: the backend jobs use when they name none (None: the best available)
     backend: Literal[tuple(BACKENDS)] | None = None
     #: a download of yanboding/MTVCrafter (mvdit-7b; its 4DMoT also gives the preview's reconstruction)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
+from ..jobs.files import StorageError, storage_error
 from ..jobs.keys import content_key
 from ..jobs.store import CANCELLED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, JobStore
 from .backends import default_backend
@@ -122,8 +124,12 @@ def submit(
             409, "backend_unavailable", f"backend {backend} is not available: {reason}", field="params.backend"
         )
     check_settings(backends[backend], job_params.render_settings(), settings.max_output_side)
-    with tempfile.TemporaryDirectory(dir=files.tmp()) as tmp:
-        parsed = read_motion(motion.file.read(), motion.filename or "", Path(tmp), settings.max_frames)
+    motion_bytes = motion.file.read()
+    try:
+        with tempfile.TemporaryDirectory(dir=files.tmp()) as tmp:
+            parsed = read_motion(motion_bytes, motion.filename or "", Path(tmp), settings.max_frames)
+    except OSError as exc:  # a full disk, a read-only folder: 507/503 naming it (the scratch folder is gone)
+        raise storage_error(exc, files.tmp()) from None
     image = read_image(reference.file.read(), settings.max_image_pixels)
     job_params = job_params.model_copy(update={"backend": backend})
     params_dict = job_params.model_dump()
@@ -132,9 +138,18 @@ def submit(
     identity = backends[backend].identity()
     variant = backends[backend].variant(render_settings)  # e.g. the LoRA file's stamp: a new file, a new video
     key = content_key(parsed, image, params_dict, identity if variant is None else f"{identity} variant={variant}")
+    # The same inputs queued or running already: this submission joins that job (its id; one render).
+    active = store.find_active(key)
+    if active is not None:
+        return job_info(store, active)
     # inputs first, then the job row: a job the store lists always has its files
     job_id = store.new_id()
-    store_inputs(files.job_dir(job_id), parsed, image)
+    folder = files.job_dir(job_id)
+    try:
+        store_inputs(folder, parsed, image)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise storage_error(exc, folder.parent) from None
     cached = store.find_cached(key)
     if cached is not None and not files.result(key).is_file():
         cached = None
@@ -144,10 +159,25 @@ def submit(
         )
     else:
         facts = dict(frames=parsed.num_frames, fps=parsed.fps, width=width, height=height)
-    job = store.create(backend, params_dict, key, job_id=job_id, **facts)
+    try:
+        if cached is not None:
+            job, joined = store.create(backend, params_dict, key, job_id=job_id, **facts), False
+        else:  # atomic with any identical submission made meanwhile: one of them creates the job
+            job, joined = store.create_or_join(backend, params_dict, key, job_id=job_id, **facts)
+    except StorageError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if joined:
+        shutil.rmtree(folder, ignore_errors=True)
+        return job_info(store, job)
     if cached is not None:
         message = "done (same inputs as an earlier job: its result)"
-        return job_info(store, store.finish(job.id, SUCCEEDED, message, result=f"{key}.mp4", cached=True))
+        try:
+            done = store.finish(job.id, SUCCEEDED, message, result=f"{key}.mp4", cached=True)
+        except StorageError:
+            executor.submit(job.id)  # recorded as queued: the worker finds the result when the store is back
+            raise
+        return job_info(store, done)
     executor.submit(job.id)
     return job_info(store, store.get(job.id))
 

@@ -1,6 +1,11 @@
 """Executing jobs. The API, the job store and the files talk to an :class:`Executor`; the in-process one
 runs one worker thread (one GPU, models kept warm). A distributed executor (e.g. Ray) implements the same
-three methods and reads/writes the same store and data folder."""
+methods and reads/writes the same store and data folder.
+
+The worker outlives anything a job or the store does: a job that fails fails alone; a job's progress is
+recorded when the store takes it (a lost progress event changes nothing); a job's start and end are
+recorded when the store takes them, the worker waiting (and saying so in ``/v1/health``) while it does not.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import shutil
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from PIL import Image
 
@@ -17,7 +23,7 @@ from mtvcrafter.backends import Backend, Cancelled, RenderRequest
 from mtvcrafter.motion import load_motion
 
 from ..settings import Settings
-from .files import DataFolder
+from .files import DataFolder, StorageError, storage_error
 from .params import JobParams
 from .store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore
 
@@ -43,6 +49,21 @@ class Executor:
     def stop(self) -> None:
         pass
 
+    def health(self) -> dict:
+        """The worker's state for ``/v1/health``: ``worker`` (idle, running, stalled, waiting for storage or
+        dead), ``last_progress_s`` (seconds since the running job last reported; None when idle) and
+        ``worker_error`` (why it waits, or died; None)."""
+        return {"worker": "running" if self.current else "idle", "last_progress_s": None, "worker_error": None}
+
+
+class _Stopping(Exception):
+    """The server stops while the worker waits for the store."""
+
+
+INTERNAL = "internal error; see the server log"
+#: how long the worker waits between tries of a write the store refused (doubling up to the last)
+RETRY_S = (0.25, 5.0)
+
 
 class InProcessExecutor(Executor):
     def __init__(self, settings: Settings, store: JobStore, files: DataFolder, backends: dict[str, Backend]):
@@ -54,13 +75,21 @@ class InProcessExecutor(Executor):
         self._cancel: set[str] = set()
         self._cancel_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.current: str | None = None
+        #: what the worker is doing when it is not running a job's code: None, or "waiting for storage"
+        self._waiting: str | None = None
+        #: the storage error it waits on, or what ended the worker
+        self._error: str | None = None
+        self._last_beat = time.monotonic()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._work, name="mtvcrafter-worker", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -76,45 +105,132 @@ class InProcessExecutor(Executor):
         with self._cancel_lock:
             return job_id in self._cancel
 
-    def _work(self) -> None:
-        while True:
-            job_id = self._queue.get()
-            if job_id is None:
-                return
-            job = self.store.get(job_id)
-            if job is None or job.status != QUEUED:
-                with self._cancel_lock:
-                    self._cancel.discard(job_id)
-                continue  # cancelled while queued, or already handled
-            self.current = job_id
-            try:
-                self._run(job)
-            except Exception:  # the worker must survive anything a job does
-                log.error("job %s: unexpected failure\n%s", job_id, traceback.format_exc())
-                self.store.finish(job_id, FAILED, "internal error; see the server log")
-            finally:
-                self.current = None
-                with self._cancel_lock:
-                    self._cancel.discard(job_id)
+    def health(self) -> dict:
+        if self._thread is None or not self._thread.is_alive():
+            error = self._error or "the job worker has stopped; restart the server"
+            return {"worker": "dead", "last_progress_s": None, "worker_error": error}
+        if self._waiting is not None:
+            return {"worker": self._waiting, "last_progress_s": None, "worker_error": self._error}
+        if self.current is None:
+            return {"worker": "idle", "last_progress_s": None, "worker_error": None}
+        quiet = time.monotonic() - self._last_beat
+        if quiet > self.settings.stall_after_s:
+            error = f"job {self.current} has reported no progress for {quiet:.0f} s; cancel it or restart the server"
+            return {"worker": "stalled", "last_progress_s": round(quiet, 1), "worker_error": error}
+        return {"worker": "running", "last_progress_s": round(quiet, 1), "worker_error": None}
 
-    def _run(self, job) -> None:
-        backend = self.backends[job.backend]
-        params = JobParams(**job.params)
-        started = self.store.update(
-            job.id, status=RUNNING, phase="starting", started=time.time(), progress=0.0, only_if_status=QUEUED
+    # -- the worker ---------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            while True:
+                job_id = self._queue.get()
+                if job_id is None or self._stopping.is_set():
+                    return
+                try:
+                    self._take(job_id)
+                except _Stopping:
+                    return
+                except Exception:  # the worker must survive anything a job does
+                    log.error("job %s: unexpected failure\n%s", job_id, traceback.format_exc())
+                    try:
+                        self._persist(
+                            lambda job_id=job_id: self.store.finish(job_id, FAILED, INTERNAL), f"job {job_id}: its end"
+                        )
+                    except _Stopping:
+                        return
+                    except Exception:
+                        log.error("job %s: its failure could not be recorded\n%s", job_id, traceback.format_exc())
+                finally:
+                    self.current = None
+                    self._waiting = None
+                    with self._cancel_lock:
+                        self._cancel.discard(job_id)
+        except BaseException as exc:
+            self._error = f"the job worker stopped ({type(exc).__name__}: {exc}); restart the server"
+            log.critical("%s\n%s", self._error, traceback.format_exc())
+            raise
+
+    def _persist(self, write, what: str):
+        """``write()`` until the store takes it: a write the store refuses is tried again, at growing
+        intervals, while ``/v1/health`` says the worker is waiting for storage."""
+        delay = RETRY_S[0]
+        failing = False
+        while True:
+            try:
+                value = write()
+            except StorageError as exc:
+                if not failing:
+                    log.error("%s: %s; the worker tries again until it can", what, exc.message)
+                    failing = True
+                self._waiting, self._error = "waiting for storage", exc.message
+                if self._stopping.wait(delay):
+                    raise _Stopping from None
+                delay = min(delay * 2, RETRY_S[1])
+                continue
+            if failing:
+                log.warning("%s: recorded; the job store takes writes again", what)
+            self._waiting, self._error = None, None
+            return value
+
+    def _take(self, job_id: str) -> None:
+        job = self._persist(lambda: self.store.get(job_id), f"job {job_id}")
+        if job is None or job.status != QUEUED:
+            return  # cancelled while queued, or already handled
+        self.current = job_id
+        self._last_beat = time.monotonic()
+        cached = self._persist(lambda: self.store.find_cached(job.cache_key), f"job {job_id}")
+        if cached is not None and self.files.result(job.cache_key).is_file():
+            # an identical job rendered while this one was queued (e.g. both queued before a restart)
+            facts = dict(frames=cached.frames, fps=cached.fps, width=cached.width, height=cached.height)
+            self._persist(
+                lambda: self.store.finish(
+                    job_id,
+                    SUCCEEDED,
+                    "done (same inputs as an earlier job: its result)",
+                    only_if_status=QUEUED,
+                    result=cached.result,
+                    cached=True,
+                    warnings=cached.warnings,
+                    **facts,
+                ),
+                f"job {job_id}",
+            )
+            return
+        started = self._persist(
+            lambda: self.store.update(
+                job.id, status=RUNNING, phase="starting", started=time.time(), progress=0.0, only_if_status=QUEUED
+            ),
+            f"job {job_id}: its start",
         )
         if started is None:
             return  # cancelled between the queue and here
+        status, message, fields = self._run(job)
+        self._persist(lambda: self.store.finish(job.id, status, message, **fields), f"job {job_id}: its end")
+
+    def _run(self, job) -> tuple[str, str, dict]:
+        """Render a job: its final (status, message, fields)."""
+        backend = self.backends[job.backend]
+        params = JobParams(**job.params)
         last = [0.0]
         last_phase = [""]
+        lost = [False]
 
         def report(phase: str, progress: float, message: str = "", eta_s: float | None = None) -> None:
             now = time.monotonic()
+            self._last_beat = now
             if now - last[0] < 0.1 and progress < 1.0 and phase == last_phase[0]:
                 return  # at most 10 events a second within a phase
             last_phase[0] = phase
             last[0] = now
-            self.store.update(job.id, phase=phase, progress=max(0.0, min(progress, 1.0)), message=message, eta_s=eta_s)
+            try:
+                self.store.update(
+                    job.id, phase=phase, progress=max(0.0, min(progress, 1.0)), message=message, eta_s=eta_s
+                )
+            except StorageError as exc:  # progress is not worth failing a job for: the next report may go in
+                if not lost[0]:
+                    log.warning("job %s: progress not recorded: %s", job.id, exc.message)
+                lost[0] = True
 
         folder = self.files.job_dir(job.id)
         out = self.files.tmp() / f"{job.id}.mp4"
@@ -126,22 +242,24 @@ class InProcessExecutor(Executor):
             result = backend.run(request, report, lambda: self._cancelled(job.id))
         except Cancelled:
             out.unlink(missing_ok=True)
-            self.store.finish(job.id, CANCELLED, "cancelled")
             backend.release()
-            return
+            return CANCELLED, "cancelled", {}
         except Exception as exc:
             out.unlink(missing_ok=True)
-            message = _failure_message(exc)
+            problem = self.files.storage_problem()  # a full disk shows as a broken pipe to the encoder …
+            message = problem.message if problem is not None else _failure_message(exc)
             log.error("job %s failed: %s\n%s", job.id, message, traceback.format_exc())
-            self.store.finish(job.id, FAILED, message)
             backend.release()
-            return
+            return FAILED, message, {}
         final = self.files.result(job.cache_key)
-        shutil.move(str(result.path), final)
-        self.store.finish(
-            job.id,
-            SUCCEEDED,
-            "done",
+        try:
+            shutil.move(str(result.path), final)
+        except OSError as exc:
+            Path(result.path).unlink(missing_ok=True)
+            message = storage_error(exc, final.parent).message
+            log.error("job %s failed: %s", job.id, message)
+            return FAILED, message, {}
+        fields = dict(
             result=final.name,
             frames=result.frames,
             fps=result.fps,
@@ -149,6 +267,7 @@ class InProcessExecutor(Executor):
             height=result.size[1],
             warnings=result.warnings,
         )
+        return SUCCEEDED, "done", fields
 
 
 def _failure_message(exc: Exception) -> str:
