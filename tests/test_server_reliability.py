@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 httpx = pytest.importorskip("httpx")
+resource = pytest.importorskip("resource")  # file size and descriptor limits: POSIX
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
@@ -142,6 +142,10 @@ def server(tmp_path_factory):
         srv.stop()
 
 
+#: the tests that set a limit on the running server (Linux's prlimit)
+needs_prlimit = pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="sets limits with prlimit (Linux)")
+
+
 class FileSizeLimit:
     """While inside: every write of the server process (and of the programs it starts) past 1 byte of a
     file fails (EFBIG), as every write does on a full disk."""
@@ -230,6 +234,7 @@ def files_under(folder: Path) -> list[str]:
 # -- 1. the store refuses writes for a while -----------------------------------------------------------------
 
 
+@needs_prlimit
 def test_a_store_that_refuses_writes_for_a_while_does_not_end_the_worker(server, motion):
     job = submit_ok(server, motion, {**SLOW_TINY, "seed": 101})
     wait_for(server, lambda: job_state(server, job["id"])["phase"] == "denoising", "denoising")
@@ -249,6 +254,7 @@ def test_a_store_that_refuses_writes_for_a_while_does_not_end_the_worker(server,
     assert wait_job(server, nxt["id"])["status"] == "succeeded"
 
 
+@needs_prlimit
 def test_a_full_disk_while_a_job_writes_its_video_fails_that_job_alone_with_the_reason(server, motion):
     tmp = server.data_dir / "tmp"
     job = submit_ok(server, motion, {**SLOW_TINY, "steps": 60, "seed": 111})
@@ -361,6 +367,7 @@ def test_identical_submissions_while_the_first_is_queued_or_running_render_once(
 # -- 6. storage errors -----------------------------------------------------------------------------------------
 
 
+@needs_prlimit
 def test_a_full_disk_at_submit_is_507_naming_the_folder_and_leaves_no_files(server, motion):
     data = server.data_dir
     jobs_before = files_under(data / "jobs")
