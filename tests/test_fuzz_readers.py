@@ -29,14 +29,14 @@ REALWORLD = SHARED / "realworld"
 SAMPLE = SHARED / "mtvcrafter-sample"
 #: Inputs per reader in `make test` (the whole module stays well under 30 s on two cores).
 EXAMPLES = {
-    "bvh": 300,
-    "npz": 350,
-    "amass": 300,
-    "pickle": 350,
-    "json": 350,
-    "image": 300,
-    "upload-motion": 350,
-    "upload-image": 300,
+    "bvh": 250,
+    "npz": 300,
+    "amass": 250,
+    "pickle": 300,
+    "json": 300,
+    "image": 250,
+    "upload-motion": 300,
+    "upload-image": 250,
 }
 
 
