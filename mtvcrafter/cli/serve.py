@@ -19,7 +19,10 @@ def add_parser(commands) -> None:
     )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, loopback; others need --token)")
     serve.add_argument("--port", type=int, help="default 8765")
-    serve.add_argument("--data-dir", help="jobs database, inputs and results (default ./mtvcrafter-data)")
+    serve.add_argument(
+        "--data-dir",
+        help="jobs database, inputs and results (default: the user's data folder, e.g. ~/.local/share/mtvcrafter)",
+    )
     serve.add_argument("--backend", choices=tuple(BACKENDS), help="default backend (default: the best available)")
     serve.add_argument(
         "--model-dir", help="a download of yanboding/MTVCrafter (+ CogVideoX-5b, wan2.1/), for mvdit-7b and mvdit-17b"
@@ -35,6 +38,14 @@ def add_parser(commands) -> None:
     serve.add_argument(
         "--allow-origin", dest="allowed_origins", action="append", help="a browser origin allowed to call the API"
     )
+    for flag, what in (
+        ("--keep-days", "delete jobs, results and events older than N days (checked at start-up and hourly)"),
+        ("--keep-gb", "keep results under N GB, deleting the oldest first"),
+        ("--header-timeout-s", "close a connection whose request headers take longer (default 10)"),
+        ("--body-timeout-s", "answer 408 to a request whose body takes longer (default 300)"),
+        ("--keep-alive-s", "close an idle kept-alive connection after this (default 5)"),
+    ):
+        serve.add_argument(flag, type=float, metavar="N", help=what)
     add_device_option(serve)
     add_checkpoint_trust_option(serve)
     serve.set_defaults(run=serve_command)
@@ -48,6 +59,11 @@ OPTIONS = (
     "model_dir",
     "base_model_dir",
     "lora_dir",
+    "keep_days",
+    "keep_gb",
+    "header_timeout_s",
+    "body_timeout_s",
+    "keep_alive_s",
     "tokenizer",
     "token",
     "allowed_origins",

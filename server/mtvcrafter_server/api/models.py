@@ -9,11 +9,17 @@ from ..jobs.params import JobParams
 
 
 class Health(BaseModel):
+    #: "ok", or "degraded" (with 503) when the worker is dead, stalled or waiting for storage
     status: str
     version: str
     default_backend: str
     queued: int
     running: str | None
+    worker: str | None = None
+    last_progress_s: float | None = None
+    worker_error: str | None = None
+    storage: str | None = None
+    free_gb: float | None = None
 
 
 class BackendInfo(BaseModel):
