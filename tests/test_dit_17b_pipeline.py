@@ -324,6 +324,6 @@ def test_a_server_caches_by_the_lora_files_contents_and_bounds_derived_sizes(tmp
         third = run()
         assert third["status"] == "succeeded" and not third.get("cached"), third
         tall = tmp_path / "tall.png"
-        Image.new("RGB", (16, 100)).save(tall)
+        Image.new("RGB", (16, 200)).save(tall)  # width 256 given: the height follows the aspect, 3200
         with pytest.raises(ServerError, match="over this server's 2048 pixels.*HTTP 422"):
-            client.submit(motion, tall, {"backend": "tiny-17b", "width": 512})
+            client.submit(motion, tall, {"backend": "tiny-17b", "width": 256})
