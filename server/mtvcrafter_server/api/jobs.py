@@ -70,6 +70,8 @@ def openapi_schema(app) -> dict:
 
 EVENT_POLL_S = 0.1
 KEEPALIVE_S = 15.0
+#: an event stream re-reads the store at least this often, even when this process wrote nothing for its job
+EVENT_REREAD_S = 2.0
 
 
 def job_info(store: JobStore, job: Job) -> dict:
@@ -286,10 +288,21 @@ async def events(job: JobDep, store: StoreDep, request: Request):
     async def stream():
         nonlocal after
         last_sent = time.monotonic()
+        seen, last_read = -1, 0.0
         yield "retry: 1000\n\n"
         while True:
             if await request.is_disconnected():
                 return  # the job goes on: only DELETE cancels
+            # the store is read when this process wrote an event for the job, and every few seconds anyway
+            # (another writer): 200 idle streams cost no database reads
+            if time.monotonic() - last_sent > KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                last_sent = time.monotonic()
+            count = store.event_count(job.id)
+            if count == seen and time.monotonic() - last_read < EVENT_REREAD_S:
+                await asyncio.sleep(EVENT_POLL_S)
+                continue
+            seen, last_read = count, time.monotonic()
             batch = await asyncio.to_thread(store.events_after, job.id, after)
             for seq, data in batch:
                 after = seq
@@ -302,9 +315,6 @@ async def events(job: JobDep, store: StoreDep, request: Request):
                 if current is not None and current.status in TERMINAL:
                     if not await asyncio.to_thread(store.events_after, job.id, after):
                         return
-            if time.monotonic() - last_sent > KEEPALIVE_S:
-                yield ": keep-alive\n\n"
-                last_sent = time.monotonic()
             await asyncio.sleep(EVENT_POLL_S)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -156,6 +156,8 @@ class JobStore:
         self._readers_open = 0
         self._readers_max = max(1, readers)
         self._closed = False
+        #: per job, how many events this process has written (event streams read the store only when it moved)
+        self._event_counts: dict[str, int] = {}
         #: the last write's failure (None: the last write went through), and since when it fails
         self.write_error: StoreError | None = None
         self.failing_since: float | None = None
@@ -469,12 +471,18 @@ class JobStore:
             "eta_s": None if job.eta_s is None else round(job.eta_s, 1),
         }
 
-    @staticmethod
-    def _add_event(db: sqlite3.Connection, job_id: str, data: dict) -> int:
+    def _add_event(self, db: sqlite3.Connection, job_id: str, data: dict) -> int:
         row = db.execute("SELECT COALESCE(MAX(seq), 0) AS n FROM events WHERE job_id = ?", (job_id,)).fetchone()
         seq = int(row["n"]) + 1
         db.execute("INSERT INTO events (job_id, seq, data) VALUES (?, ?, ?)", (job_id, seq, json.dumps(data)))
+        # counted even if the transaction rolls back: a stream then reads once for nothing, never misses one
+        self._event_counts[job_id] = self._event_counts.get(job_id, 0) + 1
         return seq
+
+    def event_count(self, job_id: str) -> int:
+        """How many events this process has written for ``job_id`` (cheap: no database read); a stream reads
+        the store when it changes."""
+        return self._event_counts.get(job_id, 0)
 
     def add_event(self, job_id: str, data: dict) -> int:
         with self._write() as db:
