@@ -546,3 +546,16 @@ def test_the_default_data_folder_is_the_users_data_folder_by_the_platforms_conve
     finally:
         srv.stop()
     assert (ROOT / "mtvcrafter-data").exists() == existed  # nothing made in the working directory
+
+
+def test_a_failed_jobs_message_names_files_not_the_servers_folders(tmp_path):
+    """What a job's failure says (read by any client) keeps the file's name and drops the server's folders."""
+    from mtvcrafter_server.paths import hide_server_paths, server_folders
+    from mtvcrafter_server.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", model_dir=tmp_path / "models")
+    message = (
+        f"OSError: cannot read {tmp_path / 'models' / 'MV-DiT' / 'Wan-2-1' / 'a.safetensors'} (in {tmp_path}/data)"
+    )
+    shown = hide_server_paths(message, server_folders(settings))
+    assert str(tmp_path) not in shown and "a.safetensors" in shown

@@ -31,7 +31,7 @@ MAX_IMAGE_PIXELS = 64_000_000
 
 
 #: What a damaged image file makes Pillow's decoders raise.
-_DAMAGED_IMAGE = (
+DAMAGED_IMAGE = (
     OSError,
     ValueError,
     EOFError,
@@ -80,7 +80,7 @@ def open_reference(path: str | Path) -> Image.Image:
         ) from None
     except PermissionError as exc:
         raise RenderError(f"{path}: cannot read the image ({exc.strerror})") from None
-    except _DAMAGED_IMAGE as exc:
+    except DAMAGED_IMAGE as exc:
         raise RenderError(f"{path}: not a readable image: the image is damaged ({_reason(exc)})") from None
 
 

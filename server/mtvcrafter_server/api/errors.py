@@ -4,9 +4,6 @@ declared in the OpenAPI schema for each operation that can answer it (:func:`err
 from __future__ import annotations
 
 import logging
-import re
-import tempfile
-from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +13,8 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from ..paths import hide_server_paths, server_folders
 
 log = logging.getLogger("mtvcrafter_server")
 
@@ -80,27 +79,6 @@ class ApiError(Exception):
         if self.field:
             error["field"] = self.field
         return {"error": error}
-
-
-def server_folders(settings: Any) -> list[str]:
-    """The absolute paths of this server's own folders and files (data, models, checkpoint, LoRA folder,
-    temporary files, home), each as written and as resolved, longest first."""
-    given = [getattr(settings, name, None) for name in ("data_dir", "model_dir", "base_model_dir", "lora_dir")]
-    given += [getattr(settings, "tokenizer", None), tempfile.gettempdir(), Path.home()]
-    folders: set[str] = set()
-    for path in filter(None, given):
-        for form in (Path(path).expanduser(), Path(path).expanduser().resolve()):
-            if form.is_absolute() and len(form.parts) > 1:
-                folders.add(str(form))
-    return sorted(folders, key=len, reverse=True)
-
-
-def hide_server_paths(message: str, folders: list[str]) -> str:
-    """``message`` with every path inside one of ``folders`` shortened to its last part (a file's name)."""
-    for folder in folders:
-        pattern = re.escape(folder) + r"(?:[/\\][^\s'\"(),;]*[^\s'\"(),;:.])?"
-        message = re.sub(pattern, lambda m: PurePath(m.group(0)).name or "…", message)
-    return message
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

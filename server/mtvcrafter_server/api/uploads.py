@@ -19,6 +19,7 @@ from mtvcrafter.motion.json_motion import MAX_NAME_CHARS, read_json_motion
 from mtvcrafter.motion.npz import read_npz
 from mtvcrafter.motion.npz_archive import NpzArchive, one_line
 from mtvcrafter.render import flatten_reference
+from mtvcrafter.render.preview import DAMAGED_IMAGE
 
 from ..jobs.params import JobParams
 from .errors import ApiError
@@ -45,19 +46,8 @@ def parse_params(text: str | None) -> JobParams:
 
 #: Most bytes of a motion's notes and source fields (the ``info`` of the stored ``motion.npz``) a job may carry.
 MAX_INFO_BYTES = 64 * 2**10
-_DAMAGED_IMAGE = (
-    OSError,
-    ValueError,
-    EOFError,
-    SyntaxError,
-    struct.error,
-    IndexError,
-    TypeError,
-    ZeroDivisionError,
-    KeyError,
-    RuntimeError,
-    Image.DecompressionBombError,
-)
+#: What a damaged image makes Pillow raise (the renderer's list), and a decompression bomb.
+_DAMAGED_IMAGE = (*DAMAGED_IMAGE, Image.DecompressionBombError)
 
 
 def read_motion(data: bytes, filename: str, workdir: Path, max_frames: int) -> Motion:

@@ -22,6 +22,7 @@ from PIL import Image
 from mtvcrafter.backends import Backend, Cancelled, RenderRequest
 from mtvcrafter.motion import load_motion
 
+from ..paths import hide_server_paths, server_folders
 from ..settings import Settings
 from .files import DataFolder, StorageError, storage_error
 from .params import JobParams
@@ -248,6 +249,7 @@ class InProcessExecutor(Executor):
             out.unlink(missing_ok=True)
             problem = self.files.storage_problem()  # a full disk shows as a broken pipe to the encoder …
             message = problem.message if problem is not None else _failure_message(exc)
+            message = hide_server_paths(message, server_folders(self.settings))  # clients read it
             log.error("job %s failed: %s\n%s", job.id, message, traceback.format_exc())
             backend.release()
             return FAILED, message, {}
