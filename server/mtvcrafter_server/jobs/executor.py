@@ -248,8 +248,10 @@ class InProcessExecutor(Executor):
         except Exception as exc:
             out.unlink(missing_ok=True)
             problem = self.files.storage_problem()  # a full disk shows as a broken pipe to the encoder …
-            message = problem.message if problem is not None else _failure_message(exc)
-            message = hide_server_paths(message, server_folders(self.settings))  # clients read it
+            if problem is not None:  # the storage error names the data folder on purpose: the operator's fix
+                message = problem.message
+            else:  # an exception's text may name any of the server's files: clients read it, so names only
+                message = hide_server_paths(_failure_message(exc), server_folders(self.settings))
             log.error("job %s failed: %s\n%s", job.id, message, traceback.format_exc())
             backend.release()
             return FAILED, message, {}
