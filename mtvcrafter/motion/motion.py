@@ -45,6 +45,10 @@ class Motion:
         rest_offsets: optional ``(24, 3)`` rest skeleton (offset of each joint from its parent, mm,
             body frame: Y up, facing +Z, left +X) that ``rotations`` pose.
         betas: optional SMPL shape coefficients.
+        frame_valid: optional ``(T,)`` bool, False where the frame was not observed but filled in (e.g. a video
+            frame in which the performer was not detected: its joints are interpolated).
+        joint_uncertainty: optional ``(T, 24)`` float32, the estimator's per-joint uncertainty (mm) where the
+            joints came from a pose estimator (NLF).
         name: a short label (clip name).
         source: where it was read from, for messages.
         source_format: ``"official-pkl"``, ``"mtvcrafter-npz"``, ``"amass-npz"``, ``"bvh"`` or ``"array"``.
@@ -61,6 +65,8 @@ class Motion:
     root_translation: np.ndarray | None = None
     rest_offsets: np.ndarray | None = None
     betas: np.ndarray | None = None
+    frame_valid: np.ndarray | None = None
+    joint_uncertainty: np.ndarray | None = None
     name: str = ""
     source: str | None = None
     source_format: str = "array"
@@ -146,6 +152,16 @@ class Motion:
         self.rest_offsets = self._optional(self.rest_offsets, (NUM_JOINTS, 3), "rest_offsets")
         if self.betas is not None:
             self.betas = self._optional(self.betas, (int(np.asarray(self.betas).size),), "betas")
+        if self.frame_valid is not None:
+            valid = np.asarray(self.frame_valid)
+            if valid.shape != (n,) or valid.dtype.kind not in "biu" or not np.isin(valid, (0, 1)).all():
+                raise MotionError(
+                    f"expected {n} values of 0 or 1 (one per frame), got shape {valid.shape}",
+                    source=src,
+                    field="frame_valid",
+                )
+            self.frame_valid = np.ascontiguousarray(valid, dtype=bool)
+        self.joint_uncertainty = self._optional(self.joint_uncertainty, (n, NUM_JOINTS), "joint_uncertainty")
         self.notes = tuple(self.notes)
 
     def _optional(self, value: Any, shape: tuple[int, ...], name: str) -> np.ndarray | None:
@@ -184,8 +200,17 @@ class Motion:
             )
         return out
 
+    @property
+    def valid_fraction(self) -> float:
+        """The share of frames observed (1.0 when the motion has no per-frame valid mask)."""
+        return 1.0 if self.frame_valid is None else float(self.frame_valid.mean())
+
     def with_joints(self, joints: np.ndarray, **changes: Any) -> Motion:
-        """A copy with new joints; rotation data no longer matching them is dropped."""
+        """A copy with new joints; rotation data no longer matching them is dropped, and the per-frame valid mask
+        and uncertainties too when the number of frames changes."""
+        same_frames = np.shape(joints)[:1] == (self.num_frames,)
+        changes.setdefault("frame_valid", self.frame_valid if same_frames else None)
+        changes.setdefault("joint_uncertainty", self.joint_uncertainty if same_frames else None)
         return replace(self, joints=joints, rotations=None, root_translation=None, rest_offsets=None, **changes)
 
     def slice(self, start: int, stop: int | None = None) -> Motion:
@@ -206,5 +231,7 @@ class Motion:
             joints=self.joints[start:stop],
             rotations=cut(self.rotations),
             root_translation=cut(self.root_translation),
+            frame_valid=cut(self.frame_valid),
+            joint_uncertainty=cut(self.joint_uncertainty),
             frame_start=None if self.frame_start is None else self.frame_start + start,
         )

@@ -14,7 +14,7 @@ from .npz_archive import NpzArchive
 
 FORMAT = "mtvcrafter-motion"
 VERSION = 1
-_OPTIONAL_ARRAYS = ("rotations", "root_translation", "rest_offsets", "betas")
+_OPTIONAL_ARRAYS = ("rotations", "root_translation", "rest_offsets", "betas", "joint_uncertainty")
 #: Most elements each field may hold, checked from the file's headers before anything is read.
 _MAX_ELEMENTS = {
     "format": 1,
@@ -28,6 +28,8 @@ _MAX_ELEMENTS = {
     "root_translation": MAX_FRAMES * 3,
     "rest_offsets": 72,
     "betas": 1000,
+    "frame_valid": MAX_FRAMES,
+    "joint_uncertainty": MAX_FRAMES * 24,
 }
 _MAX_INFO_CHARS = 1 << 20
 #: Longest ``format`` string read (the right one has 17 characters).
@@ -65,6 +67,8 @@ def motion_to_arrays(motion: Motion) -> dict[str, np.ndarray]:
         value = getattr(motion, name)
         if value is not None:
             arrays[name] = value.astype(np.float32)
+    if motion.frame_valid is not None:
+        arrays["frame_valid"] = motion.frame_valid.astype(np.uint8)
     info = {
         "name": motion.name,
         "source_format": motion.source_format,
@@ -138,7 +142,7 @@ def motion_from_arrays(data: Any, source: str) -> Motion:
     if fps is None or fps.shape != ():
         raise MotionError("missing or not a single number", source=source, field="fps")
     kwargs: dict[str, Any] = {}
-    for name in ("image_size", *_OPTIONAL_ARRAYS):
+    for name in ("image_size", "frame_valid", *_OPTIONAL_ARRAYS):
         value = get(name)
         if value is not None:
             kwargs[name] = value
