@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import extract
 from .common import add_clip_option, add_motion_options, motion_options
 
 
@@ -55,6 +56,8 @@ def add_parser(commands) -> None:
     fit.add_argument("--json", action="store_true")
     add_motion_options(fit)
     fit.set_defaults(run=fit_command)
+
+    extract.add_action(actions)
 
 
 def info_command(args: argparse.Namespace) -> int:
