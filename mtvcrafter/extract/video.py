@@ -47,6 +47,7 @@ _COMMON_RATES = (
     Fraction(240),
 )
 _PROBE_TIMEOUT_S = 30.0
+_DECODER_PIXELS_FLOOR = 1 << 22
 _FIX_REENCODE = "re-encode it (ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4)"
 
 
@@ -142,7 +143,7 @@ def probe_video(path: str | Path, *, max_pixels: int | None = None, max_duration
     tbr = _number_before(line, "tbr")
     rate = _delivery_rate(source_fps, tbr)
     if rate is None:
-        said = f"says {source_fps:g} fps" if source_fps else "does not say its frame rate"
+        said = f"says {source_fps:g} fps" if re.search(r"[\d.]+k? fps", line) else "does not say its frame rate"
         raise ExtractionError(
             f"{said}; re-encode it at a fixed rate (ffmpeg -i IN -r 30 -c:v libx264 OUT.mp4)",
             source=source,
@@ -188,10 +189,11 @@ def iter_video_frames(
     num, den = info.rate
     if num <= 0:
         raise ExtractionError("has no frame rate to deliver frames at; read it with probe_video", source=source)
-    # The decoder refuses frames larger than the header declared (plus a codec's alignment margin), and
-    # decoding stops a second past the declared duration: a stream that lies costs no more than its header.
-    stored_pixels = (info.width + 64) * (info.height + 64)
-    input_params = ["-format_whitelist", VIDEO_DEMUXERS, "-max_pixels", str(stored_pixels)]
+    # The decoder refuses pictures far larger than the header declared (its own tables take up to ~20x a
+    # small frame's pixels, hence the margin and the floor), and decoding stops a second past the declared
+    # duration: a stream whose frames or length lie about its header costs about what the header says.
+    decoder_pixels = max(16 * info.width * info.height, _DECODER_PIXELS_FLOOR)
+    input_params = ["-format_whitelist", VIDEO_DEMUXERS, "-max_pixels", str(decoder_pixels)]
     output_params = ["-map", f"0:{info.stream_index}", "-vf", f"fps={num}/{den}", "-an", "-sn", "-dn"]
     if info.duration_s > 0:
         output_params += ["-t", f"{info.duration_s + 1.0:.3f}"]
