@@ -12,7 +12,7 @@ from .errors import MotionError
 from .motion import Motion
 from .npz import is_our_npz, read_npz, write_npz
 from .npz_archive import NpzArchive, list_names
-from .official import read_official_pickle, write_official_pickle
+from .official import PICKLE_LAYOUTS, read_official_pickle, write_official_pickle
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
 READABLE = "official motion pickle (.pkl), our motion .npz, AMASS/SMPL parameters .npz, BVH mocap (.bvh)"
@@ -80,17 +80,30 @@ def load_motion(path: str | Path, clip: int = 0, **options: object) -> Motion:
     return motions[clip]
 
 
-def save_motion(motion: Motion, path: str | Path) -> None:
-    """Write a motion as our ``.npz`` or, for ``.pkl``, in the official pickle layout."""
-    save_motions([motion], path)
+def save_motion(motion: Motion, path: str | Path, *, layout: str = "array") -> None:
+    """Write a motion as our ``.npz`` or, for ``.pkl``, in the official pickle layout (``layout``: see
+    :func:`save_motions`)."""
+    save_motions([motion], path, layout=layout)
 
 
-def save_motions(motions: list[Motion], path: str | Path) -> None:
-    """Write motions: several clips only fit an official ``.pkl``; ``.npz`` holds one."""
+def save_motions(motions: list[Motion], path: str | Path, *, layout: str = "array") -> None:
+    """Write motions: several clips only fit an official ``.pkl``; ``.npz`` holds one.
+
+    ``layout`` (``.pkl`` only): ``"array"``, a ``(T, 24, 3)`` array per clip as in the released sample file, or
+    ``"per-frame"``, a ``(1, 24, 3)`` array per frame as the official extraction script writes.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if path.is_dir():
         raise MotionError("is a folder; give a file name such as motion.npz", source=str(path))
+    if layout not in PICKLE_LAYOUTS:
+        raise MotionError(f"unknown layout {layout!r}; choose {' or '.join(PICKLE_LAYOUTS)}", field="layout")
+    if layout != "array" and suffix not in (".pkl", ".pickle"):
+        raise MotionError(
+            f"the {layout} layout is the official pickle's; write a .pkl, or leave the layout out",
+            source=str(path),
+            field="layout",
+        )
     if suffix in (".npz", ".pkl", ".pickle"):
         path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".npz":
@@ -100,7 +113,7 @@ def save_motions(motions: list[Motion], path: str | Path) -> None:
             )
         write_npz(motions[0], path)
     elif suffix in (".pkl", ".pickle"):
-        write_official_pickle(motions, path)
+        write_official_pickle(motions, path, layout=layout)
     else:
         raise MotionError(
             f"cannot write '{path.suffix}' files; use .npz (ours) or .pkl (official layout)", source=str(path)

@@ -133,18 +133,36 @@ def _pose_to_joints(pose: Any, where: str) -> np.ndarray:
     return array
 
 
-def write_official_pickle(motions: list[Motion], path: str | Path) -> None:
-    """Write motions in the official layout (a list of dicts, ``pose`` a float32 ``(T, 24, 3)`` array).
+#: How ``pose`` is stored: ``"array"`` one float32 ``(T, 24, 3)`` array (the released ``sampled_data.pkl``),
+#: ``"per-frame"`` ``{'joints3d_nonparam': [float32 (1, 24, 3) per frame]}`` (what the official NLF extraction
+#: script writes).
+PICKLE_LAYOUTS = ("array", "per-frame")
 
-    Fields read from an official file are written back unchanged and in the official order, so a
-    clip read from one and written again produces the same bytes.
+
+def _pose(motion: Motion, layout: str) -> np.ndarray | dict[str, list[np.ndarray]]:
+    if layout == "array":
+        return motion.joints
+    return {"joints3d_nonparam": [np.ascontiguousarray(frame[None]) for frame in motion.joints]}
+
+
+def write_official_pickle(motions: list[Motion], path: str | Path, layout: str = "array") -> None:
+    """Write motions in the official layout: a list of dicts with ``pose``, ``video_path``,
+    ``video_length``, ``video_height`` and ``video_width``.
+
+    ``layout="array"``: ``pose`` is a float32 ``(T, 24, 3)`` array, as in the released sample file; fields read
+    from an official file are written back unchanged and in the official order, so a clip read from one and
+    written again produces the same bytes. ``layout="per-frame"``: ``pose`` is
+    ``{'joints3d_nonparam': [float32 (1, 24, 3) array per frame]}``, as the official extraction script writes
+    it (one person per frame) — plain numpy arrays that load without torch.
     """
+    if layout not in PICKLE_LAYOUTS:
+        raise MotionError(f"unknown layout {layout!r}; choose {' or '.join(PICKLE_LAYOUTS)}", field="layout")
     clips = []
     for motion in motions:
         height, width = motion.camera_image_size
         fields = dict(motion.metadata)
         fields.update(
-            pose=motion.joints,
+            pose=_pose(motion, layout),
             video_length=motion.num_frames,
             video_height=height,
             video_width=width,
