@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .video import exact_frame_rate
+
 #: RGB colour of each figure the stand-in detector knows, by name.
 FIGURE_COLOURS: dict[str, tuple[int, int, int]] = {"red": (230, 20, 20), "blue": (20, 40, 230)}
 #: RGB colour of the background behind the figures.
@@ -63,7 +65,7 @@ def write_test_video(
         raise ValueError(f"the video needs an even width and height (4:2:0 chroma), got {width}x{height}")
     if rotation % 90 or rotation not in (0, 90, 180, 270):
         raise ValueError(f"rotation must be 0, 90, 180 or 270 degrees, got {rotation}")
-    rate = _exact_rate(fps)
+    rate = exact_frame_rate(fps)
     if codec == "libx264":
         output = ["-preset", "veryfast", "-crf", str(quality)]
     elif codec == "mpeg4":
@@ -100,13 +102,6 @@ def write_test_video(
         if encoded != path:
             encoded.unlink(missing_ok=True)
     return path
-
-
-def _exact_rate(fps: float) -> Fraction:
-    """``fps`` as a rational, NTSC rates (24000/1001, 30000/1001, 60000/1001…) exactly."""
-    rate = Fraction(fps).limit_denominator(1001)
-    ntsc = Fraction(round(fps * 1.001) * 1000, 1001)
-    return ntsc if rate.denominator != 1 and abs(float(ntsc) - fps) < 1e-6 else rate
 
 
 def _vfr_pts_expression(rate: Fraction) -> str:

@@ -302,16 +302,17 @@ def _delivery_rate(fps: float, tbr: float) -> Fraction | None:
     """The constant rate to deliver frames at: the average rate, else the base rate, as an exact rational."""
     for candidate in (fps, tbr):
         if PLAUSIBLE_FPS[0] <= candidate <= PLAUSIBLE_FPS[1]:
-            return _exact(candidate)
+            return exact_frame_rate(candidate)
     return None
 
 
-def _exact(printed: float) -> Fraction:
-    """The rational behind a rate ffmpeg printed with two decimals: 29.97 → 30000/1001, 12.5 → 25/2."""
-    ntsc = Fraction(round(printed * 1.001) * 1000, 1001)
-    if ntsc.denominator != 1 and abs(float(ntsc) - printed) < 0.006:
+def exact_frame_rate(fps: float) -> Fraction:
+    """The rational behind a frame rate: NTSC rates exactly (29.97 → 30000/1001, 23.976 → 24000/1001, as ffmpeg
+    prints them or as floats), others to a hundredth (12.5 → 25/2)."""
+    ntsc = Fraction(round(fps * 1.001) * 1000, 1001)
+    if ntsc.denominator != 1 and abs(float(ntsc) - fps) < 0.006:
         return ntsc
-    return Fraction(printed).limit_denominator(100)
+    return Fraction(fps).limit_denominator(100)
 
 
 def _variable_rate_target(average: float, base: float) -> Fraction:
@@ -322,8 +323,8 @@ def _variable_rate_target(average: float, base: float) -> Fraction:
     average; then the average, snapped to a common rate within 2 %.
     """
     if PLAUSIBLE_FPS[0] <= base <= PLAUSIBLE_FPS[1] and 0.8 * base <= average <= 1.1 * base:
-        return _exact(base)
-    rate = _exact(average)
+        return exact_frame_rate(base)
+    rate = exact_frame_rate(average)
     best = min(_COMMON_RATES, key=lambda common: abs(float(common) - average))
     return best if abs(float(best) - average) <= 0.02 * float(best) else rate
 
