@@ -1,4 +1,4 @@
-"""``mtvcrafter motion …``: inspect, convert, fit and summarise motion files."""
+"""``mtvcrafter motion …``: inspect, convert, clean, fit and summarise motion files."""
 
 from __future__ import annotations
 
@@ -32,8 +32,40 @@ def add_parser(commands) -> None:
     convert.add_argument(
         "--fit", action="store_true", help="also store rotations of a fitted rigid skeleton (for rigging tools)"
     )
+    convert.add_argument(
+        "--clean",
+        type=extract._strength,
+        nargs="?",
+        const=0.5,
+        metavar="STRENGTH",
+        help="clean the motion on the way: smoothing (0-1, default 0.5) and feet planted while they touch the "
+        "ground (see motion clean)",
+    )
     add_motion_options(convert)
     convert.set_defaults(run=convert_command)
+
+    clean = actions.add_parser(
+        "clean",
+        help="smooth a motion's jitter and keep its feet planted while they touch the ground",
+        description="Smooth the joints (the bones keep their lengths) and hold each foot still while it touches "
+        "the ground (ground and up found from the motion itself, so a tilted camera is fine), faded in and out; "
+        "prints how far the joints moved.",
+    )
+    clean.add_argument("input")
+    clean.add_argument("--out", required=True, metavar="OUT", help="the cleaned motion, .npz (ours) or .pkl")
+    clean.add_argument(
+        "--smooth",
+        type=extract._strength,
+        default=0.5,
+        metavar="STRENGTH",
+        help="0 (none) to 1 (strong); 0.5, the default, smooths over a third of a second",
+    )
+    clean.add_argument("--method", choices=("savgol", "one-euro"), default="savgol", help="smoothing filter")
+    clean.add_argument("--no-feet", dest="feet", action="store_false", help="leave the feet as they are")
+    add_clip_option(clean)
+    clean.add_argument("--json", action="store_true", help="print the full report (per joint) as JSON")
+    add_motion_options(clean)
+    clean.set_defaults(run=clean_command)
 
     stats = actions.add_parser(
         "stats", help="normalisation statistics (mean.npy, std.npy) over every clip of the given files"
@@ -116,6 +148,15 @@ def convert_command(args: argparse.Namespace) -> int:
         if motion.source_format == "bvh":  # which bone map, how sure, the unit, the bones left out
             for note in motion.notes:
                 print(f"{motion.name}: {note}", file=sys.stderr)
+    if args.clean is not None:
+        from mtvcrafter.motion.clean import clean_motion
+
+        cleaned = []
+        for motion in motions:
+            motion, report = clean_motion(motion, smooth=args.clean)
+            cleaned.append(motion)
+            print(f"{motion.name}: cleaned: {report.summary()}", file=sys.stderr)
+        motions = cleaned
     if args.fit:
         fitted = []
         for motion in motions:
@@ -128,6 +169,22 @@ def convert_command(args: argparse.Namespace) -> int:
     save_motions(motions, args.output)
     frames = sum(m.num_frames for m in motions)
     print(f"wrote {args.output} ({len(motions)} clip(s), {frames} frames)")
+    return 0
+
+
+def clean_command(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from mtvcrafter.motion import load_motion, save_motion
+    from mtvcrafter.motion.clean import clean_motion
+
+    motion = load_motion(args.input, clip=args.clip, **motion_options(args))
+    cleaned, report = clean_motion(motion, smooth=args.smooth, feet=args.feet, method=args.method)
+    save_motion(cleaned, args.out)
+    if args.json:
+        print(json.dumps({"input": args.input, "out": args.out, **asdict(report)}, ensure_ascii=False, indent=2))
+    else:
+        print(f"{args.out}: {report.summary()}")
     return 0
 
 
