@@ -149,11 +149,12 @@ def write_official_pickle(motions: list[Motion], path: str | Path, layout: str =
     """Write motions in the official layout: a list of dicts with ``pose``, ``video_path``,
     ``video_length``, ``video_height`` and ``video_width``.
 
-    ``layout="array"``: ``pose`` is a float32 ``(T, 24, 3)`` array, as in the released sample file; fields read
-    from an official file are written back unchanged and in the official order, so a clip read from one and
-    written again produces the same bytes. ``layout="per-frame"``: ``pose`` is
-    ``{'joints3d_nonparam': [float32 (1, 24, 3) array per frame]}``, as the official extraction script writes
-    it (one person per frame) — plain numpy arrays that load without torch.
+    ``layout="array"``: ``pose`` is a float32 ``(T, 24, 3)`` array, as in the released sample file. Fields read
+    from an official file are written back unchanged and in the official order, so a file this writes, read
+    and written again, has the same bytes (the released file itself was pickled differently).
+
+    ``layout="per-frame"``: ``pose`` is ``{'joints3d_nonparam': [float32 (1, 24, 3) array per frame]}``, as the
+    official extraction script writes it (one person per frame) — plain numpy arrays that load without torch.
     """
     if layout not in PICKLE_LAYOUTS:
         raise MotionError(f"unknown layout {layout!r}; choose {' or '.join(PICKLE_LAYOUTS)}", field="layout")
