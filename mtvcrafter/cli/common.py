@@ -96,6 +96,17 @@ def axis_option(text: str) -> str | None:
     return text.upper()
 
 
+def strength_option(text: str) -> float:
+    """A clean-up strength, from 0 (none) to 1 (strong)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a strength from 0 (none) to 1 (strong), got {text!r}")
+    return value
+
+
 def add_motion_options(parser: argparse.ArgumentParser) -> None:
     """The options of every command that reads a motion file."""
     parser.add_argument("--fps", type=float, help="frame rate for files that store none (official .pkl: 30)")

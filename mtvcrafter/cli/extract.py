@@ -13,7 +13,7 @@ import numpy as np
 
 from mtvcrafter.motion.camera import focal_length
 
-from .common import PhaseProgress, UsageError, add_device_option
+from .common import PhaseProgress, UsageError, add_device_option, strength_option
 
 #: where the NLF model is looked up when ``--nlf`` is not given
 NLF_ENV = "MTVCRAFTER_NLF"
@@ -63,16 +63,6 @@ def _fov(text: str) -> float:
     return value
 
 
-def _strength(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a strength from 0 (none) to 1 (strong), got {text!r}")
-    return value
-
-
 def add_action(actions) -> None:
     """``motion extract`` among the actions of the ``motion`` group."""
     extract = actions.add_parser(
@@ -106,7 +96,7 @@ def add_action(actions) -> None:
     )
     extract.add_argument(
         "--clean",
-        type=_strength,
+        type=strength_option,
         nargs="?",
         const=0.5,
         metavar="STRENGTH",
@@ -199,8 +189,6 @@ def extract_command(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     for warning in summary["warnings"]:
         print(f"  warning: {warning}", file=sys.stderr)
-    if report is not None:
-        print(f"  cleaned: {report.summary()}")
     return 0
 
 

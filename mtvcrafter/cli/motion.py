@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import extract
-from .common import add_clip_option, add_motion_options, motion_options
+from .common import add_clip_option, add_motion_options, motion_options, strength_option
 
 
 def add_parser(commands) -> None:
@@ -34,7 +34,7 @@ def add_parser(commands) -> None:
     )
     convert.add_argument(
         "--clean",
-        type=extract._strength,
+        type=strength_option,
         nargs="?",
         const=0.5,
         metavar="STRENGTH",
@@ -55,7 +55,7 @@ def add_parser(commands) -> None:
     clean.add_argument("--out", required=True, metavar="OUT", help="the cleaned motion, .npz (ours) or .pkl")
     clean.add_argument(
         "--smooth",
-        type=extract._strength,
+        type=strength_option,
         default=0.5,
         metavar="STRENGTH",
         help="0 (none) to 1 (strong); 0.5, the default, smooths over a third of a second",
@@ -113,6 +113,8 @@ def info_command(args: argparse.Namespace) -> int:
                 "fov_deg": motion.fov_deg,
                 "frame_start": motion.frame_start,
                 "has_rotations": motion.rotations is not None,
+                # frames in which the performer was observed (a video's extraction; the others were filled in)
+                "valid_frames": None if motion.frame_valid is None else int(motion.frame_valid.sum()),
                 "notes": list(motion.notes),
                 "warnings": motion.warnings(),
             }
@@ -127,6 +129,11 @@ def info_command(args: argparse.Namespace) -> int:
             f"  [{c['clip']}] {c['name'] or '-'}: {c['frames']} frames x {c['joints']} joints, "
             f"{c['fps']:g} fps ({c['duration_s']:.2f} s), camera image {size}, fov {c['fov_deg']:g}°"
         )
+        if c["valid_frames"] is not None:
+            print(
+                f"      observed in {c['valid_frames']} of {c['frames']} frames "
+                f"({100 * c['valid_frames'] / c['frames']:.0f} %; the others filled in)"
+            )
         for note in c["notes"]:
             print(f"      note: {note}")
         for warning in c["warnings"]:
