@@ -1,4 +1,5 @@
-"""The client of the server's HTTP API (httpx): submit, follow events, cancel, download.
+"""The client of the server's HTTP API (httpx): submit a render or an extraction (video → motion), follow
+events, cancel, download.
 
 The one client: ``mtvcrafter animate --server URL`` and the Blender add-on both use it. It imports only
 httpx and :mod:`mtvcrafter.motion`, so it runs inside Blender. Motion is always uploaded as our ``.npz``.
@@ -95,6 +96,21 @@ class Client:
             files = {"motion": self._npz(motion), "reference": (Path(reference).name, r, "application/octet-stream")}
             return self._json("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)})
 
+    def extract(self, video: str | Path, params: dict | None = None) -> dict:
+        """Submit a video for motion extraction (``POST /v1/extract``; the file is streamed, not read into memory):
+        the job (``kind`` extract). ``params``: who to follow and how to smooth (``person``, ``box``, ``smooth``,
+        ``batch_size`` …; the server's ``GET /v1/backends?kind=extract`` lists them)."""
+        video = Path(video)
+        data = {"params": json.dumps(params)} if params else {}
+        try:
+            with open(video, "rb") as f:
+                files = {"video": (video.name, f, "application/octet-stream")}
+                # the upload's time grows with the video: no deadline on writing it, the usual one on the answer
+                timeout = httpx.Timeout(self.http.timeout.read, write=None)
+                return self._json("POST", "/v1/extract", files=files, data=data, timeout=timeout)
+        except OSError as exc:
+            raise ServerError(f"cannot read the video {video}: {exc.strerror or exc}") from None
+
     def tokenize(self, motion: Motion, reconstruction: bool = False) -> dict:
         """4DMoT codes, vq loss and per-joint error of a motion (and its reconstruction, if asked)."""
         params = {"reconstruction": "true"} if reconstruction else {}
@@ -144,7 +160,7 @@ class Client:
             time.sleep(0.5)  # the stream closed early: reconnect without spinning
 
     def download(self, job_id: str, out: str | Path) -> Path:
-        """The result mp4, written atomically to ``out``."""
+        """The job's result (a render's mp4, an extraction's motion .npz), written atomically to ``out``."""
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(f".{out.name}.part")
@@ -180,6 +196,35 @@ class Client:
                     if on_event is not None:
                         on_event(event)
                     final = event
+        except KeyboardInterrupt:
+            self.cancel(job["id"])
+            raise
+        final = self.job(job["id"])
+        if final["status"] != "succeeded":
+            raise ServerError(f"job {job['id']} {final['status']}: {final['message']}")
+        return self.download(job["id"], out), final
+
+    def extract_motion(
+        self,
+        video: str | Path,
+        out: str | Path,
+        params: dict | None = None,
+        on_event: Callable[[dict], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> tuple[Path, dict]:
+        """Submit a video, follow the extraction to the end, download the motion (our .npz) to ``out``: its path
+        and the job's final state. ``cancelled()`` answering true (asked at each event) or Ctrl-C cancels the job
+        on the server; a job that does not succeed is a :class:`ServerError` with the server's message."""
+        job = self.extract(video, params)
+        try:
+            if job["status"] not in TERMINAL:
+                asked = False
+                for event in self.events(job["id"]):
+                    if on_event is not None:
+                        on_event(event)
+                    if not asked and cancelled is not None and cancelled():
+                        self.cancel(job["id"])
+                        asked = True
         except KeyboardInterrupt:
             self.cancel(job["id"])
             raise

@@ -56,18 +56,20 @@ def bare_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A server with a token and a (tiny, random) 4DMoT tokenizer, so that /v1/tokenize answers too."""
+    """A server with a token, a (tiny, random) 4DMoT tokenizer, so that /v1/tokenize answers too, and the stand-in
+    NLF model, so that /v1/extract reads what it is sent."""
     torch = pytest.importorskip("torch")
+    from mtvcrafter.extract import write_standin_model
     from mtvcrafter.motion import NormStats
     from mtvcrafter.tokenizer import FourDMoT, MotionTokenizer, TokenizerConfig
 
     folder = tmp_path_factory.mktemp("openapi")
     torch.manual_seed(0)
     MotionTokenizer(FourDMoT(TokenizerConfig.tiny()).eval(), NormStats.official()).save_pretrained(folder / "4dmot")
+    nlf = write_standin_model(folder / "nlf-standin.torchscript")
     env = {**ENV, "MTVCRAFTER_TOKEN": TOKEN}
-    with local_server(
-        folder / "data", "--tokenizer", str(folder / "4dmot"), log=folder / "log", env=env, token=TOKEN
-    ) as url:
+    options = ("--tokenizer", str(folder / "4dmot"), "--nlf", str(nlf))
+    with local_server(folder / "data", *options, log=folder / "log", env=env, token=TOKEN) as url:
         yield url
 
 
@@ -276,6 +278,7 @@ def test_refusals_of_the_request_checks_are_declared(server, schema):
         ("GET", "/v1/jobs/{job_id}/result", "/v1/jobs/0123/result"),
         ("POST", "/v1/jobs", "/v1/jobs"),
         ("POST", "/v1/tokenize", "/v1/tokenize"),
+        ("POST", "/v1/extract", "/v1/extract"),
     ]:
         check_declared(schema, method, path, httpx.request(method, server + url, timeout=10), "unauthorized")
         rebound = httpx.request(method, server + url, headers={**AUTH, "Host": "evil.example"}, timeout=10)
@@ -307,6 +310,14 @@ def test_errors_of_the_routes_are_declared(server, bare_server, schema, motion_n
     check_declared(schema, "POST", "/v1/jobs", broken)
     tokenize = httpx.post(f"{bare_server}/v1/tokenize", files={"motion": ("motion.npz", motion_npz)}, timeout=30)
     check_declared(schema, "POST", "/v1/tokenize", tokenize, "no_tokenizer")
+    no_model = httpx.post(f"{bare_server}/v1/extract", files={"video": ("a.mp4", b"\0" * 64)}, timeout=30)
+    check_declared(schema, "POST", "/v1/extract", no_model, "extract_unavailable")
+    not_video = httpx.post(f"{server}/v1/extract", headers=AUTH, files={"video": ("a.mp4", b"text")}, timeout=30)
+    check_declared(schema, "POST", "/v1/extract", not_video, "unsupported_video")
+    bad_params = httpx.post(
+        f"{server}/v1/extract", headers=AUTH, files={"video": ("a.mp4", b"text")}, data={"params": "[]"}, timeout=30
+    )
+    check_declared(schema, "POST", "/v1/extract", bad_params, "invalid_params")
 
 
 def test_answers_of_a_job_from_submit_to_result_conform(server, schema, motion_npz):
@@ -386,7 +397,7 @@ def test_schemathesis_finds_no_server_error_and_no_undeclared_answer(server, tmp
     assert run.returncode == 0, output[-12000:]
     generated = re.search(r"(\d+) generated", output)
     tested = re.search(r"Tested: (\d+)", output)
-    assert tested and int(tested.group(1)) == 9, output[-3000:]
+    assert tested and int(tested.group(1)) == 10, output[-3000:]
     report(
         "HTTP API",
         f"schemathesis, {FUZZ_EXAMPLES} examples per operation, seed {FUZZ_SEED}: "

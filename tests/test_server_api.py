@@ -32,6 +32,7 @@ ROUTES = {
     ("get", "/v1/jobs/{job_id}/result"): "jobs",
     ("get", "/v1/jobs/{job_id}/events"): "jobs",
     ("post", "/v1/tokenize"): "tokenize",
+    ("post", "/v1/extract"): "extract",
 }
 
 
@@ -85,6 +86,7 @@ def test_response_models_come_from_the_pydantic_models(schema):
     assert _response_schema(schema, "get", "/v1/jobs/{job_id}", "200") == {"$ref": ref + "JobInfo"}
     assert _response_schema(schema, "delete", "/v1/jobs/{job_id}", "200") == {"$ref": ref + "JobInfo"}
     assert _response_schema(schema, "post", "/v1/tokenize", "200") == {"$ref": ref + "TokenizeResult"}
+    assert _response_schema(schema, "post", "/v1/extract", "202") == {"$ref": ref + "JobInfo"}
     components = schema["components"]["schemas"]
     for model in (Health, BackendInfo, JobInfo, TokenizeResult):
         declared = model.model_json_schema(mode="serialization")

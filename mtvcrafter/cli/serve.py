@@ -34,6 +34,12 @@ def add_parser(commands) -> None:
         "--lora-dir", help="LoRA files jobs may name (params lora; besides MODEL_DIR/loras and MODEL_DIR/wan2.1)"
     )
     serve.add_argument("--tokenizer", help="4DMoT checkpoint for /v1/tokenize and the preview's reconstruction")
+    serve.add_argument(
+        "--nlf",
+        metavar="MODEL",
+        help="the NLF TorchScript file (nlf_l_multi.torchscript) for /v1/extract, video to motion; loaded by the "
+        "first extraction and kept (or MTVCRAFTER_NLF)",
+    )
     serve.add_argument("--token", help="access token clients must send (or MTVCRAFTER_TOKEN); required off loopback")
     serve.add_argument(
         "--allow-origin", dest="allowed_origins", action="append", help="a browser origin allowed to call the API"
@@ -44,6 +50,8 @@ def add_parser(commands) -> None:
         ("--header-timeout-s", "close a connection whose request headers take longer (default 10)"),
         ("--body-timeout-s", "answer 408 to a request whose body takes longer (default 300)"),
         ("--keep-alive-s", "close an idle kept-alive connection after this (default 5)"),
+        ("--max-video-mb", "refuse videos sent to /v1/extract larger than N MB (default 500)"),
+        ("--max-video-s", "refuse videos sent to /v1/extract longer than N seconds (default 600)"),
     ):
         serve.add_argument(flag, type=float, metavar="N", help=what)
     add_device_option(serve)
@@ -65,6 +73,9 @@ OPTIONS = (
     "body_timeout_s",
     "keep_alive_s",
     "tokenizer",
+    "nlf",
+    "max_video_mb",
+    "max_video_s",
     "token",
     "allowed_origins",
     "device",

@@ -20,6 +20,7 @@ from .api.errors import add_error_handlers
 from .api.jobs import openapi_schema
 from .api.security import SecurityMiddleware
 from .jobs.executor import InProcessExecutor
+from .jobs.extraction import Extractor
 from .jobs.files import NO_SPACE, DataFolder, OutsideDataFolder, StorageError, storage_error
 from .jobs.retention import Housekeeper
 from .jobs.store import JobStore
@@ -38,7 +39,8 @@ def create_app(settings: Settings) -> FastAPI:
         if not available:  # a default that every job would be refused with
             raise RuntimeError(f"--backend {settings.backend} is not available: {reason}")
     files.lock()  # one server per data folder: a second one would fail the first one's running job
-    executor = InProcessExecutor(settings, store, files, backends)
+    extractor = Extractor(settings)  # the NLF model: loaded by the first extraction
+    executor = InProcessExecutor(settings, store, files, backends, extractor)
     housekeeper = Housekeeper(settings, store, files)
     log.info("data folder: %s", files.root)
 
@@ -67,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # what the routes' dependencies (api.deps) hand them
     app.state.settings, app.state.store, app.state.files = settings, store, files
-    app.state.executor, app.state.backends = executor, backends
+    app.state.executor, app.state.backends, app.state.extractor = executor, backends, extractor
     add_error_handlers(app)
     add_storage_error_handlers(app, files)
     app.include_router(api_router)

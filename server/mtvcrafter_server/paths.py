@@ -9,10 +9,10 @@ from typing import Any
 
 
 def server_folders(settings: Any) -> list[str]:
-    """The absolute paths of this server's own folders and files (data, models, checkpoint, LoRA folder,
-    temporary files, home), each as written and as resolved, longest first."""
+    """The absolute paths of this server's own folders and files (data, models, checkpoint, NLF model,
+    LoRA folder, temporary files, home), each as written and as resolved, longest first."""
     given = [getattr(settings, name, None) for name in ("data_dir", "model_dir", "base_model_dir", "lora_dir")]
-    given += [getattr(settings, "tokenizer", None), tempfile.gettempdir(), Path.home()]
+    given += [getattr(settings, "tokenizer", None), getattr(settings, "nlf", None), tempfile.gettempdir(), Path.home()]
     folders: set[str] = set()
     for path in filter(None, given):
         for form in (Path(path).expanduser(), Path(path).expanduser().resolve()):

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     max_output_side: int = 2048
     device: str | None = None
+    #: the NLF pose estimator (a TorchScript file, downloaded separately) that ``POST /v1/extract`` runs; loaded
+    #: by the first extraction and kept (None: extraction is not offered)
+    nlf: Path | None = None
+    #: bounds on a video sent to ``POST /v1/extract``: its size (MB of 2**20 bytes), its duration and its frames'
+    #: pixels (the size after rotation)
+    max_video_mb: float = Field(500.0, gt=0)
+    max_video_s: float = Field(600.0, gt=0)
+    max_video_pixels: int = Field(4096 * 2160, gt=0)
     #: allow full unpickling of .pt/.bin weights that safe loading refuses (``--trust-checkpoint``)
     trust_checkpoint: bool = False
 

@@ -1,5 +1,5 @@
-"""What the routes are handed: the settings, the job store, the data folder, the executor and the backends
-(``create_app`` puts them on ``app.state``), and the job a ``{job_id}`` path names."""
+"""What the routes are handed: the settings, the job store, the data folder, the executor, the backends and
+the NLF extractor (``create_app`` puts them on ``app.state``), and the job a ``{job_id}`` path names."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from mtvcrafter.backends import Backend
 
 from ..jobs.executor import Executor
+from ..jobs.extraction import Extractor
 from ..jobs.files import DataFolder
 from ..jobs.store import Job, JobStore
 from ..settings import Settings
@@ -37,11 +38,16 @@ async def get_backends(request: Request) -> dict[str, Backend]:
     return request.app.state.backends
 
 
+async def get_extractor(request: Request) -> Extractor:
+    return request.app.state.extractor
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 FilesDep = Annotated[DataFolder, Depends(get_files)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 BackendsDep = Annotated[dict[str, Backend], Depends(get_backends)]
+ExtractorDep = Annotated[Extractor, Depends(get_extractor)]
 
 
 def get_job(job_id: str, store: StoreDep) -> Job:

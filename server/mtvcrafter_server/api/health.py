@@ -1,5 +1,6 @@
 """``GET /v1/health``: the server is up; its version, default backend and queue, the job worker's state and
-whether the data folder takes writes. ``200`` with ``status: ok`` when jobs can run; ``503`` with
+whether the data folder takes writes; whether it extracts motion from videos (``extract``: available, or why
+not). ``200`` with ``status: ok`` when jobs can run; ``503`` with
 ``status: degraded`` when the worker is dead, stalled or waiting for storage, or the data folder refuses
 writes (``worker_error``, ``storage``: why, and the fix)."""
 
@@ -16,7 +17,7 @@ from mtvcrafter import __version__
 from ..jobs.files import DataFolder, StorageError
 from ..jobs.store import JobStore
 from .backends import default_backend
-from .deps import BackendsDep, ExecutorDep, FilesDep, SettingsDep, StoreDep
+from .deps import BackendsDep, ExecutorDep, ExtractorDep, FilesDep, SettingsDep, StoreDep
 from .errors import COMMON_ERRORS, error_responses
 from .models import Health
 
@@ -35,16 +36,26 @@ _last_check = [0.0]
     response_model=Health,
     summary="Server status",
     description="The version, default backend and queue; the job worker's state (`worker`: idle, running, "
-    "stalled, waiting for storage, dead) and the data folder's (`storage`: null when it takes writes, `free_gb`).",
+    "stalled, waiting for storage, dead), the data folder's (`storage`: null when it takes writes, `free_gb`) "
+    "and whether videos can be turned into motion here (`extract`: `available`, else the `reason` and the fix; "
+    "the largest and longest video taken).",
     responses={503: {"model": Health, "description": "jobs cannot run now: the body says why (status degraded)"}},
 )
-def health(settings: SettingsDep, store: StoreDep, files: FilesDep, executor: ExecutorDep, backends: BackendsDep):
+def health(
+    settings: SettingsDep,
+    store: StoreDep,
+    files: FilesDep,
+    executor: ExecutorDep,
+    backends: BackendsDep,
+    extractor: ExtractorDep,
+):
     storage = storage_state(store, files)
     try:
         queued = len(store.queued_ids())
     except StorageError as exc:
         queued, storage = 0, storage or exc.message
     worker = executor.health()
+    extract_available, extract_reason = extractor.status()
     ok = worker["worker"] in WORKING and storage is None
     body = {
         "status": "ok" if ok else "degraded",
@@ -55,6 +66,12 @@ def health(settings: SettingsDep, store: StoreDep, files: FilesDep, executor: Ex
         **worker,
         "storage": storage,
         "free_gb": round(files.free_bytes() / 1e9, 3),
+        "extract": {
+            "available": extract_available,
+            "reason": extract_reason,
+            "max_video_mb": settings.max_video_mb,
+            "max_video_s": settings.max_video_s,
+        },
     }
     if not ok:  # the API's error shape too, for clients that show an error's message
         reason = worker["worker_error"] or storage or f"the job worker is {worker['worker']}"

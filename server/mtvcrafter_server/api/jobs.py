@@ -1,4 +1,5 @@
-"""``/v1/jobs``: submit a render, follow it (state, server-sent events), cancel it, fetch its video."""
+"""``/v1/jobs``: submit a render, follow it (state, server-sent events), cancel it, fetch its video. An
+extraction (``POST /v1/extract``) is followed, cancelled and fetched (its motion) by the same routes."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
-from ..jobs.files import StorageError, storage_error
+from ..jobs.executor import Executor
+from ..jobs.files import DataFolder, StorageError, storage_error
 from ..jobs.keys import content_key
-from ..jobs.store import CANCELLED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job, JobStore
+from ..jobs.store import CANCELLED, EXTRACT, QUEUED, RENDER, RUNNING, SUCCEEDED, TERMINAL, Job, JobStore
 from .backends import default_backend
 from .deps import BackendsDep, ExecutorDep, FilesDep, JobDep, SettingsDep, StoreDep
 from .errors import COMMON_ERRORS, ApiError, error_responses
-from .models import JobInfo, JobParams
+from .models import ExtractParams, JobInfo, JobParams
 from .uploads import check_settings, output_size, parse_params, read_image, read_motion, store_inputs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
@@ -53,17 +56,21 @@ JOB_EVENT = {
 }
 #: The ``params`` form field is JSON; its schema is JobParams (added to the components by :func:`openapi_schema`).
 JOB_PARAMS_REF = {"$ref": "#/components/schemas/JobParams"}
+#: what a result is served as, by the kind of job
+RESULT_MEDIA = {RENDER: ("video/mp4", "mp4"), EXTRACT: ("application/octet-stream", "npz")}
 
 
 def openapi_schema(app) -> dict:
-    """FastAPI's schema with :class:`JobParams` among its components (a JSON form field is not a model to it)."""
+    """FastAPI's schema with :class:`JobParams` and :class:`ExtractParams` among its components (a JSON form field
+    is not a model to it)."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        schema["components"]["schemas"]["JobParams"] = JobParams.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
+        for model in (JobParams, ExtractParams):
+            schema["components"]["schemas"][model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -140,32 +147,59 @@ def submit(
     identity = backends[backend].identity()
     variant = backends[backend].variant(render_settings)  # e.g. the LoRA file's stamp: a new file, a new video
     key = content_key(parsed, image, params_dict, identity if variant is None else f"{identity} variant={variant}")
-    # The same inputs queued or running already: this submission joins that job (its id; one render).
+    facts = dict(frames=parsed.num_frames, fps=parsed.fps, width=width, height=height)
+    return start_job(
+        store,
+        files,
+        executor,
+        kind=RENDER,
+        backend=backend,
+        params=params_dict,
+        key=key,
+        facts=facts,
+        save_inputs=lambda folder: store_inputs(folder, parsed, image),
+    )
+
+
+def start_job(
+    store: JobStore,
+    files: DataFolder,
+    executor: Executor,
+    *,
+    kind: str,
+    backend: str,
+    params: dict,
+    key: str,
+    facts: dict,
+    save_inputs: Callable[[Path], None],
+) -> dict:
+    """The job of a submission (a render or an extraction) whose inputs have cache key ``key``: the queued or
+    running job of the same inputs (joined: one run), else a new job, succeeded at once with the result of an
+    earlier job of the same inputs if there is one, else queued. ``save_inputs(folder)`` writes its inputs into
+    its folder (before its row: a job the store lists always has its files)."""
+    # The same inputs queued or running already: this submission joins that job (its id; one run).
     active = store.find_active(key)
     if active is not None:
         return job_info(store, active)
-    # inputs first, then the job row: a job the store lists always has its files
     job_id = store.new_id()
     folder = files.job_dir(job_id)
     try:
-        store_inputs(folder, parsed, image)
+        save_inputs(folder)
     except OSError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise storage_error(exc, folder.parent) from None
     cached = store.find_cached(key)
-    if cached is not None and not files.result(key).is_file():
+    if cached is not None and not files.result(key, kind).is_file():
         cached = None
-    if cached is not None:  # the same inputs rendered before: its result, at once
+    if cached is not None:  # the same inputs run before: its result, at once
         facts = dict(
             frames=cached.frames, fps=cached.fps, width=cached.width, height=cached.height, warnings=cached.warnings
         )
-    else:
-        facts = dict(frames=parsed.num_frames, fps=parsed.fps, width=width, height=height)
     try:
         if cached is not None:
-            job, joined = store.create(backend, params_dict, key, job_id=job_id, **facts), False
+            job, joined = store.create(backend, params, key, job_id=job_id, kind=kind, **facts), False
         else:  # atomic with any identical submission made meanwhile: one of them creates the job
-            job, joined = store.create_or_join(backend, params_dict, key, job_id=job_id, **facts)
+            job, joined = store.create_or_join(backend, params, key, job_id=job_id, kind=kind, **facts)
     except StorageError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -175,7 +209,7 @@ def submit(
     if cached is not None:
         message = "done (same inputs as an earlier job: its result)"
         try:
-            done = store.finish(job.id, SUCCEEDED, message, result=f"{key}.mp4", cached=True)
+            done = store.finish(job.id, SUCCEEDED, message, result=files.result(key, kind).name, cached=True)
         except StorageError:
             executor.submit(job.id)  # recorded as queued: the worker finds the result when the store is back
             raise
@@ -228,11 +262,15 @@ def cancel_job(job: JobDep, store: StoreDep, executor: ExecutorDep):
 @router.get(
     "/{job_id}/result",
     response_class=FileResponse,
-    summary="A job's video",
+    summary="A job's result",
+    description="A render's video (mp4); an extraction's motion (our .npz).",
     responses={
         200: {
-            "description": "the video (mp4)",
-            "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the video (mp4) of a render, the motion (our .npz) of an extraction",
+            "content": {
+                "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
         },
         **error_responses(
             NO_SUCH_JOB,
@@ -248,7 +286,8 @@ def result(job: JobDep, files: FilesDep):
     path = files.inside(files.root / "results" / Path(job.result).name)
     if not path.is_file():
         raise ApiError(410, "result_gone", f"the result of job {job.id} was deleted from the server's data folder")
-    return FileResponse(path, media_type="video/mp4", filename=f"mtvcrafter-{job.id}.mp4")
+    media_type, suffix = RESULT_MEDIA[job.kind]
+    return FileResponse(path, media_type=media_type, filename=f"mtvcrafter-{job.id}.{suffix}")
 
 
 @router.get(

@@ -1,11 +1,23 @@
-"""What the API answers with (and ``JobParams``, what ``POST /v1/jobs`` takes as ``params``): declared once,
-used by the routes as their response models and by the OpenAPI schema."""
+"""What the API answers with (and ``JobParams``, what ``POST /v1/jobs`` takes as ``params``; ``ExtractParams``,
+what ``POST /v1/extract`` takes): declared once, used by the routes as their response models and by the OpenAPI
+schema."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Literal
 
-from ..jobs.params import JobParams
+from pydantic import BaseModel, Field
+
+from ..jobs.params import ExtractParams, JobParams
+
+
+class ExtractAvailability(BaseModel):
+    available: bool
+    #: why not (empty when available), with the fix
+    reason: str
+    #: the largest video this server takes (MB of 2**20 bytes) and the longest (seconds)
+    max_video_mb: float
+    max_video_s: float
 
 
 class Health(BaseModel):
@@ -20,6 +32,8 @@ class Health(BaseModel):
     worker_error: str | None = None
     storage: str | None = None
     free_gb: float | None = None
+    #: whether this server extracts motion from videos (POST /v1/extract), and why not
+    extract: ExtractAvailability | None = None
 
 
 class BackendInfo(BaseModel):
@@ -32,10 +46,17 @@ class BackendInfo(BaseModel):
     settings: list[str]
     #: the values it uses for those left out (steps, guidance, seed, prompt …)
     defaults: dict
+    kind: Literal["render", "extract"] = Field(
+        "render",
+        description="render: a video from a motion (POST /v1/jobs); extract: a motion from a video (POST /v1/extract)",
+    )
 
 
 class JobInfo(BaseModel):
     id: str
+    kind: Literal["render", "extract"] = Field(
+        description="render: a video from a motion and an image; extract: a motion from a video"
+    )
     status: str
     backend: str
     params: dict
@@ -67,4 +88,12 @@ class TokenizeResult(BaseModel):
     reconstruction_mm: list[list[list[float]]] | None = None
 
 
-__all__ = ["BackendInfo", "Health", "JobInfo", "JobParams", "TokenizeResult"]
+__all__ = [
+    "BackendInfo",
+    "ExtractAvailability",
+    "ExtractParams",
+    "Health",
+    "JobInfo",
+    "JobParams",
+    "TokenizeResult",
+]

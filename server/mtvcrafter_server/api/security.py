@@ -5,7 +5,9 @@
 - Origin: browsers mark cross-site requests (``Origin``, ``Sec-Fetch-Site``); they are refused unless
   the origin was allowed explicitly. Clients such as Blender or httpx send neither.
 - Token: when the server has one, every request needs ``Authorization: Bearer <token>``.
-- Size: a body larger than the limit is refused from its ``Content-Length``, or cut off while streaming.
+- Size: a body larger than the limit is refused from its ``Content-Length``, or cut off while streaming (the
+  limit of uploads, ``max_upload_bytes``; a video sent to ``POST /v1/extract`` may be as large as
+  ``max_video_mb``).
 
 The OpenAPI schema declares the token as the ``bearer`` scheme (:data:`bearer`); the check itself is the
 middleware's, so that it covers every request, the schema and the docs included.
@@ -21,6 +23,11 @@ from fastapi.security import HTTPBearer
 from mtvcrafter.client import is_loopback
 
 from ..settings import Settings
+
+#: the path whose body is a video (bounded by ``max_video_mb``), and what its body may hold besides the video
+#: (multipart framing, the params)
+VIDEO_PATH = "/v1/extract"
+VIDEO_BODY_EXTRA = 1 << 20
 
 #: the access token in the OpenAPI schema; it checks nothing (SecurityMiddleware does)
 bearer = HTTPBearer(
@@ -87,6 +94,11 @@ class SecurityMiddleware:
                     send, 401, "unauthorized", "missing or wrong access token (Authorization: Bearer …)"
                 )
         limit = self.settings.max_upload_bytes
+        what = "the limit is"
+        if scope.get("path") == VIDEO_PATH:
+            video_mb = self.settings.max_video_mb
+            limit = max(limit, int(video_mb * 2**20) + VIDEO_BODY_EXTRA)
+            what = f"this server takes videos of at most {video_mb:g} MB (--max-video-mb), requests of at most"
         length = _header(scope, b"content-length")
         if length is not None:
             try:
@@ -95,7 +107,7 @@ class SecurityMiddleware:
                 return await self._refuse(send, 400, "bad_request", "invalid Content-Length")
             if declared > limit:
                 return await self._refuse(
-                    send, 413, "upload_too_large", f"the request declares {declared:,} bytes; the limit is {limit:,}"
+                    send, 413, "upload_too_large", f"the request declares {declared:,} bytes; {what} {limit:,}"
                 )
         received = 0
         started = False

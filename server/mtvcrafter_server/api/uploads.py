@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mtvcrafter.backends import Backend, RenderSettings, SettingsError
 from mtvcrafter.motion import Motion, MotionError, save_motion
@@ -27,9 +27,11 @@ from .errors import ApiError
 IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP"}
 
 
-def parse_params(text: str | None) -> JobParams:
+def parse_params(text: str | None, model: type[BaseModel] = JobParams) -> BaseModel:
+    """The ``params`` form field (JSON) as ``model`` (a render's :data:`JobParams` by default); 422 naming the
+    field at fault."""
     if not text:
-        return JobParams()
+        return model()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -37,11 +39,12 @@ def parse_params(text: str | None) -> JobParams:
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_params", "params must be a JSON object", field="params")
     try:
-        return JobParams(**data)
+        return model(**data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ApiError(422, "invalid_params", f"params.{where}: {first['msg']}", field=f"params.{where}") from None
+        where = ".".join(["params", *(str(p) for p in first["loc"])])
+        message = first["msg"].removeprefix("Value error, ")  # a check of the whole model says what it is
+        raise ApiError(422, "invalid_params", f"{where}: {message}", field=where) from None
 
 
 #: Most bytes of a motion's notes and source fields (the ``info`` of the stored ``motion.npz``) a job may carry.

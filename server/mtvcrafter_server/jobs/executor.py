@@ -1,6 +1,6 @@
 """Executing jobs. The API, the job store and the files talk to an :class:`Executor`; the in-process one
-runs one worker thread (one GPU, models kept warm). A distributed executor (e.g. Ray) implements the same
-methods and reads/writes the same store and data folder.
+runs one worker thread (one GPU, models kept warm) for renders and extractions alike. A distributed executor
+(e.g. Ray) implements the same methods and reads/writes the same store and data folder.
 
 The worker outlives anything a job or the store does: a job that fails fails alone; a job's progress is
 recorded when the store takes it (a lost progress event changes nothing); a job's start and end are
@@ -20,13 +20,14 @@ from pathlib import Path
 from PIL import Image
 
 from mtvcrafter.backends import Backend, Cancelled, RenderRequest
-from mtvcrafter.motion import load_motion
+from mtvcrafter.motion import load_motion, save_motion
 
 from ..paths import hide_server_paths, server_folders
 from ..settings import Settings
+from .extraction import Extractor
 from .files import DataFolder, StorageError, storage_error
-from .params import JobParams
-from .store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobStore
+from .params import ExtractParams, JobParams
+from .store import CANCELLED, EXTRACT, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore
 
 log = logging.getLogger("mtvcrafter_server")
 
@@ -67,11 +68,19 @@ RETRY_S = (0.25, 5.0)
 
 
 class InProcessExecutor(Executor):
-    def __init__(self, settings: Settings, store: JobStore, files: DataFolder, backends: dict[str, Backend]):
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        files: DataFolder,
+        backends: dict[str, Backend],
+        extractor: Extractor | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.files = files
         self.backends = backends
+        self.extractor = extractor if extractor is not None else Extractor(settings)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._cancel: set[str] = set()
         self._cancel_lock = threading.Lock()
@@ -181,7 +190,7 @@ class InProcessExecutor(Executor):
         self.current = job_id
         self._last_beat = time.monotonic()
         cached = self._persist(lambda: self.store.find_cached(job.cache_key), f"job {job_id}")
-        if cached is not None and self.files.result(job.cache_key).is_file():
+        if cached is not None and self.files.result(job.cache_key, job.kind).is_file():
             # an identical job rendered while this one was queued (e.g. both queued before a restart)
             facts = dict(frames=cached.frames, fps=cached.fps, width=cached.width, height=cached.height)
             self._persist(
@@ -206,13 +215,12 @@ class InProcessExecutor(Executor):
         )
         if started is None:
             return  # cancelled between the queue and here
-        status, message, fields = self._run(job)
+        status, message, fields = self._extract(job) if job.kind == EXTRACT else self._run(job)
         self._persist(lambda: self.store.finish(job.id, status, message, **fields), f"job {job_id}: its end")
 
-    def _run(self, job) -> tuple[str, str, dict]:
-        """Render a job: its final (status, message, fields)."""
-        backend = self.backends[job.backend]
-        params = JobParams(**job.params)
+    def _reporter(self, job: Job):
+        """The ``progress(phase, fraction, message, eta_s)`` a job's code calls: events in the store, at most 10
+        a second within a phase; the worker's heartbeat."""
         last = [0.0]
         last_phase = [""]
         lost = [False]
@@ -233,6 +241,36 @@ class InProcessExecutor(Executor):
                     log.warning("job %s: progress not recorded: %s", job.id, exc.message)
                 lost[0] = True
 
+        return report
+
+    def _failure(self, job: Job, exc: Exception) -> str:
+        """What a client reads of a job's failure (logged with its traceback)."""
+        problem = self.files.storage_problem()  # a full disk shows as a broken pipe to the encoder …
+        if problem is not None:  # the storage error names the data folder on purpose: the operator's fix
+            message = problem.message
+        else:  # an exception's text may name any of the server's files: clients read it, so names only
+            message = hide_server_paths(_failure_message(exc), server_folders(self.settings))
+        log.error("job %s failed: %s\n%s", job.id, message, traceback.format_exc())
+        return message
+
+    def _store_result(self, job: Job, made: Path) -> str:
+        """Move a job's result file into the results folder: its name there. A :class:`StorageError` (logged)
+        when the folder refuses it."""
+        final = self.files.result(job.cache_key, job.kind)
+        try:
+            shutil.move(str(made), final)
+        except OSError as exc:
+            Path(made).unlink(missing_ok=True)
+            error = storage_error(exc, final.parent)
+            log.error("job %s failed: %s", job.id, error.message)
+            raise error from None
+        return final.name
+
+    def _run(self, job: Job) -> tuple[str, str, dict]:
+        """Render a job: its final (status, message, fields)."""
+        backend = self.backends[job.backend]
+        params = JobParams(**job.params)
+        report = self._reporter(job)
         folder = self.files.job_dir(job.id)
         out = self.files.tmp() / f"{job.id}.mp4"
         try:
@@ -247,26 +285,17 @@ class InProcessExecutor(Executor):
             return CANCELLED, "cancelled", {}
         except Exception as exc:
             out.unlink(missing_ok=True)
-            problem = self.files.storage_problem()  # a full disk shows as a broken pipe to the encoder …
-            if problem is not None:  # the storage error names the data folder on purpose: the operator's fix
-                message = problem.message
-            else:  # an exception's text may name any of the server's files: clients read it, so names only
-                message = hide_server_paths(_failure_message(exc), server_folders(self.settings))
-            log.error("job %s failed: %s\n%s", job.id, message, traceback.format_exc())
+            message = self._failure(job, exc)
             backend.release()
             return FAILED, message, {}
         finally:
             return_memory()
-        final = self.files.result(job.cache_key)
         try:
-            shutil.move(str(result.path), final)
-        except OSError as exc:
-            Path(result.path).unlink(missing_ok=True)
-            message = storage_error(exc, final.parent).message
-            log.error("job %s failed: %s", job.id, message)
-            return FAILED, message, {}
+            stored = self._store_result(job, result.path)
+        except StorageError as exc:
+            return FAILED, exc.message, {}
         fields = dict(
-            result=final.name,
+            result=stored,
             frames=result.frames,
             fps=result.fps,
             width=result.size[0],
@@ -274,6 +303,64 @@ class InProcessExecutor(Executor):
             warnings=result.warnings,
         )
         return SUCCEEDED, "done", fields
+
+    def _video(self, job: Job) -> Path:
+        """An extraction's video: the one file of its job's ``video`` folder, under the client's file name."""
+        folder = self.files.job_dir(job.id) / "video"
+        videos = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        if len(videos) != 1:
+            raise FileNotFoundError(f"the video of job {job.id} is missing from its folder")
+        return videos[0]
+
+    def _extract(self, job: Job) -> tuple[str, str, dict]:
+        """Extract the motion of a job's video: its final (status, message, fields)."""
+        from mtvcrafter.extract import ExtractionCancelled, ExtractionError
+
+        params = ExtractParams(**job.params)
+        report = self._reporter(job)
+        started = time.monotonic()
+
+        def progress(phase: str, fraction: float, message: str = "") -> None:
+            elapsed = time.monotonic() - started
+            eta = elapsed * (1.0 - fraction) / fraction if 0.05 <= fraction < 1.0 and elapsed > 1.0 else None
+            report(phase, fraction, message, eta)
+
+        out = self.files.tmp() / f"{job.id}.npz"
+        try:
+            video = self._video(job)
+            motion = self.extractor.run(video, params, progress, lambda: self._cancelled(job.id))
+            motion.notes = tuple(hide_server_paths(n, server_folders(self.settings)) for n in motion.notes)
+            save_motion(motion, out)
+        except ExtractionCancelled:
+            out.unlink(missing_ok=True)
+            return CANCELLED, "cancelled", {}
+        except ExtractionError as exc:  # the video or the model: one line for the client, no traceback needed
+            out.unlink(missing_ok=True)
+            message = hide_server_paths(" ".join(str(exc).split()), server_folders(self.settings))
+            log.error("job %s failed: %s", job.id, message)
+            return FAILED, message, {}
+        except Exception as exc:
+            out.unlink(missing_ok=True)
+            return FAILED, self._failure(job, exc), {}
+        finally:
+            return_memory()
+        try:
+            stored = self._store_result(job, out)
+        except StorageError as exc:
+            return FAILED, exc.message, {}
+        valid = motion.frame_valid
+        seen = int(valid.sum()) if valid is not None else motion.num_frames
+        height, width = motion.camera_image_size
+        fields = dict(
+            result=stored,
+            frames=motion.num_frames,
+            fps=motion.fps,
+            width=width,
+            height=height,
+            warnings=motion.warnings(),
+        )
+        message = f"done: the performer was found in {seen} of {motion.num_frames} frames"
+        return SUCCEEDED, message, fields
 
 
 def _failure_message(exc: Exception) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 #: errors that mean: this folder may not be written
 NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+#: a result file's suffix, by the kind of job that made it
+RESULT_SUFFIX = {"render": ".mp4", "extract": ".npz"}
 #: how many bytes a check of the folder writes (and removes)
 PROBE_BYTES = 1 << 20
 
@@ -126,8 +128,9 @@ class DataFolder:
     def job_dir(self, job_id: str) -> Path:
         return self.inside(self.root / "jobs" / job_id)
 
-    def result(self, cache_key: str) -> Path:
-        return self.inside(self.root / "results" / f"{cache_key}.mp4")
+    def result(self, cache_key: str, kind: str = "render") -> Path:
+        """Where the result of the job with this cache key is kept: a render's video, an extraction's motion."""
+        return self.inside(self.root / "results" / f"{cache_key}{RESULT_SUFFIX[kind]}")
 
     def tmp(self) -> Path:
         return self.inside(self.root / "tmp")

@@ -1,4 +1,5 @@
-"""The cache key of a job: the same inputs on the same backend setup render the same video."""
+"""The cache key of a job: the same inputs on the same backend setup render the same video; the same video through
+the same model gives the same motion."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def content_key(motion: Motion, image: Image.Image, params: dict, identity: str)
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
     return digest.hexdigest()
+
+
+def video_key(video_sha256: str, filename: str, params: dict, identity: str) -> str:
+    """The cache key of an extraction: the same video (its bytes' SHA-256 and its name, which names the motion)
+    with the same params through the same model (``identity``) → the same motion."""
+    facts = {"kind": "extract", "video": video_sha256, "name": filename, "params": params, "identity": identity}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()

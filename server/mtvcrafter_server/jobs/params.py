@@ -1,14 +1,15 @@
-"""The settings of a job: what a client sends as ``params``, what the store keeps, what a backend runs with.
+"""The settings of a job: what a client sends as ``params``, what the store keeps, what a backend runs with
+(:data:`JobParams`, a render's) or what an extraction runs with (:class:`ExtractParams`).
 
-The pydantic model is generated from :data:`mtvcrafter.backends.SETTINGS` (the bounds, choices and help
+:data:`JobParams` is generated from :data:`mtvcrafter.backends.SETTINGS` (the bounds, choices and help
 the command line's options come from too) plus ``backend``, whose choices are the registry's names.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from mtvcrafter.backends import BACKENDS, SETTINGS, RenderSettings, Setting
 
@@ -55,3 +56,57 @@ JobParams: type[_Params] = create_model(
     ),
     **{setting.name: _field(setting) for setting in SETTINGS},
 )
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-65536, le=65536)]
+Side = Annotated[float, Field(allow_inf_nan=False, gt=0, le=65536)]
+
+
+class ExtractParams(BaseModel):
+    """Settings of an extraction (the params JSON part of POST /v1/extract): who to follow, how to smooth. The
+    device is the server's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    person: int | None = Field(
+        None, ge=0, le=99, description="follow the N-th largest person of the first frames (default 0: the largest)"
+    )
+    box: tuple[FiniteFloat, FiniteFloat, Side, Side] | None = Field(
+        None, description="follow the person in this box of the first frames: [x, y, width, height] in pixels"
+    )
+    smooth: Literal["savgol", "one-euro", "none"] = Field(
+        "savgol",
+        description="savgol: Savitzky-Golay over a third of a second; one-euro: One-Euro run both ways (both without "
+        "lag); none",
+    )
+    batch_size: int = Field(8, ge=1, le=64, description="frames per model call")
+    max_gap_s: float = Field(
+        0.5,
+        ge=0,
+        le=10,
+        allow_inf_nan=False,
+        description="gaps where the performer is not found are filled up to this long (seconds)",
+    )
+    min_valid: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="the job fails when the performer is found in fewer of the frames than this fraction",
+    )
+    fov_deg: float | None = Field(
+        None,
+        ge=1,
+        le=179,
+        allow_inf_nan=False,
+        description="the camera's field of view across the larger side, degrees (default 55, NLF's)",
+    )
+    detector_threshold: float = Field(
+        0.3, gt=0, le=1, allow_inf_nan=False, description="the person detector's score threshold"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_choose(self) -> ExtractParams:
+        if self.person is not None and self.box is not None:
+            raise ValueError("give person or box, not both")
+        return self

@@ -25,12 +25,16 @@ from pathlib import Path
 from .files import StorageError, probe, storage_error
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+#: what a job makes: a video from a motion and an image, or a motion from a video
+RENDER, EXTRACT = "render", "extract"
+KINDS = (RENDER, EXTRACT)
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'render',
     status TEXT NOT NULL,
     backend TEXT NOT NULL,
     params TEXT NOT NULL,
@@ -89,6 +93,7 @@ class Job:
     created: float = 0.0
     started: float | None = None
     finished: float | None = None
+    kind: str = RENDER
 
     def public(self) -> dict:
         """What the API shows (no file paths)."""
@@ -105,6 +110,14 @@ def _row_to_job(row: sqlite3.Row) -> Job:
     data["warnings"] = json.loads(data["warnings"])
     data["cached"] = bool(data["cached"])
     return Job(**data)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database written by an earlier version up to :data:`SCHEMA`: its jobs keep working (a job
+    without a kind was a render)."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "kind" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'render'")
 
 
 class StoreError(StorageError):
@@ -166,6 +179,7 @@ class JobStore:
                 db = self._writer()
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
+                _migrate(db)
             except sqlite3.Error as exc:
                 self._drop_writer()
                 raise RuntimeError(_store_error(exc, self.path).message) from None
