@@ -9,10 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from mtvcrafter.motion.camera import focal_length
-
 from .common import PhaseProgress, UsageError, add_device_option, strength_option
 
 #: where the NLF model is looked up when ``--nlf`` is not given
@@ -134,6 +130,7 @@ def extract_command(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: the folder {folder} does not exist")
 
     from mtvcrafter.extract import ExtractOptions, extract_motion, load_nlf, probe_video
+    from mtvcrafter.extract.nlf import default_intrinsics
 
     info = probe_video(args.video)
     device = args.device or _default_device()
@@ -144,7 +141,7 @@ def extract_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
         max_gap_s=args.max_gap,
-        intrinsics=None if args.fov is None else _intrinsics(args.fov, info.height, info.width),
+        intrinsics=None if args.fov is None else default_intrinsics((info.height, info.width), args.fov),
     )
     progress = PhaseProgress()
     model = load_nlf(model_path, device=device)
@@ -190,12 +187,6 @@ def extract_command(args: argparse.Namespace) -> int:
     for warning in summary["warnings"]:
         print(f"  warning: {warning}", file=sys.stderr)
     return 0
-
-
-def _intrinsics(fov_deg: float, height: int, width: int) -> np.ndarray:
-    """The pinhole camera of a ``fov_deg`` field of view across the larger side, centred (NLF's convention)."""
-    f = focal_length((height, width), fov_deg)
-    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
 
 
 def _default_device() -> str:
