@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import time
@@ -25,6 +26,7 @@ from mtvcrafter.extract import (
     vfr_timestamps,
     write_test_video,
 )
+from mtvcrafter.motion import MotionError
 
 DRIVING_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "mtvcrafter-sample" / "driving_00001.mp4"
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -179,6 +181,7 @@ def test_missing_empty_and_non_video_files_are_refused_in_one_line(tmp_path):
     with pytest.raises(ExtractionError) as error:
         probe_video(missing)
     assert_one_line_naming(error, missing, "no such file")
+    assert isinstance(error.value, MotionError)  # one except clause catches every bad input file
 
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
@@ -272,6 +275,25 @@ def test_ten_hour_declared_duration_is_refused_by_the_limit(tmp_path):
     assert sum(len(batch) for batch in iter_video_frames(info)) == 5
 
 
+def test_a_header_that_understates_the_duration_bounds_the_decoding(tmp_path):
+    # 4 s of frames (100 at 25 fps) in a Matroska file whose header says 0.5 s.
+    path = tmp_path / "long.mkv"
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=32x32:rate=25", "-t", "4"]
+        + ["-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\x44\x89\x88") + 3
+    assert struct.unpack(">d", data[at : at + 8])[0] == 4000.0
+    data[at : at + 8] = struct.pack(">d", 500.0)
+    path.write_bytes(data)
+    info = probe_video(path, max_duration_s=1.0)
+    assert info.duration_s == 0.5 and info.frames == 12
+    delivered = sum(len(batch) for batch in iter_video_frames(info))
+    assert 12 <= delivered <= (0.5 + 1.0) * 25 + 1
+
+
 @pytest.mark.parametrize(("rate", "scale", "said"), [(1, 100000, "says 0 fps"), (100000, 1, "says 100000 fps")])
 def test_absurd_frame_rate_is_refused(tmp_path, rate, scale, said):
     path = tmp_path / "x.avi"
@@ -326,3 +348,30 @@ def test_fps_is_kept_not_forced(tmp_path):
     info = probe_video(write_test_video(tmp_path / "slow.mp4", video.frames, 12.5))
     assert info.fps == 12.5 and info.rate == (25, 2) and info.frames == 12
     assert Fraction(*info.rate) == Fraction(25, 2)
+
+
+# --- the benchmark ---------------------------------------------------------------------------------------------
+
+
+def test_bench_extract_quick_prints_batched_against_one_frame_per_call(capsys):
+    from mtvcrafter.cli import main
+
+    assert main(["bench", "extract", "--quick", "--video", str(DRIVING_VIDEO)]) == 0
+    out = capsys.readouterr().out
+    assert "the stand-in model" in out and "not NLF" in out and "CPU" in out
+    videos = ("figures 128x128, 60 frames", "driving_00001.mp4 (1 s) 604x1080")
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if line.startswith(videos)]
+    per_video = [
+        "decoding only (RGB frames, batches of 16)",
+        "1 frame per model call (baseline)",
+        "8 frames per model call",
+        "16 frames per model call",
+    ]
+    assert [(row[0], row[1]) for row in rows] == [(video, setting) for video in videos for setting in per_video]
+    for video, setting, frames, total, fps, in_model, ratio in rows:
+        assert int(frames) == (60 if video.startswith("figures") else 30)
+        assert float(fps) == pytest.approx(int(frames) / float(total.rstrip("s")), rel=0.02)
+        if "per model call" in setting:
+            assert 0 < float(in_model.rstrip("s")) < float(total.rstrip("s"))
+        if "frames per model call" in setting:
+            assert ratio.endswith("x") and float(ratio.rstrip("x")) > 0

@@ -11,10 +11,11 @@ def add_parser(commands) -> None:
     bench = commands.add_parser("bench", help="benchmarks against baselines measured in the same run")
     bench.add_argument(
         "suite",
-        choices=("motion", "tokenizer", "dit", "server", "blender", "fuzz"),
+        choices=("motion", "tokenizer", "dit", "server", "blender", "fuzz", "extract"),
         help="what to measure (blender: run "
         "with Blender's Python, .venv-blender/bin/python -m mtvcrafter bench blender; fuzz: feed every reader of "
-        "outside bytes mutated and generated files, exit status 1 on any unexpected error)",
+        "outside bytes mutated and generated files, exit status 1 on any unexpected error; extract: video to "
+        "motion on the CPU with the stand-in model, batched against one frame per model call)",
     )
     bench.add_argument(
         "--size",
@@ -37,6 +38,12 @@ def add_parser(commands) -> None:
     bench.add_argument(
         "--seed", type=int, help="fuzz: the random seed, to run the same inputs again (default: a new one, printed)"
     )
+    bench.add_argument(
+        "--video",
+        metavar="PATH",
+        help="extract: the driving video to time besides a synthetic one (default: the official sample "
+        "driving_00001.mp4 where the sample data sits beside the checkout)",
+    )
     bench.set_defaults(run=bench_command)
 
 
@@ -45,6 +52,12 @@ def bench_command(args: argparse.Namespace) -> int:
 
     if args.examples is not None and args.examples < 1:
         raise UsageError("--examples must be 1 or more")
+    if args.video is not None and args.suite != "extract":
+        raise UsageError("--video is an option of bench extract")
+    if args.suite == "extract":
+        from mtvcrafter.bench.extract import extract_benchmark
+
+        return extract_benchmark(quick=args.quick, video=args.video)
     return run_benchmarks(
         args.suite,
         quick=args.quick,

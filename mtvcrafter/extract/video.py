@@ -8,9 +8,9 @@ kept — never forced to a fixed one.
 
 Files come from users and, through the server, from anyone: the header is read first and refused when it
 declares a frame or a duration over the caller's limits, before a frame is decoded; only container formats
-of videos are opened (no playlists or image sequences that would open other files); decoding stops at the
-declared duration and frame size even where the stream lies. Every error is one line naming the file and
-the fix, never ffmpeg's log.
+of videos are opened (no playlists or image sequences that would open other files); where the stream lies
+about its header, decoding still stops a second past the declared duration and refuses pictures far larger
+than the declared size. Every error is one line naming the file and the fix, never ffmpeg's log.
 """
 
 from __future__ import annotations
@@ -337,7 +337,11 @@ def _duration_s(header: str) -> float | None:
 
 
 def _rotation(side_data: str) -> int:
-    """Clockwise turn to show the frames upright, from the display matrix (ffmpeg prints it counter-clockwise)."""
+    """Clockwise turn to show the frames upright, from the display matrix (ffmpeg prints it counter-clockwise).
+
+    imageio-ffmpeg's ``meta["rotate"]`` is always 0 with ffmpeg 7 and later (it looks for the old ``rotate``
+    tag, which ffmpeg now shows as a display matrix); its ``meta["size"]`` is right (after autorotation).
+    """
     found = re.search(r"rotation of (-?[\d.]+) degrees", side_data, re.IGNORECASE)
     if found is None:
         return 0
