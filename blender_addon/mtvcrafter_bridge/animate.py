@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -341,6 +342,17 @@ def panel_params(scene) -> dict:
 
 def run_job(url, token, timeout, motion, reference, out, params, state: JobState, scratch: Path | None = None) -> None:
     """Submit, follow and download (plain Python: runs on a thread, or inline with wait=True)."""
+    try:
+        server_job(url, token, timeout, lambda client: client.submit(motion, reference, params), out, state)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def server_job(url, token, timeout, submit: Callable[[Client], dict], out: Path, state: JobState) -> None:
+    """A job on the server from ``submit(client)`` (which returns the job), followed to its end — ``state`` takes
+    its events; a cancel asked for before the server gave the job an id is sent as soon as it has one — and its
+    result downloaded to ``out``. Never raises: a failure is one message in ``state.error``."""
 
     def on_event(event: dict) -> None:
         with state.lock:
@@ -350,7 +362,7 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
 
     try:
         with Client(url, token=token, timeout=timeout) as client:
-            job = client.submit(motion, reference, params)
+            job = submit(client)
             with state.lock:
                 state.job_id, state.status = job["id"], job["status"]
                 cancel_now = state.cancel_requested
@@ -375,9 +387,6 @@ def run_job(url, token, timeout, motion, reference, out, params, state: JobState
     except Exception as exc:  # anything else (a file, a proxy's answer, …): one message, never a stuck job
         with state.lock:
             state.error, state.status = f"{type(exc).__name__}: {exc}", "failed"
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def cancel_job(url: str, token: str | None, job_id: str, timeout: float = 10.0) -> None:
@@ -619,15 +628,12 @@ def finish(context, state: JobState, report: Report):
 
 def _poll_job():
     """Timer: refresh the UI while the job runs; place the strip when it is done."""
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
-                area.tag_redraw()
+    redraw_panels()
     with STATE.lock:
         done = bool(STATE.result or STATE.error) or STATE.status == "cancelled"
         eta = f", {STATE.eta_s:.0f} s left" if STATE.eta_s else ""
         text = None if done else f"MTVCrafter: {STATE.phase or STATE.status} {STATE.progress * 100:.0f}%{eta}"
-    _status_bar(text)
+    status_bar(text)
     if not done:
         return 0.5
     if STATE.result and not STATE.error:
@@ -641,7 +647,15 @@ def _poll_job():
     return None
 
 
-def _status_bar(text: str | None) -> None:
+def redraw_panels() -> None:
+    """The panels show the job's progress: redraw the areas they are in."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
+                area.tag_redraw()
+
+
+def status_bar(text: str | None) -> None:
     """Progress in the status bar of every window (None clears it)."""
     for window in bpy.context.window_manager.windows:
         try:

@@ -16,8 +16,9 @@ from mtvcrafter.motion.camera import (
     camera_for_motion,
     world_to_camera_mm,
 )
-from mtvcrafter.motion.rig import pose_channels, rest_bones, skeleton_of
-from mtvcrafter.motion.skeleton import JOINT_NAMES, NUM_JOINTS
+from mtvcrafter.motion.kinematics import SkeletonFit
+from mtvcrafter.motion.rig import BODY_TO_BLENDER, pose_channels, rest_bones, skeleton_of
+from mtvcrafter.motion.skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS
 
 #: Custom properties marking our objects (and the camera an armature belongs to).
 SMPL_TAG = "mtvcrafter_smpl"
@@ -174,18 +175,8 @@ def build_armature(
     bpy.ops.object.mode_set(mode=previous_mode if previous_mode != "EDIT" else "OBJECT")
     view_layer.objects.active = previous_active or obj
 
-    rest_rot = np.array([[list(r) for r in data.bones[n].matrix_local.to_3x3()] for n in JOINT_NAMES])
-    rest_heads = np.array([list(data.bones[n].head_local) for n in JOINT_NAMES])
-    quats, location = pose_channels(fit, rest_rot, rest_heads, placement)
-    for pose_bone in obj.pose.bones:
-        pose_bone.rotation_mode = "QUATERNION"
-
     start = frame_start if frame_start is not None else (motion.frame_start if motion.frame_start is not None else 1)
-    frames = np.arange(motion.num_frames, dtype=np.float64) + start
-    paths = [(f'pose.bones["{name}"].rotation_quaternion', k, name) for name in JOINT_NAMES for k in range(4)]
-    paths += [(f'pose.bones["{JOINT_NAMES[0]}"].location', k, JOINT_NAMES[0]) for k in range(3)]
-    values = np.concatenate([quats.reshape(len(frames), -1), location], axis=1).T  # (24·4 + 3, frames)
-    write_keys(obj, frames, paths, values)
+    key_pose(obj, fit, placement, start)
 
     if camera is not None:
         obj["mtvcrafter_camera_name"] = camera.name
@@ -197,6 +188,40 @@ def build_armature(
         scene.render.fps, scene.render.fps_base = fps_fraction(motion.fps)
         scene.frame_start, scene.frame_end = int(start), int(start + motion.num_frames - 1)
     return obj, camera, fit
+
+
+def key_pose(obj, fit: SkeletonFit, placement: CameraPlacement, frame_start: int) -> None:
+    """Key the SMPL armature ``obj`` with ``fit``'s pose on every frame from ``frame_start`` (one per fitted frame;
+    quaternion rotations, the root's location), seen through a camera at ``placement``; keys there before on
+    those channels are replaced."""
+    data = obj.data
+    rest_rot = np.array([[list(r) for r in data.bones[n].matrix_local.to_3x3()] for n in JOINT_NAMES])
+    rest_heads = np.array([list(data.bones[n].head_local) for n in JOINT_NAMES])
+    quats, location = pose_channels(fit, rest_rot, rest_heads, placement)
+    for pose_bone in obj.pose.bones:
+        pose_bone.rotation_mode = "QUATERNION"
+    frames = np.arange(len(location), dtype=np.float64) + frame_start
+    paths = [(f'pose.bones["{name}"].rotation_quaternion', k, name) for name in JOINT_NAMES for k in range(4)]
+    paths += [(f'pose.bones["{JOINT_NAMES[0]}"].location', k, JOINT_NAMES[0]) for k in range(3)]
+    values = np.concatenate([quats.reshape(len(frames), -1), location], axis=1).T  # (24·4 + 3, frames)
+    write_keys(obj, frames, paths, values)
+
+
+def rest_offsets_mm(obj) -> np.ndarray:
+    """The SMPL armature ``obj``'s rest skeleton as joint offsets from each parent ``(24, 3)`` mm in the SMPL body
+    frame (what :func:`~mtvcrafter.motion.rig.rest_bones` built it from)."""
+    heads = np.array([list(obj.data.bones[name].head_local) for name in JOINT_NAMES], dtype=np.float64)
+    offsets = np.zeros((NUM_JOINTS, 3))
+    offsets[1:] = heads[1:] - heads[np.array(PARENTS[1:])]
+    return offsets @ BODY_TO_BLENDER * 1000.0
+
+
+def keyed_range(obj) -> tuple[int, int] | None:
+    """The first and last frame ``obj``'s action keys (rounded to whole frames), or None without keys."""
+    ends = [curve.range() for curve in fcurves(obj) if len(curve.keyframe_points)]
+    if not ends:
+        return None
+    return int(round(min(e[0] for e in ends))), int(round(max(e[1] for e in ends)))
 
 
 def fps_fraction(fps: float) -> tuple[int, float]:

@@ -12,6 +12,7 @@ import bpy
 import numpy as np
 
 from mtvcrafter.motion import Motion, MotionError, load_motions, save_motion
+from mtvcrafter.motion.clean import clean_motion
 from mtvcrafter.motion.rig import carries_skeleton
 
 from .armature import SMPL_TAG, build_armature, export_joints, fov_on_larger_side, retime_keys, scene_fps
@@ -99,14 +100,14 @@ def motion_camera(scene, obj):
     return own if own is not None and own.type == "CAMERA" else scene.camera
 
 
-def motion_from_scene(context, obj, fps: float | None = None) -> Motion:
-    """The SMPL armature over the scene's (or preview) frame range, through the scene camera; sampled at
-    ``fps`` (sub-frames evaluated) instead of once per scene frame when given."""
+def motion_from_scene(context, obj, fps: float | None = None, frames: tuple[int, int] | None = None) -> Motion:
+    """The SMPL armature over the scene's (or preview) frame range — or ``frames`` (first, last) —, through the
+    scene camera; sampled at ``fps`` (sub-frames evaluated) instead of once per scene frame when given."""
     scene = context.scene
     camera = motion_camera(scene, obj)
     if camera is None:
         raise MotionError("the scene has no camera: the motion is exported through the scene camera")
-    start, end = frame_range(scene)
+    start, end = frames if frames is not None else frame_range(scene)
     joints = export_joints(context, obj, camera, start, end, fps=fps)
     fps = fps or scene_fps(scene)
     data = camera.data
@@ -169,6 +170,10 @@ def import_motion(
     unit: str = "AUTO",
     up_axis: str = "AUTO",
     keep_scene_settings: bool = False,
+    clean: bool = False,
+    clean_smooth: float = 0.5,
+    clean_feet: bool = True,
+    offer_keep: bool = True,
     report: Report = print_report,
 ):
     """Import clip ``clip_index`` of a motion file (official .pkl, AMASS .npz, our .npz, or a BVH through a bone
@@ -181,6 +186,12 @@ def import_motion(
     placed as seen through the scene camera (a camera is added, and becomes the scene camera, only when the scene
     has none).
 
+    ``clean``: Clean Motion first (:func:`mtvcrafter.motion.clean.clean_motion`): the joints smoothed by
+    ``clean_smooth`` (0: not at all … 1: strongly) and, with ``clean_feet``, the feet planted while they touch the
+    ground; a report line says how far the joints moved. The rotations are then fitted to the cleaned joints.
+    ``offer_keep``: the report of the scene settings changed names Keep Scene Settings (off where the scene must
+    take the motion's, as for Motion from Video).
+
     BVH only: ``bone_map`` (``"AUTO"`` or a bone map's id), ``unit`` (``"AUTO"``, ``"m"``, ``"cm"``, …) and
     ``up_axis`` (``"AUTO"``, ``"Y"``, ``"Z"``). A file that cannot be read, or any failure while building,
     raises (:class:`~mtvcrafter.motion.MotionError` for the file's problems) and leaves nothing half-made."""
@@ -192,6 +203,10 @@ def import_motion(
     if clip_index >= len(motions):
         raise MotionError(f"clip {clip_index} requested, the file holds {len(motions)}", source=filepath)
     motion = motions[clip_index]
+    notes = "".join(f"; {note}" for note in motion.notes)  # for BVH: the bone map, its confidence, unused bones
+    cleaned = None
+    if clean:  # reported on a line of its own
+        motion, cleaned = clean_motion(motion, smooth=clean_smooth, feet=clean_feet)
     scene = context.scene
     before = scene_settings(scene)
     frames = motion.num_frames
@@ -212,8 +227,9 @@ def import_motion(
     )
     if frames != motion.num_frames:
         how = f"resampled from {motion.num_frames} at {motion.fps:g} fps, {how}"
-    notes = "".join(f"; {note}" for note in motion.notes)  # for BVH: the bone map, its confidence, unused bones
     report({"INFO"}, f"{obj.name}: {frames} frames, {how}{notes}")
+    if cleaned is not None:
+        report({"INFO"}, f"Clean Motion: {cleaned.summary()}")
     changed = changes(before, scene_settings(scene))
     if keep_scene_settings:
         start = motion.frame_start if motion.frame_start is not None else 1
@@ -223,10 +239,8 @@ def import_motion(
         kept = listed({name: value for name, value in before.items() if name not in changed})
         report({"INFO"}, f"scene settings kept: {kept}" + (f"; changed: {listed(changed)}" if changed else "") + past)
     elif changed:
-        report(
-            {"INFO"},
-            f"scene settings changed: {listed(changed)} (Keep Scene Settings imports without changing them)",
-        )
+        hint = " (Keep Scene Settings imports without changing them)" if offer_keep else ""
+        report({"INFO"}, f"scene settings changed: {listed(changed)}{hint}")
     return obj
 
 

@@ -1,5 +1,6 @@
-"""The operators: each reads its properties and calls one plain function (``import_export``, ``animate``,
-``retarget``); whatever that function raises becomes one ERROR report and CANCELLED, in :func:`call`."""
+"""The operators: each reads its properties and calls one plain function (``import_export``, ``video_import``,
+``clean``, ``animate``, ``retarget``); whatever that function raises becomes one ERROR report and CANCELLED, in
+:func:`call`."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from mtvcrafter.client import ServerError
 from mtvcrafter.motion import MotionError
 
-from . import animate
+from . import animate, video_import
 from .bone_maps import AUTO, UNIT_ITEMS, UP_ITEMS, preset_items, source_items
+from .clean import clean_armature
 from .import_export import export_motion, import_motion, smpl_armature
 from .retarget import fill_bone_map, retarget_rig, save_as_preset, target_rig
 
@@ -40,7 +42,39 @@ def call(operator, function: Callable, *args, **kwargs) -> set[str]:
 # --- File › Import/Export ----------------------------------------------------------------------------------------
 
 
-class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
+class CleanOnImport:
+    """The import operators' Clean Motion option (:func:`~import_export.import_motion`'s ``clean``)."""
+
+    clean: BoolProperty(
+        name="Clean Motion",
+        description="Smooth the joints and plant the feet while they touch the ground before the armature is built "
+        "(the report says how far the joints moved)",
+        default=False,
+    )
+    clean_smooth: FloatProperty(
+        name="Smoothing",
+        description="Clean Motion's smoothing: 0 none, 1 strong",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+    )
+    clean_feet: BoolProperty(
+        name="Plant Feet", description="Clean Motion keeps a foot in place while it touches the ground", default=True
+    )
+
+    def clean_options(self) -> dict:
+        return {"clean": self.clean, "clean_smooth": self.clean_smooth, "clean_feet": self.clean_feet}
+
+
+def draw_clean_options(operator, layout) -> None:
+    column = layout.column(heading="Clean Motion")
+    column.prop(operator, "clean", text="Clean")
+    column.prop(operator, "clean_smooth")
+    column.prop(operator, "clean_feet")
+
+
+class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper, CleanOnImport):
     """Import a motion (official .pkl, AMASS .npz, our .npz, or BVH mocap through a bone map) as an editable SMPL
     armature"""
 
@@ -68,6 +102,7 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
         layout = self.layout
         layout.prop(self, "clip_index")
         layout.prop(self, "keep_scene_settings")
+        draw_clean_options(self, layout)
         column = layout.column(heading="BVH")
         column.prop(self, "bone_map")
         column.prop(self, "unit")
@@ -84,6 +119,72 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper):
             unit=self.unit,
             up_axis=self.up_axis,
             keep_scene_settings=self.keep_scene_settings,
+            **self.clean_options(),
+        )
+
+
+class IMPORT_ANIM_OT_mtvcrafter_video(bpy.types.Operator, ImportHelper, CleanOnImport):
+    """Extract the performer's 3D motion from a video on the MTVCrafter server and import it as an editable SMPL
+    armature, with the video behind it in the camera view"""
+
+    bl_idname = "import_anim.mtvcrafter_video"
+    bl_label = "Import Motion from Video"
+    bl_options = {"REGISTER"}  # not UNDO: redoing it would upload the video again
+
+    filename_ext = ".mp4"
+    filter_glob: StringProperty(default=video_import.VIDEO_GLOB, options={"HIDDEN"})
+    person: IntProperty(
+        name="Person",
+        description="Who to follow: 0 the largest person of the first frames, 1 the second largest, …",
+        default=0,
+        min=0,
+        max=99,
+    )
+    smoothing: EnumProperty(
+        name="Smoothing", items=video_import.SMOOTHING_ITEMS, default="savgol", description="The extraction's smoothing"
+    )
+    # a video's motion: the feet planted by default (a pose estimator's feet slide)
+    clean: BoolProperty(
+        name="Clean Motion",
+        description="Plant the feet while they touch the ground (and smooth more, with Smoothing above 0) before "
+        "the armature is built (the report says how far the joints moved)",
+        default=True,
+    )
+    clean_smooth: FloatProperty(
+        name="Smoothing",
+        description="Clean Motion's smoothing on top of the extraction's: 0 none, 1 strong",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+    )
+    wait: BoolProperty(
+        name="Wait",
+        description="Block until the armature is built (scripts and tests)",
+        default=False,
+        options={"HIDDEN"},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        return not video_import.job_running()
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "person")
+        layout.prop(self, "smoothing")
+        draw_clean_options(self, layout)
+
+    def execute(self, context):
+        return call(
+            self,
+            video_import.import_video,
+            context,
+            self.filepath,
+            person=self.person,
+            smoothing=self.smoothing,
+            wait=self.wait,
+            **self.clean_options(),
         )
 
 
@@ -108,6 +209,7 @@ class EXPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ExportHelper):
 
 def menu_import(self, context):
     self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.pkl, .npz, .bvh)")
+    self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_video.bl_idname, text="MTVCrafter Motion from Video")
 
 
 def menu_export(self, context):
@@ -177,6 +279,41 @@ class MTVCRAFTER_OT_cancel(bpy.types.Operator):
 
     def execute(self, context):
         return call(self, animate.cancel)
+
+
+class MTVCRAFTER_OT_cancel_video_import(bpy.types.Operator):
+    """Cancel the running Motion from Video on the server (nothing is imported)"""
+
+    bl_idname = "mtvcrafter.cancel_video_import"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return video_import.job_running()
+
+    def execute(self, context):
+        return call(self, video_import.cancel)
+
+
+class MTVCRAFTER_OT_clean_motion(bpy.types.Operator):
+    """Smooth the active SMPL armature's motion and plant its feet while they touch the ground, on the frames it
+    keys (the report says how far the joints moved)"""
+
+    bl_idname = "mtvcrafter.clean_motion"
+    bl_label = "Clean Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    smooth: FloatProperty(
+        name="Smoothing", description="0 none, 1 strong", default=0.5, min=0.0, max=1.0, subtype="FACTOR"
+    )
+    feet: BoolProperty(name="Plant Feet", description="Keep a foot in place while it touches the ground", default=True)
+
+    @classmethod
+    def poll(cls, context):
+        return smpl_armature(context) is not None and context.mode in ("OBJECT", "POSE")
+
+    def execute(self, context):
+        return call(self, clean_armature, context, smooth=self.smooth, feet=self.feet)
 
 
 class MTVCRAFTER_OT_check_motion(bpy.types.Operator):
@@ -285,9 +422,12 @@ class MTVCRAFTER_OT_save_bone_map(bpy.types.Operator):
 
 CLASSES = (
     IMPORT_ANIM_OT_mtvcrafter_motion,
+    IMPORT_ANIM_OT_mtvcrafter_video,
     EXPORT_ANIM_OT_mtvcrafter_motion,
     MTVCRAFTER_OT_animate,
     MTVCRAFTER_OT_cancel,
+    MTVCRAFTER_OT_cancel_video_import,
+    MTVCRAFTER_OT_clean_motion,
     MTVCRAFTER_OT_video_behind,
     MTVCRAFTER_OT_size_from_camera,
     MTVCRAFTER_OT_check_motion,

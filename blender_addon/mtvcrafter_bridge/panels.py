@@ -4,6 +4,7 @@ add-on's preferences, and the properties they show (the scene's Animate settings
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import bpy
 from bpy.props import (
@@ -16,14 +17,16 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import animate
+from . import animate, video_import
 from .armature import SMPL_TAG
 from .bone_maps import CUSTOM, bone_map_error, source_items
 from .import_export import frame_range, motion_camera, smpl_armature
 from .operators import (
     MTVCRAFTER_OT_animate,
     MTVCRAFTER_OT_cancel,
+    MTVCRAFTER_OT_cancel_video_import,
     MTVCRAFTER_OT_check_motion,
+    MTVCRAFTER_OT_clean_motion,
     MTVCRAFTER_OT_fill_bone_map,
     MTVCRAFTER_OT_refresh_backends,
     MTVCRAFTER_OT_retarget_rig,
@@ -79,9 +82,12 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
                 op.show = False
             else:
                 layout.operator(MTVCRAFTER_OT_video_behind.bl_idname, icon="IMAGE_BACKGROUND")
-        layout.operator(MTVCRAFTER_OT_check_motion.bl_idname, icon="VIEWZOOM")
+        row = layout.row(align=True)
+        row.operator(MTVCRAFTER_OT_check_motion.bl_idname, icon="VIEWZOOM")
+        row.operator(MTVCRAFTER_OT_clean_motion.bl_idname, icon="MOD_SMOOTH")
         if "mtvcrafter_check" in scene:
             layout.label(text=str(scene["mtvcrafter_check"])[:120])
+        draw_video_import(layout)
         state = animate.STATE
         if state.status:
             eta = f", {state.eta_s:.0f} s left" if state.eta_s else ""
@@ -92,6 +98,27 @@ class MTVCRAFTER_PT_panel(bpy.types.Panel):
             for line in state.summary:  # where the strip went, the size rendered and why (labels do not wrap)
                 for piece in textwrap.wrap(line, 64):
                     column.label(text=piece)
+
+
+def draw_video_import(layout) -> None:
+    """Motion from Video's progress (with Cancel while it runs), its error, or what its import reported."""
+    state = video_import.IMPORT
+    if not state.status:
+        return
+    box = layout.box()
+    row = box.row(align=True)
+    name = Path(state.video).name
+    if video_import.job_running():
+        row.label(text=f"{name}: {state.phase or state.status} {state.progress * 100:.0f}%", icon="FILE_MOVIE")
+        row.operator(MTVCRAFTER_OT_cancel_video_import.bl_idname, icon="CANCEL")
+    else:
+        row.label(text=f"{name}: {state.status}", icon="FILE_MOVIE")
+    if state.error:
+        box.label(text=state.error[:120], icon="ERROR")
+    column = box.column(align=True)
+    for line in state.summary:  # labels do not wrap
+        for piece in textwrap.wrap(line, 64):
+            column.label(text=piece)
 
 
 class MTVCRAFTER_PT_sequencer_panel(MTVCRAFTER_PT_panel):
