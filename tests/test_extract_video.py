@@ -375,3 +375,25 @@ def test_bench_extract_quick_prints_batched_against_one_frame_per_call(capsys):
             assert 0 < float(in_model.rstrip("s")) < float(total.rstrip("s"))
         if "frames per model call" in setting:
             assert ratio.endswith("x") and float(ratio.rstrip("x")) > 0
+
+
+def test_bench_extract_times_a_given_nlf_file_too(tmp_path, capsys):
+    from mtvcrafter.cli import main
+    from mtvcrafter.extract import write_standin_model
+
+    model = write_standin_model(tmp_path / "model.torchscript", "foreground")
+    assert (
+        main(["bench", "extract", "--quick", "--video", str(DRIVING_VIDEO), "--nlf", str(model), "--device", "cpu"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    label = "driving_00001.mp4 (1 s) 604x1080 [NLF, cpu]"
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines() if line.startswith(label)]
+    assert [row[1] for row in rows] == [
+        "1 frame per model call (baseline)",
+        "8 frames per model call",
+        "16 frames per model call",
+    ]
+    assert all(int(row[2]) == 30 for row in rows)
+    assert f"the real model {model.name} on cpu" in out
+    assert main(["bench", "motion", "--nlf", str(model)]) == 2  # an option of bench extract only

@@ -89,7 +89,9 @@ class _Extraction:
         self.frames = motion.num_frames
 
 
-def _video_rows(label: str, video: Path, model_path: Path, repeats: int) -> list[ExtractRow]:
+def _video_rows(
+    label: str, video: Path, model_path: Path, repeats: int, device: str = "cpu", decoding: bool = True
+) -> list[ExtractRow]:
     from mtvcrafter.extract import iter_video_frames, load_nlf, probe_video
 
     info = probe_video(video)
@@ -97,10 +99,12 @@ def _video_rows(label: str, video: Path, model_path: Path, repeats: int) -> list
     def decode() -> int:
         return sum(len(batch) for batch in iter_video_frames(info, batch=16))
 
-    decoded = decode()
-    decode_s = statistics.median(_timed(decode) for _ in range(repeats))
-    rows = [ExtractRow(label, "decoding only (RGB frames, batches of 16)", decoded, decode_s, None, None)]
-    timer = _TimedModel(load_nlf(model_path))
+    rows = []
+    if decoding:
+        decoded = decode()
+        decode_s = statistics.median(_timed(decode) for _ in range(repeats))
+        rows.append(ExtractRow(label, "decoding only (RGB frames, batches of 16)", decoded, decode_s, None, None))
+    timer = _TimedModel(load_nlf(model_path, device=device))
     baseline = _Extraction(video, timer, 1)
     baseline_s, baseline_model_s = _median_runs(baseline, repeats)
     rows.append(
@@ -128,9 +132,12 @@ def _first_second(video: Path, out: Path) -> Path:
     return out
 
 
-def extract_benchmarks(quick: bool = False, video: Path | None = None) -> tuple[list[ExtractRow], list[str]]:
-    """Rows for a synthetic figure video and the driving ``video`` (default: the official sample when present),
-    and notes on what was left out. ``quick``: smaller videos, one timed run each."""
+def extract_benchmarks(
+    quick: bool = False, video: Path | None = None, nlf: Path | None = None, device: str = "cpu"
+) -> tuple[list[ExtractRow], list[str]]:
+    """Rows for a synthetic figure video and the driving ``video`` (default: the official sample when present)
+    with the stand-in model on the CPU, and with the real NLF file ``nlf`` on ``device`` when given; notes on
+    what was left out. ``quick``: smaller videos, one timed run each."""
     import torch
 
     from mtvcrafter.extract import figure_video, write_standin_model, write_test_video
@@ -161,35 +168,43 @@ def extract_benchmarks(quick: bool = False, video: Path | None = None) -> tuple[
             )
             model_path = write_standin_model(folder / "foreground.pt", "foreground")
             rows += _video_rows(label, driving, model_path, repeats)
+            if nlf is not None:
+                rows += _video_rows(f"{label} [NLF, {device}]", driving, nlf, repeats, device, decoding=False)
+        if nlf is not None:
+            notes.append(f"[NLF, {device}]: the real model {Path(nlf).name} on {device}")
     notes.append(
-        f"CPU, torch {torch.__version__} with {torch.get_num_threads()} threads; median of {repeats} run(s) after "
-        "a warm-up; 'in model' is the time inside the model's calls, the rest is decoding, tracking, gap "
-        "filling and smoothing"
+        f"stand-in rows: CPU, torch {torch.__version__} with {torch.get_num_threads()} threads; median of "
+        f"{repeats} run(s) after a warm-up; 'in model' is the time inside the model's calls, the rest is "
+        "decoding, tracking, gap filling and smoothing"
     )
     return rows, notes
 
 
 def print_extract_table(rows: list[ExtractRow], notes: list[str]) -> None:
     print(
-        "mtvcrafter bench extract: video -> motion (decoding + detection + tracking + smoothing), "
-        "the stand-in model (pixel rules with NLF's interface, not NLF), CPU"
+        "mtvcrafter bench extract: video -> motion (decoding + detection + tracking + smoothing); rows without "
+        "[NLF]: the stand-in model (pixel rules with NLF's interface, not NLF) on the CPU"
     )
     header = (
-        f"{'video':<34} {'setting':<42} {'frames':>6} {'total':>8} {'frames/s':>9} {'in model':>9} {'vs 1/call':>9}"
+        f"{'video':<44} {'setting':<42} {'frames':>6} {'total':>8} {'frames/s':>9} {'in model':>9} {'vs 1/call':>9}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         in_model = f"{r.model_seconds:8.3f}s" if r.model_seconds is not None else f"{'-':>9}"
         ratio = f"{r.ratio:8.2f}x" if r.ratio is not None else f"{'-':>9}"
-        print(f"{r.video:<34} {r.setting:<42} {r.frames:>6} {r.seconds:7.3f}s {r.fps:9.1f} {in_model} {ratio}")
+        print(f"{r.video:<44} {r.setting:<42} {r.frames:>6} {r.seconds:7.3f}s {r.fps:9.1f} {in_model} {ratio}")
     for note in notes:
         print(note)
 
 
-def extract_benchmark(quick: bool = False, video: str | Path | None = None) -> int:
+def extract_benchmark(
+    quick: bool = False, video: str | Path | None = None, nlf: str | Path | None = None, device: str = "cpu"
+) -> int:
     """Run and print the benchmark; exit status 0 (it has no goal: it shows where the time goes)."""
-    rows, notes = extract_benchmarks(quick=quick, video=None if video is None else Path(video))
+    rows, notes = extract_benchmarks(
+        quick=quick, video=None if video is None else Path(video), nlf=None if nlf is None else Path(nlf), device=device
+    )
     print_extract_table(rows, notes)
     return 0
 

@@ -44,6 +44,12 @@ def add_parser(commands) -> None:
         help="extract: the driving video to time besides a synthetic one (default: the official sample "
         "driving_00001.mp4 where the sample data sits beside the checkout)",
     )
+    bench.add_argument(
+        "--nlf",
+        metavar="MODEL",
+        help="extract: also time the real NLF TorchScript file on the driving video (on --device)",
+    )
+    bench.add_argument("--device", help="extract: where the real NLF model runs (default: cuda when there is one)")
     bench.set_defaults(run=bench_command)
 
 
@@ -52,12 +58,18 @@ def bench_command(args: argparse.Namespace) -> int:
 
     if args.examples is not None and args.examples < 1:
         raise UsageError("--examples must be 1 or more")
-    if args.video is not None and args.suite != "extract":
-        raise UsageError("--video is an option of bench extract")
+    for name in ("video", "nlf", "device"):
+        if getattr(args, name) is not None and args.suite != "extract":
+            raise UsageError(f"--{name} is an option of bench extract")
     if args.suite == "extract":
         from mtvcrafter.bench.extract import extract_benchmark
 
-        return extract_benchmark(quick=args.quick, video=args.video)
+        device = args.device
+        if args.nlf is not None and device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return extract_benchmark(quick=args.quick, video=args.video, nlf=args.nlf, device=device or "cpu")
     return run_benchmarks(
         args.suite,
         quick=args.quick,
