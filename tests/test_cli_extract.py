@@ -59,7 +59,9 @@ def test_extract_the_official_driving_video_to_npz_and_the_official_pkl(tmp_path
     assert np.array_equal(np.load(tmp_path / "frames_0.npy"), motion.joints)
     # and motion info says how much of it was observed
     info = run("motion", "info", str(out), "--json")
-    assert json.loads(info.stdout)["clips"][0]["valid_frames"] == int(motion.frame_valid.sum())
+    clip = json.loads(info.stdout)["clips"][0]
+    assert clip["valid_frames"] == int(motion.frame_valid.sum())
+    assert "from the video it was extracted from: followed the largest person of the first second" in clip["notes"]
 
 
 @needs_video

@@ -93,6 +93,13 @@ def write_npz(motion: Motion, path: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _origin(source_format: Any) -> str:
+    """Where the notes of a converted motion come from, in words ("from the video it was extracted from")."""
+    if source_format == "nlf-video":
+        return "from the video it was extracted from"
+    return f"from the {source_format or 'source'} file it was converted from"
+
+
 def read_npz(path: str | Path, arrays: Any = None) -> Motion:
     """Read our ``.npz`` (never a pickle: arrays of Python objects are refused).
 
@@ -180,9 +187,7 @@ def motion_from_arrays(data: Any, source: str) -> Motion:
         source_format="mtvcrafter-npz",
         # the notes are about the file this motion was converted from (this one stores its frame rate)
         notes=tuple(
-            n
-            if n.startswith("from the ")
-            else f"from the {info.get('source_format') or 'source'} file it was converted from: {n}"
+            n if n.startswith("from the ") else f"{_origin(info.get('source_format'))}: {n}"
             for n in map(str, info.get("notes", []))
         ),
         metadata=dict(info.get("metadata", {})),
