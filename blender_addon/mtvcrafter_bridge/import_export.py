@@ -179,7 +179,9 @@ def import_motion(
     """Import clip ``clip_index`` of a motion file (official .pkl, AMASS .npz, our .npz, or a BVH through a bone
     map) as an editable SMPL armature keyed on every frame, with the camera the motion was seen through; the
     scene takes the motion's frame range, frame rate and image size, and that camera (a second report line lists
-    what changed, old → new). Returns the armature, selected and active.
+    what changed, old → new). The first report line also gives the motion's quality (stature, upright, left/right,
+    feet: :func:`~mtvcrafter.motion.quality.check_quality`), whose warnings (a wrong up axis, unit or bone map) come
+    last, as warnings. Returns the armature, selected and active.
 
     ``keep_scene_settings``: the scene's frame rate, frame range, render size and camera stay as they are: the
     motion is resampled to the scene's frame rate (as Animate samples for a sequencer scene at another rate) and
@@ -227,7 +229,8 @@ def import_motion(
     )
     if frames != motion.num_frames:
         how = f"resampled from {motion.num_frames} at {motion.fps:g} fps, {how}"
-    report({"INFO"}, f"{obj.name}: {frames} frames, {how}{notes}")
+    quality = motion.quality()  # stature, upright, left/right, feet: its warnings come last, in the status bar
+    report({"INFO"}, f"{obj.name}: {frames} frames, {how}; {quality.summary()}{notes}")
     if cleaned is not None:
         report({"INFO"}, f"Clean Motion: {cleaned.summary()}")
     changed = changes(before, scene_settings(scene))
@@ -241,6 +244,8 @@ def import_motion(
     elif changed:
         hint = " (Keep Scene Settings imports without changing them)" if offer_keep else ""
         report({"INFO"}, f"scene settings changed: {listed(changed)}{hint}")
+    for warning in quality.warnings:
+        report({"WARNING"}, warning)
     return obj
 
 

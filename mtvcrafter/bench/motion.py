@@ -1,4 +1,4 @@
-"""Motion-core benchmarks: reading the official pickle and inverse kinematics of long clips."""
+"""Motion-core benchmarks: reading the official pickle, inverse kinematics and quality checks of long clips."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..motion import CHILDREN, NUM_JOINTS, PARENTS, inverse_kinematics, load_motions
+from ..motion import CHILDREN, NUM_JOINTS, PARENTS, Motion, inverse_kinematics, load_motions
 from ..motion.kinematics import estimate_rest_offsets
+from ..motion.quality import MAX_FRAMES_CHECKED, check_quality
 from ..motion.rotations import best_fit_rotation, rotation_between
 from . import Row, median_time
 
@@ -84,6 +85,18 @@ def motion_benchmarks(quick: bool = False) -> list[Row]:
             baseline,
             f"per-frame loop, direction matching ({subset} frames timed, scaled)",
             2.0,
+        )
+    )
+    long_motion = Motion(
+        np.concatenate([clip if i % 2 == 0 else clip[::-1] for i in range(-(-100_000 // len(clip)))])[:100_000]
+    )
+    rows.append(
+        Row(
+            "quality checks, 100,000 frames",
+            median_time(lambda: check_quality(long_motion), repeats),
+            median_time(lambda: check_quality(long_motion, max_frames=None), repeats),
+            f"the same checks on every frame (ours: {MAX_FRAMES_CHECKED:,} evenly spaced)",
+            0.100,
         )
     )
     return rows

@@ -117,6 +117,7 @@ def info_command(args: argparse.Namespace) -> int:
                 "valid_frames": None if motion.frame_valid is None else int(motion.frame_valid.sum()),
                 "notes": list(motion.notes),
                 "warnings": motion.warnings(),
+                "quality": motion.quality().as_dict(),
             }
         )
     if args.json:
@@ -134,6 +135,7 @@ def info_command(args: argparse.Namespace) -> int:
                 f"      observed in {c['valid_frames']} of {c['frames']} frames "
                 f"({100 * c['valid_frames'] / c['frames']:.0f} %; the others filled in)"
             )
+        print(f"      quality: {c['quality']['summary']}")
         for note in c["notes"]:
             print(f"      note: {note}")
         for warning in c["warnings"]:
@@ -155,6 +157,8 @@ def convert_command(args: argparse.Namespace) -> int:
         if motion.source_format == "bvh":  # which bone map, how sure, the unit, the bones left out
             for note in motion.notes:
                 print(f"{motion.name}: {note}", file=sys.stderr)
+        for warning in motion.warnings():  # a wrong up axis, unit or bone map shows here
+            print(f"{motion.name}: warning: {warning}", file=sys.stderr)
     if args.clean is not None:
         from mtvcrafter.motion.clean import clean_motion
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE
 from .errors import MotionError
+from .quality import QualityReport, check_quality
 from .skeleton import NUM_JOINTS, bone_lengths
 from .units import PLAUSIBLE_BONE_MM, millimetre_hint
 
@@ -188,8 +189,14 @@ class Motion:
         """``(H, W)`` of the camera the joints are expressed in (a square when unknown)."""
         return self.image_size or DEFAULT_IMAGE_SIZE
 
+    def quality(self) -> QualityReport:
+        """Plausibility checks (stature, upright, left/right, handedness, feet, unit):
+        :func:`~mtvcrafter.motion.quality.check_quality`."""
+        return check_quality(self)
+
     def warnings(self) -> list[str]:
-        """Things that make the motion unlikely to render well, in plain words (empty when fine)."""
+        """Things that make the motion unlikely to render well, in plain words (empty when fine): joints behind
+        the camera, and the warnings of :meth:`quality` (a wrong up axis, unit or bone map)."""
         out = []
         depth = self.joints[:, :, 2]
         behind = np.flatnonzero((depth <= 0).any(axis=1))
@@ -198,6 +205,7 @@ class Motion:
                 f"{len(behind)} frame(s) have joints at or behind the camera (first: frame {behind[0]}); "
                 "the person must stand in front of the camera"
             )
+        out.extend(self.quality().warnings)
         return out
 
     @property
