@@ -524,7 +524,7 @@ def test_a_z_up_export_stands_in_front_of_the_camera(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["motion", "convert", str(path), str(out), "--up", "W"])
     assert "expected X, Y, Z, -X, -Y, -Z or auto" in capsys.readouterr().err
-    with pytest.raises(MotionError, match="applies to BVH files only"):
+    with pytest.raises(MotionError, match="applies to BVH, joint-position .npy and SMPL parameter files only"):
         load_motions(ROOT / "examples" / "sampled_data.pkl", up="Z")
 
 

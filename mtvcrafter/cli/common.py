@@ -109,12 +109,17 @@ def strength_option(text: str) -> float:
 
 def add_motion_options(parser: argparse.ArgumentParser) -> None:
     """The options of every command that reads a motion file."""
-    parser.add_argument("--fps", type=float, help="frame rate for files that store none (official .pkl: 30)")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate for files that store none (official .pkl: 30, AIST++ .pkl: 60, joints .npy and MDM "
+        "results.npy: 20, other SMPL parameters: 30)",
+    )
     parser.add_argument(
         "--body-model",
         metavar="PATH",
-        help="SMPL/SMPL-H/SMPL-X model .npz, or a folder of them, for exact AMASS joints "
-        "(default: the built-in neutral skeleton)",
+        help="SMPL/SMPL-H/SMPL-X model .npz, or a folder of them, for exact joints of SMPL parameters (AMASS, "
+        "AIST++, fitting outputs; default: the built-in neutral skeleton)",
     )
     parser.add_argument(
         "--preset",
@@ -125,14 +130,16 @@ def add_motion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--unit",
         type=unit_option,
-        help="BVH: the file's unit, m, cm, mm, inch, cmu (the CMU database's), or metres per unit; "
-        "default auto: the bone map's, unless the skeleton's size says otherwise",
+        help="BVH and joints .npy (MDM too): the file's unit, m, cm, mm, inch, cmu (the CMU database's), or metres "
+        "per unit; default auto: the bone map's (BVH) or metres (.npy), unless the skeleton's size says otherwise",
     )
     parser.add_argument(
         "--up",
         type=axis_option,
-        help="BVH: the file's up axis, X, Y, Z, -X, -Y or -Z; default auto: the bone map's (Y), unless the "
-        "skeleton clearly stands along another axis (Z for Blender's exports of Z-up rigs)",
+        help="BVH, joints .npy (MDM too) and SMPL parameters: the file's up axis, X, Y, Z, -X, -Y or -Z; default "
+        "auto: the bone map's (BVH), Y (.npy, AIST++, fitting outputs) or Z (AMASS), unless the skeleton clearly "
+        "stands along another axis (Z for Blender's exports of Z-up rigs, -Y for a camera's axes; not for AMASS "
+        "and AIST++)",
     )
     parser.add_argument(
         "--camera",

@@ -1,4 +1,8 @@
-"""AMASS / SMPL(-H/-X) parameter files (``.npz``): joints by forward kinematics, seen by a default camera."""
+"""AMASS / SMPL(-H/-X) parameter files (``.npz``): joints by forward kinematics, seen by a default camera.
+
+The forward kinematics, the choice of the rest skeleton and the placement before the camera
+(:func:`motion_from_smpl_parameters`) serve every SMPL parameter file (AIST++, SMPL fitting outputs:
+:mod:`~mtvcrafter.motion.smpl_params`)."""
 
 from __future__ import annotations
 
@@ -8,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from .bodymodel import RestSkeleton, find_body_model_file, load_body_model_skeleton, neutral_skeleton
-from .camera import DEFAULT_FOV_DEG, DEFAULT_IMAGE_SIZE, frame_person_z_up
+from .camera import DEFAULT_IMAGE_SIZE
 from .errors import MotionError
 from .kinematics import forward_kinematics
 from .motion import MAX_FRAMES, Motion
 from .npz_archive import NpzArchive, ObjectArrayError
+from .placement import PLACEMENT_NOTE, choose_up, place_in_front_of_camera, up_to_z
 from .rotations import axis_angle_to_matrix, matrix_to_quaternion
 from .skeleton import rest_offsets_from_joints
 
@@ -28,31 +33,173 @@ def is_amass(keys: set[str]) -> bool:
     return "poses" in keys or "root_orient" in keys
 
 
-def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None, fps: float | None = None) -> Motion:
+def read_parameter_field(data: Any, name: str, limit: int | None = None) -> np.ndarray | None:
+    """Field ``name`` of a parameter file as an array (None when absent or not an array of plain values).
+
+    ``data``: an :class:`NpzArchive` (each field read only up to ``limit`` values, by default the
+    per-frame bound, or :data:`_LIMITS`' for the small fields) or a mapping (an unpickled dict).
+    """
+    if name not in data:
+        return None
+    if isinstance(data, NpzArchive):
+        limit = limit or _LIMITS.get(name, _PER_FRAME)
+        try:  # text fields (gender) up to 256 characters, numbers up to 8 bytes each (16 when single)
+            return data.read(name, max_elements=limit, max_bytes=1024 if limit == 1 else 8 * limit)
+        except ObjectArrayError:  # some releases store extras as Python objects: never read, as if absent
+            return None
+    try:
+        array = np.asarray(data[name])
+    except (ValueError, TypeError):  # object arrays under allow_pickle=False; ragged lists
+        return None
+    return None if array.dtype.hasobject else array
+
+
+def describe_value(value: Any) -> str:
+    """A field's value for a one-line message: a single number or short text as itself, else its kind and shape."""
+    array = value if isinstance(value, np.ndarray) else None
+    if array is not None and array.size == 1 and array.dtype.kind in "fiubSU":
+        value = array.reshape(-1)[0].item()
+    elif array is not None:
+        return f"an array of shape {array.shape} ({array.dtype})"
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    if isinstance(value, str | bytes):
+        return f"{' '.join(repr(value).split())!s:.40}"
+    return f"a {type(value).__name__}"
+
+
+def check_parameters(arrays: dict[str, np.ndarray], source: str) -> None:
+    """MotionError naming the field where a per-frame parameter array is not finite numbers."""
+    for name, array in arrays.items():
+        if array.dtype.kind not in "fiu":
+            raise MotionError(f"must be numbers, got dtype {array.dtype}", source=source, field=name)
+        if not np.isfinite(array).all():
+            raise MotionError("holds NaN or infinite values", source=source, field=name)
+
+
+def smpl_local_rotations(poses: np.ndarray) -> np.ndarray:
+    """Local rotations ``(T, 24, 3, 3)`` of SMPL-24 from axis-angle poses ``(T, ≥66)``: the root and 21 body
+    joints, and SMPL's two hand joints where the pose is SMPL's 72 values (a leaf's own rotation moves no
+    joint, so SMPL-H/-X's finger chains are left at rest)."""
+    n = poses.shape[0]
+    axis_angle = np.zeros((n, 24, 3))
+    axis_angle[:, :22] = poses[:, :66].reshape(n, 22, 3)
+    if poses.shape[1] == 72:
+        axis_angle[:, 22:] = poses[:, 66:72].reshape(n, 2, 3)
+    return axis_angle_to_matrix(axis_angle)
+
+
+def smpl_rest_skeleton(
+    body_model: str | Path | None,
+    gender: str,
+    betas: np.ndarray | None,
+    source: str,
+    pose_width: int | None = None,
+) -> RestSkeleton:
+    """The rest skeleton a clip's joints are computed with: the body model's for ``gender`` and ``betas``
+    (``body_model``: a model ``.npz`` or a folder of them), preferring the family the ``pose_width`` says
+    (72 SMPL, 156 SMPL-H, 165 SMPL-X) and refusing another; or the built-in neutral one."""
+    if body_model is None:
+        return neutral_skeleton()
+    family = _FAMILIES.get(pose_width or 0)
+    model_file = find_body_model_file(body_model, gender, family)
+    skeleton = load_body_model_skeleton(model_file, betas)
+    if family is not None and skeleton.family != family:
+        raise MotionError(
+            f"the clip holds {_POSE_WIDTHS[pose_width or 0]} parameters but {model_file} is a "
+            f"{skeleton.family.upper()} body model; point --body-model at the {family.upper()} model",
+            source=source,
+            field="body_model",
+        )
+    return skeleton
+
+
+def motion_from_smpl_parameters(
+    local_rotations: np.ndarray,
+    trans_m: np.ndarray,
+    skeleton: RestSkeleton,
+    *,
+    up: str | None,
+    default_up: str,
+    detect_up: bool,
+    fps: float,
+    name: str,
+    source: str,
+    source_format: str,
+    notes: tuple[str, ...] = (),
+    betas: np.ndarray | None = None,
+) -> Motion:
+    """A Motion from SMPL parameters: joints by forward kinematics of ``skeleton``, rotations kept.
+
+    Args:
+        local_rotations: ``(T, 24, 3, 3)`` each joint's rotation relative to its parent (the root's in the
+            file's world), as :func:`smpl_local_rotations` gives.
+        trans_m: ``(T, 3)`` SMPL's translation in metres (the pelvis is at its rest position plus it).
+        up: the world's up axis (``"Y"``, ``"Z"``, ``"-Y"`` …) where given; else ``default_up``, unless
+            ``detect_up`` and the body clearly stands along another axis (:func:`choose_up`).
+
+    The world is turned Z up and the performer placed in front of a level default camera facing them in
+    the first frame, the whole clip in view (:func:`place_in_front_of_camera`); ``rotations``,
+    ``root_translation`` and ``rest_offsets`` (mm, the skeleton's) pose the joints exactly.
+    """
+    offsets = rest_offsets_from_joints(skeleton.joints_m)
+    root = skeleton.joints_m[0] + trans_m.astype(np.float64)
+    world, _ = forward_kinematics(offsets, local_rotations, root)
+    axis, up_note = choose_up(world, up, default_up, detect_up)
+    turn = up_to_z(axis)
+    world = world @ turn.T
+    rotation, position, joints_mm = place_in_front_of_camera(world)
+    to_camera = rotation @ turn
+    local_cam = np.array(local_rotations, dtype=np.float64)
+    local_cam[:, 0] = to_camera @ local_rotations[:, 0]
+    offsets_mm = offsets * 1000.0
+    offsets_mm[0] = 0.0
+    return Motion(
+        joints=joints_mm,
+        fps=fps,
+        image_size=DEFAULT_IMAGE_SIZE,
+        rotations=matrix_to_quaternion(local_cam),
+        root_translation=(root @ turn.T - position) @ rotation.T * 1000.0,
+        rest_offsets=offsets_mm,
+        betas=betas.astype(np.float32) if betas is not None and betas.size else None,
+        name=name,
+        source=source,
+        source_format=source_format,
+        notes=(
+            *notes,
+            f"joints computed with {skeleton.description}",
+            up_note,
+            PLACEMENT_NOTE,
+        ),
+    )
+
+
+def read_amass(
+    path: str | Path,
+    data: Any,
+    body_model: str | Path | None = None,
+    fps: float | None = None,
+    up: str | None = None,
+    *,
+    default_up: str = "Z",
+    detect_up: bool = False,
+    source_format: str = "amass-npz",
+) -> Motion:
     """Joints of an AMASS-style parameter file.
 
     The body's 22 joints (and SMPL's hands, or the middle finger's first joint for SMPL-H/-X) come
     from forward kinematics of the rest skeleton: the exact shape-dependent one when ``body_model``
     (a model ``.npz`` or a folder of them) is given, otherwise the built-in neutral skeleton; the
-    motion's ``notes`` say which. AMASS worlds are Z-up in metres; the performer is placed in front
-    of a level camera facing them (:func:`~mtvcrafter.motion.camera.frame_person_z_up`). ``fps`` is
-    used when the file stores no frame rate (30 otherwise).
+    motion's ``notes`` say which. AMASS worlds are Z-up in metres (``up`` names another up axis; other
+    ``poses`` files pass their ``default_up``, ``detect_up`` and ``source_format``: see
+    :func:`motion_from_smpl_parameters`); the performer is placed in front of a level camera facing them
+    (:func:`~mtvcrafter.motion.camera.frame_person_z_up`). ``fps`` is used when the file stores no
+    frame rate (30 otherwise).
     """
     source = str(path)
 
     def field(name: str) -> np.ndarray | None:
-        if name not in data:
-            return None
-        if isinstance(data, NpzArchive):
-            limit = _LIMITS.get(name, _PER_FRAME)
-            try:  # text fields (gender) up to 256 characters, numbers up to 8 bytes each (16 when single)
-                return data.read(name, max_elements=limit, max_bytes=1024 if limit == 1 else 8 * limit)
-            except ObjectArrayError:  # some releases store extras as Python objects: never read, as if absent
-                return None
-        try:
-            return np.asarray(data[name])
-        except ValueError:  # object arrays under allow_pickle=False
-            return None
+        return read_parameter_field(data, name)
 
     poses = field("poses")
     if poses is None:
@@ -82,11 +229,7 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
         )
     if poses.shape[0] < 1:
         raise MotionError("the file has no frames", source=source, field="poses")
-    for name, array in (("poses", poses), ("trans", trans)):
-        if array.dtype.kind not in "fiu":
-            raise MotionError(f"must be numbers, got dtype {array.dtype}", source=source, field=name)
-        if not np.isfinite(array).all():
-            raise MotionError("holds NaN or infinite values", source=source, field=name)
+    check_parameters({"poses": poses, "trans": trans}, source)
 
     notes: list[str] = []
     fps_field = field("mocap_framerate")
@@ -99,7 +242,9 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
         else:
             notes.append(f"the file stores no frame rate; {fps:g} fps as given")
     elif fps_field.size != 1 or fps_field.dtype.kind not in "fiu":
-        raise MotionError(f"expected one number, got {fps_field!r:.60}", source=source, field="mocap_framerate")
+        raise MotionError(
+            f"expected one number, got {describe_value(fps_field)}", source=source, field="mocap_framerate"
+        )
     else:
         fps = float(fps_field.reshape(-1)[0])
     betas = field("betas")
@@ -113,53 +258,19 @@ def read_amass(path: str | Path, data: Any, body_model: str | Path | None = None
         raw = gender_field.reshape(-1)[0]
         gender = (raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)).strip().lower()[:40] or "neutral"
 
-    skeleton: RestSkeleton
-    family = _FAMILIES.get(poses.shape[1])
-    if body_model is not None:
-        model_file = find_body_model_file(body_model, gender, family)
-        skeleton = load_body_model_skeleton(model_file, betas)
-        if family is not None and skeleton.family != family:
-            raise MotionError(
-                f"the clip holds {_POSE_WIDTHS[poses.shape[1]]} parameters but {model_file} is a "
-                f"{skeleton.family.upper()} body model; point --body-model at the {family.upper()} model",
-                source=source,
-                field="body_model",
-            )
-    else:
-        skeleton = neutral_skeleton()
-    notes.append(f"joints computed with {skeleton.description}")
+    skeleton = smpl_rest_skeleton(body_model, gender, betas, source, poses.shape[1])
     kind = _POSE_WIDTHS.get(poses.shape[1], "SMPL-family")
-
-    n = poses.shape[0]
-    axis_angle = np.zeros((n, 24, 3))
-    axis_angle[:, :22] = poses[:, :66].reshape(n, 22, 3)
-    if poses.shape[1] == 72:
-        axis_angle[:, 22:] = poses[:, 66:72].reshape(n, 2, 3)
-    local = axis_angle_to_matrix(axis_angle)
-    offsets = rest_offsets_from_joints(skeleton.joints_m)
-    root = skeleton.joints_m[0] + trans.astype(np.float64)
-    world, _ = forward_kinematics(offsets, local, root)
-
-    rotation, position = frame_person_z_up(world, DEFAULT_IMAGE_SIZE, DEFAULT_FOV_DEG)
-    joints_mm = (world - position) @ rotation.T * 1000.0
-    local_cam = local.copy()
-    local_cam[:, 0] = rotation @ local[:, 0]
-    offsets_mm = offsets * 1000.0
-    offsets_mm[0] = 0.0
-    return Motion(
-        joints=joints_mm,
+    return motion_from_smpl_parameters(
+        smpl_local_rotations(poses),
+        trans,
+        skeleton,
+        up=up,
+        default_up=default_up,
+        detect_up=detect_up,
         fps=fps,
-        image_size=DEFAULT_IMAGE_SIZE,
-        rotations=matrix_to_quaternion(local_cam),
-        root_translation=(root - position) @ rotation.T * 1000.0,
-        rest_offsets=offsets_mm,
-        betas=betas.astype(np.float32) if betas is not None and betas.size else None,
         name=Path(path).stem,
         source=source,
-        source_format="amass-npz",
-        notes=(
-            f"{kind} parameters ({poses.shape[1]} values per frame), gender {gender}",
-            *notes,
-            "placed in front of a default camera (level, facing the performer, whole clip in view)",
-        ),
+        source_format=source_format,
+        notes=(f"{kind} parameters ({poses.shape[1]} values per frame), gender {gender}", *notes),
+        betas=betas,
     )

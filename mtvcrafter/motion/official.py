@@ -19,14 +19,16 @@ OFFICIAL_PICKLE_FPS = 30.0
 _FIELD_ORDER = ("file_path", "video_path", "pose", "video_length", "video_height", "video_width")
 
 
-def read_official_pickle(path: str | Path, fps: float | None = None) -> list[Motion]:
+def read_official_pickle(path: str | Path, fps: float | None = None, *, data: Any = None) -> list[Motion]:
     """Every clip of an official motion pickle, as motions (joints in mm, camera space).
 
     ``pose`` may be a ``(T, 24, 3)`` array, or ``{'joints3d_nonparam': [per-frame (people, 24, 3)]}``
-    of which the first person is used. ``fps`` overrides the assumed 30 fps.
+    of which the first person is used. ``fps`` overrides the assumed 30 fps. ``data``: the file's content
+    where it was already unpickled (by :func:`~mtvcrafter.motion.safe_pickle.safe_load_pickle`).
     """
     source = str(path)
-    data = safe_load_pickle(path)
+    if data is None:
+        data = safe_load_pickle(path)
     clips = [data] if isinstance(data, dict) else data
     if not isinstance(clips, list) or not clips:
         raise MotionError(f"expected a dict or a non-empty list of dicts, found {type(data).__name__}", source=source)

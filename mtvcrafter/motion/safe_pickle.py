@@ -11,6 +11,11 @@ name resolves to a sealed stand-in that takes plain values, checks them, and bui
 arrays of simple numeric types itself. So a pickle can neither call ``numpy.ndarray`` directly, nor
 rewrite a dtype's internal state, nor set attributes on anything it was handed.
 
+An ``.npy`` of Python objects (what ``np.save(..., allow_pickle=True)`` writes for a dict, e.g. MDM's
+``results.npy``) is a header followed by such a pickle of an object array: with ``object_arrays=True`` the
+array's items may be what the rest of the pickle may hold (numbers, text, lists, dicts, numpy arrays), and
+the array comes back as those items — never as a numpy array of Python objects.
+
 Never use it for data that came over a network: uploads must be ``.npz`` or JSON.
 """
 
@@ -38,6 +43,8 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _MAX_ELEMENTS = 1 << 26
 _MAX_DIMENSIONS = 32
 _budget: ContextVar[list[int]] = ContextVar("mtvcrafter_pickle_budget")
+#: Whether arrays of Python objects may be read (as lists of their items) in this load.
+_object_arrays: ContextVar[bool] = ContextVar("mtvcrafter_pickle_object_arrays", default=False)
 #: Largest archive member read from a ``torch.save`` zip.
 _MAX_MEMBER_BYTES = 1 << 31
 
@@ -146,6 +153,10 @@ class _DtypeSpec(_Sealed):
             raise pickle.UnpicklingError("structured arrays are not allowed in motion files")
         self._set("order", state[1])
 
+    @property
+    def is_object(self) -> bool:
+        return self.code.lstrip("<>|=").startswith("O")
+
     def resolve(self) -> np.dtype:
         code = self.code.lstrip("<>|=")
         code = {"?": "b1", "f": "f8", "d": "f8", "i": "i8", "l": "i8"}.get(code, code)
@@ -163,18 +174,29 @@ class _ArrayClass(_Sealed):
 
 
 class _ArrayBuilder(_Sealed):
-    """What array reconstruction hands the pickle; its state becomes a fresh array, checked."""
+    """What array reconstruction hands the pickle; its state becomes a fresh array, checked — or, for an
+    array of Python objects where those are allowed, the list of its items (``objects``) and its shape."""
 
-    __slots__ = ("array",)
+    __slots__ = ("array", "objects", "shape")
 
     def __init__(self) -> None:
         self._set("array", None)
+        self._set("objects", None)
+        self._set("shape", None)
 
     def __setstate__(self, state: Any) -> None:
-        # ndarray state: (version, shape, dtype, is_fortran, raw bytes)
-        if self.array is not None or not isinstance(state, tuple) or len(state) != 5:
+        # ndarray state: (version, shape, dtype, is_fortran, raw bytes — a list of the items for objects)
+        if self.array is not None or self.objects is not None or not isinstance(state, tuple) or len(state) != 5:
             raise pickle.UnpicklingError("an invalid array")
         _, shape, dtype, fortran, raw = state
+        if isinstance(dtype, _DtypeSpec) and dtype.is_object and _object_arrays.get():
+            shape = _shape(shape)
+            if len(shape) > 1 or not isinstance(raw, list) or len(raw) != math.prod(shape):
+                raise pickle.UnpicklingError("an invalid array of Python objects (only 0-d and 1-d ones are read)")
+            _charge(len(raw))
+            self._set("shape", shape)
+            self._set("objects", list(raw))
+            return
         self._set("array", _array_from_bytes(raw, dtype, shape, "F" if fortran else "C"))
 
 
@@ -416,6 +438,12 @@ def _finish(value: Any, memo: dict[int, Any]) -> Any:
     if key in memo:
         return memo[key]
     if isinstance(value, _ArrayBuilder):
+        if value.objects is not None:  # a 0-d array as the item it holds, a 1-d one as a list
+            items: list[Any] = []
+            memo[key] = items
+            items[:] = [_finish(v, memo) for v in value.objects]
+            memo[key] = items[0] if value.shape == () else items
+            return memo[key]
         if value.array is None:
             raise pickle.UnpicklingError("an array without data")
         memo[key] = value.array
@@ -438,19 +466,23 @@ def _finish(value: Any, memo: dict[int, Any]) -> Any:
     return memo.get(key, value)
 
 
-def safe_load_pickle(path: str | Path) -> Any:
+def safe_load_pickle(path: str | Path, *, offset: int = 0, object_arrays: bool = False) -> Any:
     """Unpickle a local motion file allowing only numpy arrays and torch tensors (read as numpy).
 
     Also reads files written by ``torch.save`` (zip archives and the legacy format) the same way.
     Raises :class:`MotionError` for anything else, before any of it runs.
+
+    ``offset``: where the pickle starts in the file (after an ``.npy`` header). ``object_arrays``: read
+    0-d and 1-d arrays of Python objects as the item they hold and as a list of their items (see above).
     """
     path = Path(path)
     source = str(path)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes()[offset:]
     except OSError as exc:
         raise MotionError(f"cannot read the file ({exc.strerror})", source=source) from None
     token = _budget.set([_MAX_ELEMENTS])
+    objects_token = _object_arrays.set(object_arrays)
     try:
         if data[:4] == b"PK\x03\x04":
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -472,4 +504,5 @@ def safe_load_pickle(path: str | Path) -> Any:
             f"not a readable motion pickle ({type(exc).__name__}: {one_line(exc)})", source=source
         ) from None
     finally:
+        _object_arrays.reset(objects_token)
         _budget.reset(token)
