@@ -22,7 +22,12 @@ AUTO = "AUTO"
 #: The rig's own mapping (the list edited on the rig) rather than a preset.
 CUSTOM = "CUSTOM"
 UNIT_ITEMS = (
-    ("AUTO", "Auto", "The bone map's unit, unless the skeleton's size clearly says otherwise"),
+    (
+        "AUTO",
+        "Auto",
+        "BVH: the bone map's unit; joint positions: metres (HumanML3D's) — unless the skeleton's size clearly "
+        "says otherwise",
+    ),
     ("m", "Metres", ""),
     ("cm", "Centimetres", ""),
     ("mm", "Millimetres", ""),
@@ -34,11 +39,21 @@ UP_ITEMS = (
     (
         "AUTO",
         "Auto",
-        "The bone map's axes (Y up for the bundled ones, as most BVH files), unless rest pose and clip "
-        "both clearly stand along another axis",
+        "The format's — BVH: the bone map's axes (Y up for the bundled ones, as most BVH files); joint "
+        "positions, AIST++ and fitting outputs: Y up; AMASS: Z up — unless the body clearly stands along another "
+        "axis (BVH: rest pose and clip both; joint positions and fitting outputs: clip and first frame)",
     ),
-    ("Y", "Y up", "Y up, facing +Z: most BVH files, and Blender's exporter from rigs imported from FBX or BVH"),
-    ("Z", "Z up", "Z up, facing −Y: Blender's exporter from rigs built in Blender (or with applied rotation)"),
+    (
+        "Y",
+        "Y up",
+        "Y up, facing +Z: most BVH files, Blender's exporter from rigs imported from FBX or BVH, HumanML3D, MDM "
+        "and AIST++",
+    ),
+    (
+        "Z",
+        "Z up",
+        "Z up, facing −Y: AMASS, and Blender's exporter from rigs built in Blender (or with applied rotation)",
+    ),
 )
 
 

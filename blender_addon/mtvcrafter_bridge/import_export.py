@@ -161,6 +161,26 @@ def listed(settings: dict[str, str]) -> str:
     return ", ".join(f"{name} {value}" for name, value in settings.items())
 
 
+def read_motions(filepath: str | Path, bone_map: str = AUTO, unit: str = "AUTO", up_axis: str = "AUTO") -> list[Motion]:
+    """The clips of a motion file (an official pickle and MDM's ``results.npy`` hold several), read with the import's
+    options where they apply and without them elsewhere: ``bone_map`` (``"AUTO"`` or a bone map's id) to BVH;
+    ``unit`` (``"AUTO"``, ``"m"``, ``"cm"``, …) to BVH and joint positions (``.npy``: HumanML3D's, MDM's);
+    ``up_axis`` (``"AUTO"``, ``"Y"``, ``"Z"``) to those and to SMPL parameters (AIST++ ``.pkl``, AMASS and fitting
+    outputs) — an official pickle or our ``.npz`` is seen through its camera already and takes none."""
+    suffix = Path(filepath).suffix.lower()
+    if suffix == ".bvh":  # through a bone map, the user's included
+        return [bvh_motion(filepath, bone_map, unit, up_axis)]
+    up = None if up_axis == "AUTO" else up_axis
+    if suffix == ".npy":
+        return load_motions(filepath, unit=None if unit == "AUTO" else unit, up=up)
+    try:
+        return load_motions(filepath, up=up)
+    except MotionError as error:
+        if up is None or error.field != "up":
+            raise
+    return load_motions(filepath)  # the reader said Up does not apply to this file
+
+
 def import_motion(
     context,
     filepath: str | Path,
@@ -176,8 +196,9 @@ def import_motion(
     offer_keep: bool = True,
     report: Report = print_report,
 ):
-    """Import clip ``clip_index`` of a motion file (official .pkl, AMASS .npz, our .npz, or a BVH through a bone
-    map) as an editable SMPL armature keyed on every frame, with the camera the motion was seen through; the
+    """Import clip ``clip_index`` of a motion file (official .pkl, AMASS .npz, our .npz, AIST++ or other SMPL
+    parameters .pkl/.npz, joint positions .npy, MDM's results.npy, or a BVH through a bone map) as an editable
+    SMPL armature keyed on every frame, with the camera the motion was seen through; the
     scene takes the motion's frame range, frame rate and image size, and that camera (a second report line lists
     what changed, old → new). The first report line also gives the motion's quality (stature, upright, left/right,
     feet: :func:`~mtvcrafter.motion.quality.check_quality`), whose warnings (a wrong up axis, unit or bone map) come
@@ -194,14 +215,11 @@ def import_motion(
     ``offer_keep``: the report of the scene settings changed names Keep Scene Settings (off where the scene must
     take the motion's, as for Motion from Video).
 
-    BVH only: ``bone_map`` (``"AUTO"`` or a bone map's id), ``unit`` (``"AUTO"``, ``"m"``, ``"cm"``, …) and
-    ``up_axis`` (``"AUTO"``, ``"Y"``, ``"Z"``). A file that cannot be read, or any failure while building,
-    raises (:class:`~mtvcrafter.motion.MotionError` for the file's problems) and leaves nothing half-made."""
+    ``bone_map``, ``unit`` and ``up_axis`` apply to the formats :func:`read_motions` says, and are ignored for the
+    others. A file that cannot be read, or any failure while building, raises
+    (:class:`~mtvcrafter.motion.MotionError` for the file's problems) and leaves nothing half-made."""
     filepath = str(filepath)
-    if Path(filepath).suffix.lower() == ".bvh":  # through a bone map, the user's included
-        motions = [bvh_motion(filepath, bone_map, unit, up_axis)]
-    else:
-        motions = load_motions(filepath)
+    motions = read_motions(filepath, bone_map, unit, up_axis)
     if clip_index >= len(motions):
         raise MotionError(f"clip {clip_index} requested, the file holds {len(motions)}", source=filepath)
     motion = motions[clip_index]

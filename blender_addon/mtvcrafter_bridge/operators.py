@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
@@ -74,22 +75,48 @@ def draw_clean_options(operator, layout) -> None:
     column.prop(operator, "clean_feet")
 
 
+#: The import's options that apply to some formats only, by the selected file's suffix: the heading they are
+#: drawn under and which they are (:func:`~import_export.read_motions` ignores them elsewhere).
+FORMAT_OPTIONS = {
+    ".bvh": ("BVH", ("bone_map", "unit", "up_axis")),
+    ".npy": ("Joint Positions", ("unit", "up_axis")),
+    ".pkl": ("SMPL Parameters", ("up_axis",)),
+    ".npz": ("SMPL Parameters", ("up_axis",)),
+}
+
+
 class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper, CleanOnImport):
-    """Import a motion (official .pkl, AMASS .npz, our .npz, or BVH mocap through a bone map) as an editable SMPL
-    armature"""
+    """Import a motion (official .pkl, AMASS .npz, our .npz, AIST++ or other SMPL parameters .pkl/.npz, joint
+    positions .npy as HumanML3D, MDM's results.npy, or BVH mocap through a bone map) as an editable SMPL armature"""
 
     bl_idname = "import_anim.mtvcrafter_motion"
     bl_label = "Import MTVCrafter Motion"
     bl_options = {"REGISTER", "UNDO", "PRESET"}
 
     filename_ext = ".pkl"
-    filter_glob: StringProperty(default="*.pkl;*.npz;*.bvh", options={"HIDDEN"})
-    clip_index: IntProperty(name="Clip", description="Clip of a multi-clip file", default=0, min=0)
+    filter_glob: StringProperty(default="*.pkl;*.npz;*.npy;*.bvh", options={"HIDDEN"})
+    clip_index: IntProperty(
+        name="Clip",
+        description="Clip of a file holding several (an official .pkl; MDM's results.npy: one per sample)",
+        default=0,
+        min=0,
+    )
     bone_map: EnumProperty(
         name="Bone map", items=preset_items, description="BVH: which of the file's joints are the SMPL joints"
     )
-    unit: EnumProperty(name="Unit", items=UNIT_ITEMS, default="AUTO", description="BVH: the file's length unit")
-    up_axis: EnumProperty(name="Up", items=UP_ITEMS, default="AUTO", description="BVH: the file's up axis")
+    unit: EnumProperty(
+        name="Unit",
+        items=UNIT_ITEMS,
+        default="AUTO",
+        description="BVH and joint positions (.npy): the file's length unit",
+    )
+    up_axis: EnumProperty(
+        name="Up",
+        items=UP_ITEMS,
+        default="AUTO",
+        description="BVH, joint positions (.npy) and SMPL parameters (AIST++ .pkl, AMASS and fitting outputs): the "
+        "file's up axis (an official .pkl and our .npz are seen through their camera: ignored)",
+    )
     keep_scene_settings: BoolProperty(
         name="Keep Scene Settings",
         description="Leave the scene's frame rate, frame range, render size and camera as they are: the motion is "
@@ -103,10 +130,11 @@ class IMPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ImportHelper, CleanOn
         layout.prop(self, "clip_index")
         layout.prop(self, "keep_scene_settings")
         draw_clean_options(self, layout)
-        column = layout.column(heading="BVH")
-        column.prop(self, "bone_map")
-        column.prop(self, "unit")
-        column.prop(self, "up_axis")
+        # only the options that apply to the file selected (none selected: BVH's, which are all of them)
+        heading, names = FORMAT_OPTIONS.get(Path(self.filepath).suffix.lower(), FORMAT_OPTIONS[".bvh"])
+        column = layout.column(heading=heading)
+        for name in names:
+            column.prop(self, name)
 
     def execute(self, context):
         return call(
@@ -208,7 +236,7 @@ class EXPORT_ANIM_OT_mtvcrafter_motion(bpy.types.Operator, ExportHelper):
 
 
 def menu_import(self, context):
-    self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.pkl, .npz, .bvh)")
+    self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_motion.bl_idname, text="MTVCrafter Motion (.pkl, .npz, .npy, .bvh)")
     self.layout.operator(IMPORT_ANIM_OT_mtvcrafter_video.bl_idname, text="MTVCrafter Motion from Video")
 
 

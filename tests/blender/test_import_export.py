@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import bpy  # collected only where bpy is installed (tests/conftest.py)
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from conftest import report
 from mathutils import Quaternion, Vector
 
-from mtvcrafter.motion import JOINT_NAMES, MotionError, load_motions, save_motion
+from mtvcrafter.motion import JOINT_NAMES, MotionError, load_motion, load_motions, save_motion
 from mtvcrafter.motion.skeleton import PARENTS
 
 HEADING = f"Blender add-on: import and export (bpy {bpy.app.version_string}, headless)"
@@ -318,3 +319,157 @@ def test_keep_scene_settings_in_a_scene_without_a_camera_adds_only_the_camera(cl
         f"Info: scene settings kept: fps 30, frames 1–250, render size 1920×1080; changed: camera none → "
         f"{scene.camera.name}; the motion's frames 1–299 reach past the scene's range"
     ) in out
+
+
+# --- motion from other tools: HumanML3D joint positions, AIST++ SMPL parameters, MDM's results.npy ----------------
+
+REALWORLD = Path(__file__).resolve().parents[3] / "shared" / "data" / "realworld"
+HUMANML3D = REALWORLD / "humanml3d_new_joints_012314.npy"
+AISTPP = REALWORLD / "aistpp_gBR_sBM_cAll_d04_mBR0_ch01.pkl"
+needs_realworld = pytest.mark.skipif(
+    not (HUMANML3D.is_file() and AISTPP.is_file()), reason="the real-world motion files are not beside the checkout"
+)
+#: Blender's camera axes (x right, y up, looking down −z) to OpenCV's (x right, y down, z ahead), the motions'.
+BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
+
+
+def seen_through_the_scene_camera(context, obj) -> tuple[np.ndarray, np.ndarray]:
+    """The armature's evaluated bone heads (SMPL joint order) on every frame of the scene's range, as Blender's own
+    matrices place them: in the scene camera's OpenCV axes, mm ``(F, 24, 3)``, and in its view (0..1 across the
+    frame, y up; Blender's ``world_to_camera_view``) ``(F, 24, 2)``."""
+    from bpy_extras.object_utils import world_to_camera_view
+
+    scene = context.scene
+    camera = scene.camera
+    frames = range(scene.frame_start, scene.frame_end + 1)
+    camera_mm, view = np.empty((len(frames), 24, 3)), np.empty((len(frames), 24, 2))
+    for t, frame in enumerate(frames):
+        scene.frame_set(frame)
+        depsgraph = context.evaluated_depsgraph_get()
+        evaluated, lens = obj.evaluated_get(depsgraph), camera.evaluated_get(depsgraph)
+        to_camera = lens.matrix_world.inverted()
+        for j, name in enumerate(JOINT_NAMES):
+            world = evaluated.matrix_world @ evaluated.pose.bones[name].head
+            camera_mm[t, j] = BLENDER_TO_OPENCV @ np.array(to_camera @ world) * 1000.0
+            view[t, j] = world_to_camera_view(scene, lens, world)[:2]
+    return camera_mm, view
+
+
+def lean_deg(view: np.ndarray) -> np.ndarray:
+    """Per frame, how far the line from the ankles' midpoint to the head leans from the frame's up, degrees
+    (180: upside down)."""
+    ankles = (view[:, JOINT_NAMES.index("left_ankle")] + view[:, JOINT_NAMES.index("right_ankle")]) / 2
+    up = view[:, JOINT_NAMES.index("head")] - ankles
+    return np.degrees(np.arctan2(np.abs(up[:, 0]), up[:, 1]))
+
+
+@needs_realworld
+@pytest.mark.parametrize(("path", "fps"), [(HUMANML3D, 20), (AISTPP, 60)], ids=["humanml3d-npy", "aistpp-pkl"])
+def test_humanml3d_joints_and_aistpp_parameters_import_as_their_motion_upright(clean_scene, path, fps, capfd):
+    """A real HumanML3D ``new_joints`` .npy (22 joints, metres, Y up, 20 fps) and a real AIST++ SMPL pickle (60 fps):
+    an armature keyed once per frame, the scene at the file's rate, its joints as Blender evaluates them equal to
+    the motion the library reads, and the performer standing up in the camera view."""
+    motion = load_motion(path)
+    capfd.readouterr()
+    start = time.perf_counter()
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(path)) == {"FINISHED"}
+    elapsed = time.perf_counter() - start
+    out = capfd.readouterr().out
+    obj = bpy.context.active_object
+    scene = bpy.context.scene
+    assert obj.type == "ARMATURE" and sorted(b.name for b in obj.data.bones) == sorted(JOINT_NAMES)
+    curves = fcurves_of(obj)
+    keys = np.empty(2 * motion.num_frames)
+    curves[0].keyframe_points.foreach_get("co", keys)
+    np.testing.assert_array_equal(keys[0::2], np.arange(1, motion.num_frames + 1))  # one key per frame
+    assert all(len(c.keyframe_points) == motion.num_frames for c in curves)
+    assert scene.render.fps / scene.render.fps_base == fps
+    assert (scene.frame_start, scene.frame_end) == (1, motion.num_frames)
+    assert f"Info: {obj.name}: {motion.num_frames} frames, rotations from the file;" in out
+
+    joints_mm, view = seen_through_the_scene_camera(bpy.context, obj)
+    error = np.linalg.norm(joints_mm - motion.joints, axis=-1)
+    lean = lean_deg(view)
+    report(
+        HEADING,
+        f"{path.name}: {motion.num_frames} frames at {fps} fps imported in {elapsed:.2f} s; evaluated joints max "
+        f"{error.max():.3f} mm from the library's; lean in the camera view median {np.median(lean):.1f}°, max "
+        f"{lean.max():.1f}°",
+    )
+    assert error.max() < 1.0
+    assert np.median(lean) < 15.0 and lean.max() < 45.0  # standing up in the camera view, never upside down
+    assert ((view > 0.0) & (view < 1.0)).all()  # and inside the frame
+
+
+def mdm_results(source: np.ndarray, starts: list[int], lengths: list[int], texts: list[str]) -> dict:
+    """MDM's ``results.npy`` dict: ``motion (samples, 22, 3, frames)`` in metres, Y up, each sample a stretch of
+    ``source (F, 22, 3)`` padded with its last pose to the longest."""
+    frames = max(lengths)
+    motion = np.empty((len(lengths), 22, 3, frames), dtype=np.float32)
+    for i, (first, length) in enumerate(zip(starts, lengths, strict=True)):
+        clip = source[first : first + length]
+        padded = np.concatenate([clip, np.repeat(clip[-1:], frames - length, axis=0)])
+        motion[i] = np.moveaxis(padded, 0, -1)
+    return {"motion": motion, "text": texts, "lengths": np.array(lengths), "num_samples": len(lengths),
+            "num_repetitions": 1}  # fmt: skip
+
+
+@needs_realworld
+def test_clip_1_of_an_mdm_results_npy_imports_as_that_sample(clean_scene, tmp_path):
+    """MDM writes several samples into one ``results.npy``: the Clip option picks one; it is imported at its own
+    length (not the padded one), at 20 fps, as the library reads that sample; a clip past the last is one error."""
+    source = np.load(HUMANML3D)
+    texts = ["a person walks forward", "a person turns around and sits down", "a person jumps"]
+    path = tmp_path / "results.npy"
+    np.save(path, mdm_results(source, [0, 40, 100], [120, 90, 60], texts), allow_pickle=True)
+    motion = load_motions(path)[1]
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(path), clip_index=1) == {"FINISHED"}
+    obj = bpy.context.active_object
+    scene = bpy.context.scene
+    assert obj.name.startswith(texts[1][:20])  # named after its text
+    assert all(len(c.keyframe_points) == 90 for c in fcurves_of(obj))
+    assert scene.render.fps == 20 and (scene.frame_start, scene.frame_end) == (1, 90)
+    joints_mm, view = seen_through_the_scene_camera(bpy.context, obj)
+    error = np.linalg.norm(joints_mm - motion.joints, axis=-1)
+    # the sample itself: its bones as long as in the file's frames 40–129, in metres
+    pairs = [(j, p) for j, p in enumerate(PARENTS[:22]) if p >= 0]
+    in_file = np.linalg.norm(source[40:130, [j for j, _ in pairs]] - source[40:130, [p for _, p in pairs]], axis=-1)
+    imported = np.linalg.norm(joints_mm[:, [j for j, _ in pairs]] - joints_mm[:, [p for _, p in pairs]], axis=-1)
+    report(HEADING, f"MDM results.npy, clip 1 of 3 (90 frames): evaluated joints max {error.max():.3f} mm off")
+    assert error.max() < 1.0
+    assert np.abs(imported / 1000.0 - in_file).max() < 0.01
+    assert np.median(lean_deg(view)) < 15.0
+
+    with pytest.raises(RuntimeError, match=r"results\.npy: clip 3 requested, the file holds 3"):
+        bpy.ops.import_anim.mtvcrafter_motion(filepath=str(path), clip_index=3)
+
+
+@needs_realworld
+def test_up_and_unit_reach_the_files_they_apply_to_and_are_ignored_by_the_others(sample_pkl, tmp_path):
+    """The import's Up and Unit options: Up turns a joint-position .npy and an AIST++ pickle as the library turns them
+    (told Z up, a Y-up performer lies down); Unit scales a .npy (centimetres read as inches: 2.54 times as tall);
+    an official pickle, seen through its camera, takes neither: set, they are ignored and the import is the
+    ordinary one."""
+    from mtvcrafter_bridge.import_export import import_motion
+
+    in_cm = tmp_path / "joints_cm.npy"
+    np.save(in_cm, np.load(HUMANML3D) * 100.0)
+    statures = {}
+    for path, options, library in (
+        (HUMANML3D, {"up_axis": "Z"}, {"up": "Z"}),
+        (AISTPP, {"up_axis": "Z"}, {"up": "Z"}),
+        (in_cm, {}, {}),
+        (in_cm, {"unit": "inch"}, {"unit": "inch"}),
+        (sample_pkl, {"up_axis": "Z", "unit": "inch"}, {}),
+    ):
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        expected = load_motion(path, **library)
+        obj = import_motion(bpy.context, path, **options, report=lambda kind, text: None)
+        joints_mm, view = seen_through_the_scene_camera(bpy.context, obj)
+        error = np.linalg.norm(joints_mm - expected.joints, axis=-1).mean()
+        assert error < (15.0 if path == sample_pkl else 1.0), (path.name, options, error)
+        lying = np.median(lean_deg(view)) > 45.0
+        assert lying == ("up" in library), (path.name, options)  # lying only where told Z up
+        pelvis_to_head = joints_mm[:, JOINT_NAMES.index("head")] - joints_mm[:, JOINT_NAMES.index("pelvis")]
+        statures[path.name, options.get("unit")] = np.median(np.linalg.norm(pelvis_to_head, axis=-1))
+    assert statures["joints_cm.npy", "inch"] / statures["joints_cm.npy", None] == pytest.approx(2.54, rel=1e-3)

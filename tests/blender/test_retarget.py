@@ -880,8 +880,39 @@ def test_the_panel_list_and_dialogs_draw_with_the_real_layout_api(clean_scene, s
         layout = FakeLayout([])
         MTVCRAFTER_UL_joint_bones.draw_item(None, context, layout, settings, row, 0, settings, "active", 0)
     draw_panel(context, MTVCRAFTER_PT_panel)
-    dialog = SimpleNamespace(layout=FakeLayout([]), bl_rna=bpy.ops.import_anim.mtvcrafter_motion.get_rna_type())
+    dialog = SimpleNamespace(
+        layout=FakeLayout([]), bl_rna=bpy.ops.import_anim.mtvcrafter_motion.get_rna_type(), filepath=""
+    )
     IMPORT_ANIM_OT_mtvcrafter_motion.draw(dialog, context)
+
+
+@pytest.mark.parametrize(
+    ("name", "heading", "shown"),
+    [
+        ("dance.bvh", "BVH", ["bone_map", "unit", "up_axis"]),
+        ("012314.NPY", "Joint Positions", ["unit", "up_axis"]),
+        ("results.npy", "Joint Positions", ["unit", "up_axis"]),
+        ("gBR_sBM.pkl", "SMPL Parameters", ["up_axis"]),
+        ("poses.npz", "SMPL Parameters", ["up_axis"]),
+        ("", "BVH", ["bone_map", "unit", "up_axis"]),  # no file selected yet
+    ],
+)
+def test_the_import_dialog_shows_the_options_that_apply_to_the_file_selected(clean_scene, name, heading, shown):
+    """File › Import's sidebar: clip, scene and Clean Motion options always; below them, under the format's heading,
+    only the options that format takes (the file browser keeps the operator's filepath on the selected file)."""
+    from types import SimpleNamespace
+
+    from mtvcrafter_bridge.operators import IMPORT_ANIM_OT_mtvcrafter_motion
+
+    rna = bpy.ops.import_anim.mtvcrafter_motion.get_rna_type()
+    assert rna.properties["filter_glob"].default == "*.pkl;*.npz;*.npy;*.bvh"
+    calls = []
+    dialog = SimpleNamespace(layout=FakeLayout(calls), bl_rna=rna, filepath=f"/motions/{name}" if name else "")
+    IMPORT_ANIM_OT_mtvcrafter_motion.draw(dialog, clean_scene)
+    headings = [args["heading"] for call, args in calls if call == "column" and args.get("heading")]
+    drawn = [args["property"] for call, args in calls if call == "prop"]
+    always = ["clip_index", "keep_scene_settings", "clean", "clean_smooth", "clean_feet"]
+    assert headings == ["Clean Motion", heading] and drawn == always + shown
 
 
 def test_register_unregister_register_in_one_session(clean_scene):
