@@ -30,6 +30,8 @@ REAL_FILES = (
     "mixamo_test_freebvh.bvh",
     "rokoko_video_mixamo_preset_jesse_dance.bvh",
     "smpl2bvh_aistpp_gBR_sBM_cAll_d04_mBR0_ch01.bvh",
+    "aistpp_gBR_sBM_cAll_d04_mBR0_ch01.pkl",
+    "humanml3d_new_joints_012314.npy",
 )
 LEG_JOINTS = ("hip", "knee", "ankle", "foot")
 ARM_JOINTS = ("collar", "shoulder", "elbow", "wrist", "hand")
@@ -161,14 +163,20 @@ def test_a_motion_turned_upside_down_is_said_to_be_so_and_nothing_else(dancer):
     assert f"the body is upside down in {share} of the frames" in quality.warnings[0]
 
 
-def test_a_bvh_read_with_the_wrong_up_axis_names_the_axis_to_try():
-    path = real_file("mixamo_test_freebvh.bvh")  # Y up
-    upside_down = check_quality(load_motion(path, up="-Y"))
-    assert upside_down.upright.verdict == "upside down"
-    assert upside_down.warnings == [
-        "the body is upside down in 100 % of the frames: is the file's up axis right? try --up Y (Up in Blender's "
-        "import)"
-    ]
+@pytest.mark.parametrize(
+    "name", ["mixamo_test_freebvh.bvh", "aistpp_gBR_sBM_cAll_d04_mBR0_ch01.pkl", "humanml3d_new_joints_012314.npy"]
+)
+def test_a_file_read_with_the_wrong_up_axis_names_the_axis_to_try(name):
+    path = real_file(name)  # all Y up
+    upside_down = load_motion(path, up="-Y")
+    assert upright_share(upside_down.joints) < 0.1
+    quality = check_quality(upside_down)
+    assert quality.upright.verdict == "upside down"
+    assert len(quality.warnings) == 1
+    assert quality.warnings[0].startswith("the body is upside down in ")
+    assert quality.warnings[0].endswith(
+        " of the frames: is the file's up axis right? try --up Y (Up in Blender's import)"
+    )
     lying = check_quality(load_motion(path, up="Z"))
     assert lying.upright.verdict == "lying sideways" and 60 < lying.upright.value < 120
     assert len(lying.warnings) == 1 and lying.warnings[0].endswith("try --up Y (Up in Blender's import)")
@@ -249,9 +257,14 @@ def test_a_motion_ten_times_too_large_asks_about_the_unit(dancer):
 
 
 @pytest.mark.parametrize(
-    ("name", "wrong", "right"), [("mixamo_test_freebvh.bvh", "inch", "cm"), ("cmu_cgspeed_01_01.bvh", "inch", "cmu")]
+    ("name", "wrong", "right"),
+    [
+        ("mixamo_test_freebvh.bvh", "inch", "cm"),
+        ("cmu_cgspeed_01_01.bvh", "inch", "cmu"),
+        ("humanml3d_new_joints_012314.npy", "0.4", "m"),  # metres per unit
+    ],
 )
-def test_a_bvh_read_in_the_wrong_unit_names_the_unit_to_try(name, wrong, right):
+def test_a_file_read_in_the_wrong_unit_names_the_unit_to_try(name, wrong, right):
     path = real_file(name)
     quality = check_quality(load_motion(path, unit=wrong))
     assert not quality.stature.ok

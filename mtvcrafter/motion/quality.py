@@ -25,6 +25,9 @@ The checks, on ``(T, 24, 3)`` joints in millimetres, camera space (x right, y do
   be the body's lowest point, by :data:`LOWEST_TOLERANCE_LEGS` leg lengths, in most frames.
 - **unit**: the median bone length against :data:`HUMAN_BONE_MM` (a person in millimetres).
 
+Where the reader chose an up axis or a unit (its notes say "axes: Y up …", "unit: cm …": BVH, SMPL parameters,
+joint positions), a warning names the ``--up`` or ``--unit`` to try; otherwise what camera-space millimetres need.
+
 Frames whose geometry cannot decide a check (the toes straight down, the shoulders along the body's up) are
 left out of its share. Long clips are checked on at most :data:`MAX_FRAMES_CHECKED` evenly spaced frames.
 """
@@ -39,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import MotionError
 from .skeleton import JOINT_INDEX, NEUTRAL_REST_JOINTS_M, bone_lengths
 from .units import TYPICAL_BONE_MM, UNITS, millimetre_hint, skeleton_size, unit_scale
 
@@ -170,12 +174,11 @@ def _note(notes: Sequence[str], pattern: str) -> str | None:
 
 
 def _up_hint(motion: Motion, upside_down: bool) -> str:
-    """What to try when the body does not stand along the image's up."""
-    if motion.source_format != "bvh":
-        return "the joints must be in camera space with y pointing down (OpenCV axes)"
+    """What to try when the body does not stand along the image's up: another up axis where the reader chose one
+    (its note says "axes: Y up …": BVH, SMPL parameters, joint positions), else camera-space axes."""
     used = _note(motion.notes, r"axes: (-?[XYZ]) up")
     if used is None:
-        return "is the file's up axis right? try --up with another axis (Up in Blender's import)"
+        return "the joints must be in camera space with y pointing down (OpenCV axes)"
     axis = used.lstrip("-")
     if upside_down:
         tries = [axis if used.startswith("-") else f"-{axis}"]
@@ -186,17 +189,22 @@ def _up_hint(motion: Motion, upside_down: bool) -> str:
 
 
 def _unit_hint(motion: Motion, stature_m: float, median_bone_mm: float) -> str:
-    """What to try when the body is not a person's size."""
-    if motion.source_format == "bvh":
-        used = _note(motion.notes, r"unit: ([^\s(]+) \(")
-        if used is not None:
-            scale = unit_scale(used) * NEUTRAL_STATURE_M / stature_m  # metres per unit giving a typical person
-            best = min(UNITS, key=lambda name: abs(math.log(UNITS[name] / scale)))
-            low, high = PLAUSIBLE_STATURE_M
-            if best != used and low <= stature_m * UNITS[best] / unit_scale(used) <= high:
-                return f"is the unit right? try --unit {best} (Unit in Blender's import)"
-        return "is the unit right? pass the file's unit with --unit (Unit in Blender's import)"
-    return f"is the unit right? millimetres expected: {millimetre_hint(median_bone_mm)}"
+    """What to try when the body is not a person's size: the unit that gives a person where the reader chose one
+    (its note says "unit: cm …": BVH, joint positions), else the factor to millimetres."""
+    used = _note(motion.notes, r"unit: ([^\s(]+) \(")
+    if used is None:
+        return f"is the unit right? millimetres expected: {millimetre_hint(median_bone_mm)}"
+    try:
+        used_scale = unit_scale(used)
+    except MotionError:  # a unit this module cannot weigh: the general advice
+        used_scale = None
+    if used_scale is not None:
+        wanted = used_scale * NEUTRAL_STATURE_M / stature_m  # metres per unit giving a typical person
+        best = min(UNITS, key=lambda name: abs(math.log(UNITS[name] / wanted)))
+        low, high = PLAUSIBLE_STATURE_M
+        if best != used and low <= stature_m * UNITS[best] / used_scale <= high:
+            return f"is the unit right? try --unit {best} (Unit in Blender's import)"
+    return "is the unit right? pass the file's unit with --unit (Unit in Blender's import)"
 
 
 def check_quality(motion: Motion, max_frames: int | None = MAX_FRAMES_CHECKED) -> QualityReport:
