@@ -36,7 +36,7 @@ from mtvcrafter.motion.skeleton_mapping import axes_matrix, choose_axes, map_poi
 from mtvcrafter.motion.units import UNITS, choose_unit, skeleton_size
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("cmu", "generic", "mixamo", "rokoko", "smpl")
+PRESETS = ("cmu", "generic", "mixamo", "motionbuilder", "rokoko", "smpl")
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 
@@ -746,15 +746,21 @@ def test_cmus_daz_friendly_files_are_cmu_in_centimetres_on_an_anatomical_skeleto
 
 def test_a_bvh_that_fits_no_map_or_the_wrong_map_is_refused(tmp_path, y_up_bvh):
     path, _ = y_up_bvh
-    car = tmp_path / "car.bvh"
-    car.write_text(path.read_text().replace("ROOT pelvis", "ROOT chassis").replace("JOINT left_", "JOINT wheel_"))
-    with pytest.raises(MotionError, match="no bone map fits") as error:
-        motion_from_bvh(car)
-    assert str(car) in str(error.value)
+    renamed = tmp_path / "renamed.bvh"  # a human skeleton whose names no map knows is mapped by its structure
+    renamed.write_text(path.read_text().replace("ROOT pelvis", "ROOT chassis").replace("JOINT left_", "JOINT wheel_"))
+    assert any("mapped by the skeleton's structure" in note for note in motion_from_bvh(renamed).notes)
+    snake = tmp_path / "snake.bvh"
+    segments = [(f"segment{i}", f"segment{i - 1}" if i else None, (0.0, 0.0, 10.0 if i else 0.0)) for i in range(12)]
+    snake.write_text(rest_bvh(segments, {"segment11": (0.0, 0.0, 5.0)}, (0.0, 0.0, 0.0)))
+    with pytest.raises(MotionError, match="no bone map finds a single SMPL joint") as error:
+        motion_from_bvh(snake)
+    assert str(snake) in str(error.value) and "Not read by its structure either" in str(error.value)
     with pytest.raises(MotionError, match="finds no bone for pelvis") as error:
         motion_from_bvh(path, bone_map="mixamo")
     assert str(path) in str(error.value)
-    with pytest.raises(MotionError, match="no bone map 'nope'; known: cmu, generic, mixamo, rokoko, smpl"):
+    with pytest.raises(
+        MotionError, match="no bone map 'nope'; known: cmu, generic, mixamo, motionbuilder, rokoko, smpl"
+    ):
         motion_from_bvh(path, bone_map="nope")
     with pytest.raises(MotionError, match="applies to BVH files only"):
         load_motions(ROOT / "examples" / "sampled_data.pkl", bone_map="smpl")

@@ -1,17 +1,23 @@
-"""Motion-core benchmarks: reading the official pickle, inverse kinematics and quality checks of long clips."""
+"""Motion-core benchmarks: reading the official pickle, inverse kinematics and quality checks of long clips, and
+mapping a BVH skeleton by its structure."""
 
 from __future__ import annotations
 
 import pickle
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..motion import CHILDREN, NUM_JOINTS, PARENTS, Motion, inverse_kinematics, load_motions
+from ..motion.bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh, write_bvh
+from ..motion.bvh_motion import motion_from_bvh, rest_points
 from ..motion.kinematics import estimate_rest_offsets
 from ..motion.quality import MAX_FRAMES_CHECKED, check_quality
+from ..motion.rig import with_skeleton
 from ..motion.rotations import best_fit_rotation, rotation_between
+from ..motion.structure_mapping import map_by_structure
 from . import Row, median_time
 
 
@@ -21,6 +27,39 @@ def sample_pickle() -> Path:
     if here.is_file():
         return here
     raise FileNotFoundError(f"{here}: the sample motions are not there; run from a checkout of the project")
+
+
+def largest_real_bvh() -> Path | None:
+    """The largest BVH of the real-world files written by other tools (``shared/data/realworld`` beside the
+    checkout), if they are there."""
+    folder = Path(__file__).resolve().parents[3] / "shared" / "data" / "realworld"
+    files = sorted(folder.glob("*.bvh"), key=lambda p: p.stat().st_size) if folder.is_dir() else []
+    return files[-1] if files else None
+
+
+def structure_mapping_row(quick: bool, scratch: Path) -> Row:
+    """Mapping a BVH's skeleton by its structure (what a load adds to name detection) against the whole load of
+    the largest real BVH (or, without the real files, the longest sample clip fitted and written as BVH)."""
+    path = largest_real_bvh()
+    if path is None:
+        clip = load_motions(sample_pickle())[3]
+        fitted = with_skeleton(clip, inverse_kinematics(clip.joints, mode="fit"))
+        path = write_bvh(fitted, scratch / "sample_clip.bvh")
+    bvh = read_bvh(path)
+    positions, rotations = bvh_forward_kinematics(bvh)
+    ends = bvh_end_positions(bvh, positions, rotations)
+    heads, rest_ends = rest_points(bvh.skeleton)
+    rig = (bvh.skeleton.names, bvh.skeleton.parents, heads[0], {j: e[0] for j, e in rest_ends.items()})
+    repeats = 3 if quick else 10
+    ours = median_time(lambda: map_by_structure(*rig, poses=(positions, ends)), repeats * 5)
+    load = median_time(lambda: motion_from_bvh(path), 1 if quick else 3)
+    return Row(
+        "structure mapping of a BVH skeleton",
+        ours,
+        load,
+        f"loading all of {path.name} ({bvh.num_frames:,} frames, {bvh.skeleton.num_joints} joints)",
+        0.050,
+    )
 
 
 def baseline_ik_per_frame(joints: np.ndarray, rest: np.ndarray) -> np.ndarray:
@@ -99,7 +138,9 @@ def motion_benchmarks(quick: bool = False) -> list[Row]:
             0.100,
         )
     )
+    with tempfile.TemporaryDirectory() as scratch:
+        rows.append(structure_mapping_row(quick, Path(scratch)))
     return rows
 
 
-__all__ = ["baseline_ik_per_frame", "motion_benchmarks"]
+__all__ = ["baseline_ik_per_frame", "largest_real_bvh", "motion_benchmarks", "structure_mapping_row"]

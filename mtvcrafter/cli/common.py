@@ -124,8 +124,10 @@ def add_motion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset",
         metavar="ID",
-        help="BVH: the bone map (smpl, mixamo, cmu, rokoko, generic, one of yours, or the path of a bone-map "
-        ".json file; see presets/README.md); default auto: detected from the joint names",
+        help="BVH: the bone map (smpl, mixamo, cmu, rokoko, motionbuilder, generic, one of yours, or the path of a "
+        "bone-map .json file; see presets/README.md), or structure: from the skeleton's shape alone, never the "
+        "names; default auto: the names' map, checked against the skeleton (left and right), or the skeleton's "
+        "structure where no map names all 24 joints",
     )
     parser.add_argument(
         "--unit",

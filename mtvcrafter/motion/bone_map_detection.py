@@ -1,13 +1,27 @@
 """Which bone map fits a rig: every map ranked by how many SMPL joints it places on the rig's bones
 (:func:`rank_bone_maps`), the best one chosen (:func:`detect_bone_map`) or a chosen one checked
 (:func:`fit_bone_map`), with messages that name what is missing and the fix. numpy only.
+
+Where the rig's hierarchy and rest pose are known too (a BVH file, a Blender armature), :func:`detect_rig_map`
+weighs the names against the skeleton's structure
+(:func:`~mtvcrafter.motion.structure_mapping.map_by_structure`):
+
+- a specific bone map that places all 24 joints by name (confidence 1) is used, its sides checked against
+  the rest pose: where its left limbs lie on the body's right (left and right names swapped), its left and
+  right are exchanged, with a warning that the names' sides were ignored;
+- otherwise the mapping by structure replaces the names altogether (it places all 24 joints in one
+  consistent way; a half-named rig mixed with structure would place the spine and the sides by two rules);
+- where structure cannot read the skeleton, the generic map, when it places all 24 joints by guessed
+  names, is used with a warning; else one MotionError says what the names and the structure each lacked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from .bone_maps import (
     Alternative,
@@ -20,7 +34,8 @@ from .bone_maps import (
     skipped_note,
 )
 from .errors import MotionError
-from .skeleton import NUM_JOINTS
+from .skeleton import JOINT_NAMES, NUM_JOINTS
+from .structure_mapping import STRUCTURE_ID, NotHumanSkeleton, StructureMap, map_by_structure
 
 #: Confidence of a fallback map (``"fallback": true``, the generic one), whose names are guesses.
 FALLBACK_CONFIDENCE = 0.8
@@ -40,6 +55,8 @@ class Detection:
         ranking: ``(id, confidence)`` of every map tried, best first.
         skipped: notes on the bone-map files that were left out because they are broken (only when
             :func:`detect_bone_map` read the files itself).
+        notes: what was inferred and warnings (a mapping by structure: how it read the skeleton; names whose
+            sides were ignored).
     """
 
     bone_map: BoneMap
@@ -49,6 +66,7 @@ class Detection:
     missing_joints: tuple[str, ...]
     ranking: tuple[tuple[str, float], ...] = ()
     skipped: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -197,3 +215,170 @@ def detect_bone_map(
         ranking=ranking,
         skipped=tuple(skipped_note(error) for error in skipped.values()),
     )
+
+
+# --- names and structure --------------------------------------------------------------------------------------
+
+#: SMPL joints of each limb whose side a bone map's names decide.
+_LIMB_JOINTS = {
+    "leg": ("hip", "knee", "ankle", "foot"),
+    "arm": ("collar", "shoulder", "elbow", "wrist", "hand"),
+}
+
+
+def structure_detection(
+    bone_names: Sequence[str],
+    parents: Sequence[int],
+    heads: np.ndarray,
+    tails: np.ndarray | Mapping[Any, np.ndarray] | None = None,
+    *,
+    poses: tuple[np.ndarray, Mapping[Any, np.ndarray]] | None = None,
+    source: str | None = None,
+    structure: StructureMap | None = None,
+) -> Detection:
+    """The rig mapped by its structure (:func:`~mtvcrafter.motion.structure_mapping.map_by_structure`, same
+    arguments) as a :class:`Detection`: ``mapped`` and ``unmapped_bones`` as for a bone map, ``notes`` what was
+    inferred. MotionError for a skeleton that is not read as a human's."""
+    names = list(bone_names)
+    if structure is None:
+        structure = map_by_structure(names, parents, heads, tails, poses=poses, source=source)
+    fit = fit_bone_map(structure.bone_map, names, _names_with_ends(names, tails))
+    return replace(fit, confidence=structure.confidence, notes=structure.notes)
+
+
+def _names_with_ends(names: Sequence[str], tails: Any) -> list[str]:
+    """The bones that have an end, from ``tails`` as :func:`~mtvcrafter.motion.structure_mapping.map_by_structure`
+    takes them."""
+    if tails is None:
+        return []
+    if isinstance(tails, Mapping):
+        return [names[k] if isinstance(k, int | np.integer) else str(k) for k in tails]
+    rows = np.isfinite(np.asarray(tails, dtype=np.float64)).all(axis=-1)
+    return [name for name, has in zip(names, rows, strict=True) if has]
+
+
+def _swapped_limbs(
+    bone_map: BoneMap, names: Sequence[str], ends: Iterable[str] | None, structure: StructureMap
+) -> list[str]:
+    """The limbs (``"leg"``, ``"arm"``) whose left joints a bone map places on the bones that the rest pose
+    shows on the body's right, and its right joints on the left."""
+    lookup = rig_lookup(names)
+    chosen, _ = resolve_alternatives(bone_map, lookup, _end_lookup(list(names), ends))
+
+    def side_of(joint: str) -> str | None:
+        bones = {lookup[ref.key] for ref, weight in chosen.get(joint, ()) if weight != 0.0}
+        sides = {
+            side
+            for side in ("left", "right")
+            for limb in _LIMB_JOINTS
+            if bones & set(structure.limbs.get(f"{side}_{limb}", ()))
+        }
+        return sides.pop() if len(sides) == 1 else None
+
+    swapped = []
+    for limb, joints in _LIMB_JOINTS.items():
+        found = [(side_of(f"left_{j}"), side_of(f"right_{j}")) for j in joints]
+        if any(pair == ("right", "left") for pair in found) and not any(pair == ("left", "right") for pair in found):
+            swapped.append(limb)
+    return swapped
+
+
+def _exchange_sides(bone_map: BoneMap, limbs: Sequence[str]) -> BoneMap:
+    joints = dict(bone_map.joints)
+    for limb in limbs:
+        for j in _LIMB_JOINTS[limb]:
+            joints[f"left_{j}"], joints[f"right_{j}"] = bone_map.joints[f"right_{j}"], bone_map.joints[f"left_{j}"]
+    return replace(bone_map, joints={joint: joints[joint] for joint in JOINT_NAMES})
+
+
+def detect_rig_map(
+    bone_names: Sequence[str],
+    parents: Sequence[int],
+    heads: np.ndarray,
+    tails: np.ndarray | Mapping[Any, np.ndarray] | None = None,
+    maps: Mapping[str, BoneMap] | None = None,
+    *,
+    poses: tuple[np.ndarray, Mapping[Any, np.ndarray]] | None = None,
+    source: str | None = None,
+) -> Detection:
+    """Where the 24 SMPL joints lie on a rig, from its names and its structure (the rule in the module's
+    docstring).
+
+    Args:
+        bone_names, parents, heads, tails, poses: the rig, as
+            :func:`~mtvcrafter.motion.structure_mapping.map_by_structure` takes it (a Blender armature: bone
+            names, parent indices, rest heads and tails).
+        maps: id → bone map (default :func:`load_bone_maps`; broken files are left out, named in ``skipped``).
+        source: the file, for messages.
+
+    Returns:
+        The :class:`Detection` used: a bone map's, or the mapping by structure's (its bone map's id is
+        ``structure``); its ``notes`` say what was inferred and warn of swapped or guessed names.
+    """
+    names = list(bone_names)
+    ends = _names_with_ends(names, tails)
+    skipped: dict[str, MotionError] = {}
+    maps = load_bone_maps(skipped=skipped) if maps is None else maps
+    skipped_notes = tuple(skipped_note(error) for error in skipped.values())
+    named: Detection | None = None
+    named_error: MotionError | None = None
+    try:
+        named = replace(detect_bone_map(names, maps, ends=ends, source=source), skipped=skipped_notes)
+    except MotionError as exc:
+        named_error = exc
+    structure: StructureMap | None = None
+    structure_error = ""
+    try:
+        structure = map_by_structure(names, parents, heads, tails, poses=poses, source=source)
+    except MotionError as exc:  # not a human's, or bones a bone map cannot tell apart
+        structure_error = exc.reason if isinstance(exc, NotHumanSkeleton) else _message(exc)
+    if named is not None and not named.bone_map.fallback:
+        swapped = _swapped_limbs(named.bone_map, names, ends, structure) if structure is not None else []
+        if not swapped or structure is None:
+            return named
+        exchanged = fit_bone_map(_exchange_sides(named.bone_map, swapped), names, ends)
+        warning = (
+            f"warning: the bone names' left and right are swapped: the {' and '.join(f'{limb}s' for limb in swapped)} "
+            f"named left lie on the body's right in the {'rest pose' if structure.from_rest else 'poses'} (up "
+            f"{structure.up}, facing {structure.forward}); "
+            "mapped by the skeleton's geometry, the names' sides ignored"
+        )
+        return replace(
+            exchanged, confidence=named.confidence, ranking=named.ranking, skipped=skipped_notes, notes=(warning,)
+        )
+    if structure is not None:
+        fits = rank_bone_maps(names, maps, ends=ends)
+        if fits:
+            closest = fits[0][1]
+            placed = NUM_JOINTS - len(closest.missing_joints)
+            guessed = " from guessed names" if closest.bone_map.fallback else ""
+            why = f"by names, {closest.bone_map.name} ({closest.bone_map.id}) places {placed} of 24{guessed}"
+        else:
+            why = "no bone maps"
+        detection = structure_detection(names, parents, heads, tails, source=source, structure=structure)
+        return replace(
+            detection,
+            ranking=((STRUCTURE_ID, detection.confidence), *((ident, fit.confidence) for ident, fit in fits)),
+            notes=(f"no bone map names all 24 joints ({why}): mapped by the skeleton's structure", *detection.notes),
+            skipped=skipped_notes,
+        )
+    if named is not None:
+        warning = (
+            f"warning: the joints are placed by guessed names ({named.bone_map.name} map), unchecked: the skeleton's "
+            f"structure is not read as a human's ({structure_error}); check the result"
+        )
+        return replace(named, notes=(warning,))
+    assert named_error is not None
+    raise MotionError(
+        f"{_message(named_error).rstrip('.')}. Not read by its structure either: {structure_error}",
+        source=source,
+        field="bone_map",
+    )
+
+
+def _message(error: MotionError) -> str:
+    """A MotionError's message without the source and field it names first."""
+    text = str(error)
+    for prefix in (f"{error.source}: " if error.source else "", f"field '{error.field}': " if error.field else ""):
+        text = text.removeprefix(prefix)
+    return text

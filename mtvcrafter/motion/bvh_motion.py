@@ -3,8 +3,9 @@ seen by a camera. numpy only.
 
 The way from a rig's joints to a Motion, which :func:`motion_from_bvh` takes for a BVH file:
 
-1. :func:`~mtvcrafter.motion.bone_map_detection.detect_bone_map` picks the bone map that fits the rig's
-   names (or the user names one);
+1. :func:`~mtvcrafter.motion.bone_map_detection.detect_rig_map` picks the bone map that fits the rig's
+   names, checked against (or, where no map names all 24 joints, replaced by) the mapping by the skeleton's
+   structure (:mod:`~mtvcrafter.motion.structure_mapping`); or the user names one (``structure`` too);
 2. :func:`~mtvcrafter.motion.skeleton_mapping.map_points` gives the 24 joints per frame, in the rig's
    unit and axes;
 3. :func:`~mtvcrafter.motion.skeleton_mapping.rig_to_world` turns them into Blender's world (Z up,
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .bone_map_detection import detect_bone_map, fit_bone_map, missing_joints_message
+from .bone_map_detection import detect_rig_map, fit_bone_map, missing_joints_message, structure_detection
 from .bone_maps import BoneMap, get_bone_map, load_bone_maps, skipped_note
 from .bvh import bvh_end_positions, bvh_forward_kinematics, read_bvh
 from .camera import (
@@ -39,6 +40,7 @@ from .errors import MotionError
 from .motion import Motion
 from .skeleton import JOINT_INDEX
 from .skeleton_mapping import choose_axes, map_points, rig_to_world
+from .structure_mapping import STRUCTURE_ID
 from .units import choose_unit
 
 
@@ -80,8 +82,9 @@ def motion_from_bvh(
 
     Args:
         path: the ``.bvh`` file.
-        bone_map: ``None``/``"auto"`` (detected, :func:`detect_bone_map`), a map id, a BoneMap, its
-            JSON form, or the path of a bone-map ``.json`` file.
+        bone_map: ``None``/``"auto"`` (detected from the names and the skeleton, :func:`detect_rig_map`),
+            ``"structure"`` (from the skeleton alone, never the names), a map id, a BoneMap, its JSON form, or
+            the path of a bone-map ``.json`` file.
         unit: the file's unit (a name of :data:`~mtvcrafter.motion.units.UNITS` or metres per unit); default:
             :func:`choose_unit`.
         camera: a placement in Blender's world, a :class:`CameraFile`, or a camera JSON file
@@ -94,9 +97,9 @@ def motion_from_bvh(
         maps: the bone maps to detect among (default :func:`load_bone_maps`; a broken bone-map file is
             left out, with a warning in the notes, and choosing it by id raises its error).
 
-    The motion's ``notes`` say which bone map (and how sure), the unit and why, the axes, the bones left
-    out and the camera. A file with no frames, or with values that put a joint more than 10 km away,
-    raises MotionError naming the line.
+    The motion's ``notes`` say which bone map (and how sure; for a mapping by structure, what it inferred),
+    the unit and why, the axes, the bones left out and the camera. A file with no frames, or with values that
+    put a joint more than 10 km away, raises MotionError naming the line.
     """
     source = str(path)
     bvh = read_bvh(path)
@@ -111,20 +114,25 @@ def motion_from_bvh(
         maps = load_bone_maps(skipped=skipped)
     names = list(bvh.skeleton.names)
     end_names = [names[j] for j in bvh.skeleton.end_sites]
+    positions, rotations = bvh_forward_kinematics(bvh)
+    ends = bvh_end_positions(bvh, positions, rotations)
+    rest_heads, rest_ends = rest_points(bvh.skeleton)
+    rig = (names, bvh.skeleton.parents, rest_heads[0], {j: end[0] for j, end in rest_ends.items()})
     if bone_map is None or (isinstance(bone_map, str) and bone_map.lower() == "auto"):
-        detection = detect_bone_map(names, maps, ends=end_names, source=source)
+        detection = detect_rig_map(*rig, maps, poses=(positions, ends), source=source)
         chosen = detection.bone_map
         how = f"detected, confidence {detection.confidence:.2f}"
+    elif isinstance(bone_map, str) and bone_map.lower() == STRUCTURE_ID:
+        detection = structure_detection(*rig, poses=(positions, ends), source=source)
+        chosen = detection.bone_map
+        how = f"as chosen, confidence {detection.confidence:.2f}"
     else:
         chosen = get_bone_map(bone_map, maps, source, skipped=skipped)
         detection = fit_bone_map(chosen, names, end_names)
         if detection.missing_joints:
             raise MotionError(missing_joints_message(chosen, detection.missing_joints), source=source, field="bone_map")
         how = "as chosen"
-    positions, rotations = bvh_forward_kinematics(bvh)
-    ends = bvh_end_positions(bvh, positions, rotations)
     rig_points = map_points(names, positions, chosen, ends=ends)
-    rest_heads, rest_ends = rest_points(bvh.skeleton)
     rest = map_points(names, rest_heads, chosen, ends=rest_ends)
     rig_up, rig_forward, axes_note = choose_axes(chosen, rig_points, rest, up)
     scale, unit_note = choose_unit(rig_points, unit, chosen.unit)
@@ -152,7 +160,8 @@ def motion_from_bvh(
     notes = [
         f"BVH: {len(names)} joints, {bvh.num_frames} frames, Frame Time {bvh.frame_time:.7g} s "
         f"({_file_fps(bvh.frame_time):.6g} fps)",
-        f"bone map: {chosen.name} ({chosen.id}, {how})",
+        f"bone map: {'by the skeleton' if chosen.id == STRUCTURE_ID else chosen.name} ({chosen.id}, {how})",
+        *detection.notes,
         unit_note,
         f"{axes_note} → Blender's Z up, facing −Y",
         *bvh.notes,
