@@ -1,4 +1,5 @@
-"""Bone maps in Blender: the bundled presets (``presets/bones``) and the user's, as menu items; the mapping a
+"""Bone maps in Blender: the bundled presets (``presets/bones``) and the user's, as menu items, with the mapping by
+the skeleton's structure (:mod:`~mtvcrafter.motion.structure_mapping`: any bone names) beside them; the mapping a
 user edits on a rig (one row per SMPL joint) as a :class:`~mtvcrafter.motion.bone_maps.BoneMap`, and saved
 as a preset file."""
 
@@ -12,15 +13,25 @@ import bpy
 import numpy as np
 
 from mtvcrafter.motion import JOINT_NAMES, Motion, MotionError
-from mtvcrafter.motion.bone_map_detection import Detection, detect_bone_map, fit_bone_map, rank_bone_maps
+from mtvcrafter.motion.bone_map_detection import (
+    Detection,
+    detect_bone_map,
+    detect_rig_map,
+    fit_bone_map,
+    rank_bone_maps,
+    structure_detection,
+)
 from mtvcrafter.motion.bone_maps import BoneMap, bone_map_folders, load_bone_maps, rig_lookup
 from mtvcrafter.motion.bone_maps import save_bone_map as write_bone_map
 from mtvcrafter.motion.bvh_motion import motion_from_bvh
+from mtvcrafter.motion.structure_mapping import STRUCTURE_ID, NotHumanSkeleton
 from mtvcrafter.motion.units import UNITS
 
 AUTO = "AUTO"
 #: The rig's own mapping (the list edited on the rig) rather than a preset.
 CUSTOM = "CUSTOM"
+#: The joints placed from the skeleton's hierarchy and rest pose, whatever the bones are named.
+STRUCTURE = STRUCTURE_ID
 UNIT_ITEMS = (
     (
         "AUTO",
@@ -111,28 +122,93 @@ def _items(with_custom: bool) -> list[tuple[str, str, str, int]]:
         items = [(AUTO, "Auto-detect", "The bone map whose names match the bones best", 0)]
         if with_custom:
             items.append((CUSTOM, "Mapping below", "The mapping edited in the list (Fill from preset, then edit)", 1))
+        items.append(
+            (
+                STRUCTURE,
+                "By structure",
+                "From the skeleton's hierarchy and rest pose, whatever its bones are named (the report says what was "
+                "inferred, and how sure)",
+                _number(STRUCTURE),
+            )
+        )
         for ident, bone_map in maps.items():
-            items.append((ident, bone_map.name, bone_map.description or str(bone_map.path), _number(ident)))
+            if ident != STRUCTURE:  # a file of that name cannot take the place of the mapping by structure
+                items.append((ident, bone_map.name, bone_map.description or str(bone_map.path), _number(ident)))
         _ITEMS[key] = items
     return _ITEMS[key]
 
 
 def preset_items(self, context):
-    """Enum items: auto-detect and every bone map."""
+    """Enum items: auto-detect, by structure and every bone map."""
     return _items(False)
 
 
 def source_items(self, context):
-    """Enum items: auto-detect, the rig's own mapping, and every bone map."""
+    """Enum items: auto-detect, the rig's own mapping, by structure and every bone map."""
     return _items(True)
 
 
-def choose_bone_map(choice: str, bone_names, rig=None) -> tuple[Detection, bool]:
-    """How the bone map of a menu choice fits these bones, and whether it was detected: ``AUTO`` (detected from
-    the names), ``CUSTOM`` (the rig's list) or a bone map's id."""
+def rig_skeleton(rig) -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
+    """An armature's bones as the mapping by structure reads them: names, parent indices (−1 for a root), and rest
+    heads and tails ``(J, 3)`` in the armature's own space — a tail only where a chain ends (a head top, a toe's
+    tip, as a BVH End Site), NaN elsewhere: there it marks no joint, only where the bone was drawn to (Blender 4.2's
+    BVH importer draws a bone whose children start at its head as long as its parent)."""
+    bones = rig.data.bones
+    names = [bone.name for bone in bones]
+    index = {name: j for j, name in enumerate(names)}
+    parents = [index[bone.parent.name] if bone.parent is not None else -1 for bone in bones]
+    heads, tails = np.empty(3 * len(bones)), np.empty(3 * len(bones))
+    bones.foreach_get("head_local", heads)
+    bones.foreach_get("tail_local", tails)
+    tails = tails.reshape(-1, 3)
+    tails[[j for j, bone in enumerate(bones) if bone.children]] = np.nan
+    return names, parents, heads.reshape(-1, 3), tails
+
+
+def _frames(rig, poses):
+    """``(heads, tails)`` of evaluated frames as the mapping by structure takes them: heads, and index → tails of
+    the bones that end a chain (as :func:`rig_skeleton`)."""
+    if poses is None:
+        return None
+    heads, tails = poses
+    return heads, {j: tails[:, j] for j, bone in enumerate(rig.data.bones) if not bone.children}
+
+
+def by_structure(rig, poses=None, *, lead: str = "mapping by structure: ") -> Detection:
+    """The rig mapped by its skeleton's structure (its bone names play no part): confidence and notes on what was
+    inferred. ``poses``: ``(heads (K, J, 3), tails (K, J, 3))`` of evaluated frames, bones in ``rig.data.bones``
+    order, read where the rest pose does not stand. A skeleton not read as a human's is one MotionError that says
+    why (``lead`` first) and what to do instead."""
+    names, parents, heads, tails = rig_skeleton(rig)
+    try:
+        return structure_detection(names, parents, heads, tails, poses=_frames(rig, poses), source=rig.name)
+    except NotHumanSkeleton as error:
+        raise MotionError(
+            f"{lead}this skeleton of {len(names)} bones is not read as a human's: {error.reason}; choose a bone map, "
+            "or fill the mapping list and edit it",
+            source=rig.name,
+            field="bone_map",
+        ) from None
+
+
+def choose_bone_map(choice: str, bone_names, rig=None, poses=None) -> tuple[Detection, bool]:
+    """How the bone map of a menu choice fits these bones, and whether it was detected: ``AUTO`` (detected: from
+    the names, and for a rig from its skeleton too — by structure where no bone map names all 24 joints),
+    ``STRUCTURE`` (:func:`by_structure`), ``CUSTOM`` (the rig's list) or a bone map's id. ``poses``: as
+    :func:`by_structure` takes them."""
     names = list(bone_names)
     if choice == AUTO:
-        return detect_bone_map(names, bone_maps()), True
+        if rig is None:
+            return detect_bone_map(names, bone_maps()), True
+        try:
+            return detect_rig_map(*rig_skeleton(rig), bone_maps(), poses=_frames(rig, poses), source=rig.name), True
+        except MotionError:  # neither names nor structure: why not by structure, in the add-on's words
+            by_structure(rig, poses, lead="no bone map names all 24 joints, and by its structure ")
+            raise
+    if choice == STRUCTURE:
+        if rig is None:
+            raise MotionError("a mapping by structure reads a rig's skeleton: choose a bone map or auto-detect")
+        return by_structure(rig, poses), False
     if choice == CUSTOM:
         if rig is None:
             raise MotionError("the mapping below belongs to a rig: choose a bone map or auto-detect")
@@ -153,8 +229,13 @@ def closest_bone_map(bone_names) -> Detection:
 
 
 def describe(detection: Detection, detected: bool) -> str:
-    """The bone map used (and for a detection, how sure), and the bones no joint uses."""
-    text = detection.bone_map.name + (f" (detected, confidence {detection.confidence:.2f})" if detected else "")
+    """The bone map used (for a detection or a mapping by structure, how sure), what was inferred, and the bones
+    no joint uses."""
+    structure = detection.bone_map.id == STRUCTURE
+    text = "by structure" if structure else detection.bone_map.name
+    if detected or structure:
+        text += f" ({'detected, ' if detected else ''}confidence {detection.confidence:.2f})"
+    text += "".join(f"; {note}" for note in detection.notes)
     unmapped = detection.unmapped_bones
     if unmapped:
         more = f" and {len(unmapped) - 8} more" if len(unmapped) > 8 else ""
@@ -163,16 +244,15 @@ def describe(detection: Detection, detected: bool) -> str:
 
 
 def bvh_motion(path, choice: str = AUTO, unit: str = "AUTO", up: str = "AUTO") -> Motion:
-    """A BVH file as a motion through a bone map of the menus (``AUTO``: detected, user maps included), in a
-    unit (``AUTO``: the bone map's, unless the skeleton's size says otherwise) and axes (``AUTO``: the bone
-    map's; ``"Y"`` or ``"Z"`` up)."""
+    """A BVH file as a motion through a bone map of the menus (``AUTO``: detected, user maps included;
+    ``STRUCTURE``: by the skeleton's structure), in a unit (``AUTO``: the bone map's, unless the skeleton's size
+    says otherwise) and axes (``AUTO``: the bone map's; ``"Y"`` or ``"Z"`` up)."""
     maps = bone_maps()
     unit_arg = None if unit == "AUTO" else unit
-    if choice != AUTO and choice not in maps:
+    if choice not in (AUTO, STRUCTURE) and choice not in maps:
         raise MotionError(f"no bone map {choice!r}; known: {', '.join(sorted(maps))}", source=str(path))
-    return motion_from_bvh(
-        path, bone_map=maps.get(choice, AUTO), unit=unit_arg, maps=maps, up=None if up == "AUTO" else up
-    )
+    bone_map = choice if choice in (AUTO, STRUCTURE) else maps[choice]
+    return motion_from_bvh(path, bone_map=bone_map, unit=unit_arg, maps=maps, up=None if up == "AUTO" else up)
 
 
 # --- the mapping edited on a rig -------------------------------------------------------------------------------
@@ -278,6 +358,8 @@ def save_bone_map(rig, name: str, description: str = "", folder: Path | None = N
     bone_map = custom_bone_map(rig, name, description or f"Saved in Blender from the rig {rig.name!r}")
     folder = folder if folder is not None else user_bone_folder(create=True)
     path = folder / f"{preset_id(name)}.json"
+    if path.stem == STRUCTURE:
+        raise MotionError(f"{STRUCTURE!r} is the menus' By structure; choose another name")
     existing = bone_maps().get(path.stem)
     if existing is not None and existing.path is not None and Path(existing.path).parent != folder:
         raise MotionError(f"{path.stem!r} is the id of the bone map {existing.path}; choose another name")

@@ -377,7 +377,7 @@ class MTVCRAFTER_OT_refresh_backends(bpy.types.Operator):
 
 class MTVCRAFTER_OT_retarget_rig(bpy.types.Operator):
     """Turn the active rig's animation into an editable SMPL armature (over the scene range, through the scene
-    camera), using a bone map"""
+    camera), using a bone map, or the skeleton's structure for a rig with any bone names"""
 
     bl_idname = "mtvcrafter.retarget_rig"
     bl_label = "Retarget Rig to SMPL"

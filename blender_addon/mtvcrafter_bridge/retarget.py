@@ -81,8 +81,11 @@ def retarget_rig(
     armature, selected and active; the rig itself is not changed.
 
     ``rig``: an armature object or its name (default: the active object). ``bone_map``: ``"AUTO"`` (detected
-    from the bone names), ``"CUSTOM"`` (the mapping edited on the rig) or a bone map's id; default: the rig's
-    choice in the Retarget Rig panel. ``name``: the new armature's (default: the rig's + ``SMPL``).
+    from the bone names, checked against the skeleton; where no bone map names all 24 joints, mapped by the
+    skeleton's structure), ``"structure"`` (by the structure alone, whatever the bones are named), ``"CUSTOM"``
+    (the mapping edited on the rig) or a bone map's id; default: the rig's choice in the Retarget Rig panel. The
+    report gives the bone map, how sure a detection or a mapping by structure is, and what was inferred; a rig
+    that is not read as a human's skeleton is one error. ``name``: the new armature's (default: the rig's + ``SMPL``).
 
     The armature performs the rig's motion in the world (the joints go into the camera's view as it stands now
     and back out through the same view), so the camera, moving or not, sees it as it sees the rig. Whatever
@@ -115,11 +118,14 @@ def _build_from_rig(context, rig, choice: str, name: str | None):
             f"the scene camera {camera.name!r} is not a camera: make a camera the scene camera, or clear it to have "
             "one added"
         )
-    detection, detected = choose_bone_map(choice, [b.name for b in rig.data.bones], rig)
-    bone_map = detection.bone_map
     start, end = frame_range(scene)
     names, heads, tails = evaluate_rig(context, rig, start, end)
-    world = rig_joints(names, heads, tails, bone_map)
+    index = {name: j for j, name in enumerate(names)}
+    order = [index[bone.name] for bone in rig.data.bones]  # the rest pose's order: its poses, where it does not stand
+    detection, detected = choose_bone_map(
+        choice, [b.name for b in rig.data.bones], rig, poses=(heads[:, order], tails[:, order])
+    )
+    world = rig_joints(names, heads, tails, detection.bone_map)
     fps = scene_fps(scene)
     label = name or f"{rig.name}SMPL"
     width, height = scene.render.resolution_x, scene.render.resolution_y
@@ -179,14 +185,18 @@ def editable_rig(context, rig=None):
 
 def fill_bone_map(context, rig=None, bone_map: str = AUTO, *, report: Report = print_report) -> list[str]:
     """Fill the mapping edited on ``rig`` (an armature or its name; default: the active object) from a bone map
-    (``"AUTO"``: the closest one, even if it places only some joints), and make it the rig's choice. Returns the
+    (``"AUTO"``: as a retarget detects it — by names or by structure —, else the closest one, even if it places
+    only some joints; ``"structure"``: by the rest pose's structure), and make it the rig's choice. Returns the
     joints left without a bone (reported as a warning)."""
     rig = editable_rig(context, rig)
     names = [b.name for b in rig.data.bones]
-    if bone_map == AUTO:  # the closest map: a start even for a rig no bone map fits whole
-        detection, detected = closest_bone_map(names), True
+    if bone_map == AUTO:
+        try:
+            detection, detected = choose_bone_map(AUTO, names, rig)
+        except MotionError:  # the closest map: a start even for a rig nothing maps whole
+            detection, detected = closest_bone_map(names), True
     else:
-        detection, detected = choose_bone_map(bone_map, names)
+        detection, detected = choose_bone_map(bone_map, names, rig)
     missing = fill_rows(rig, detection.bone_map)
     rig.mtvcrafter_retarget.source = CUSTOM
     note = f"; pick a bone for {', '.join(missing)}" if missing else ""

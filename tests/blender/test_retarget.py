@@ -8,6 +8,7 @@ import json
 import math
 import re
 import time
+from pathlib import Path
 
 import bpy  # collected only where bpy is installed (tests/conftest.py)
 import numpy as np
@@ -855,7 +856,7 @@ def draw_panel(context, panel=None):
     return calls
 
 
-@pytest.mark.parametrize("source", ["AUTO", "mixamo", "CUSTOM"])
+@pytest.mark.parametrize("source", ["AUTO", "mixamo", "CUSTOM", "structure"])
 def test_the_panel_list_and_dialogs_draw_with_the_real_layout_api(clean_scene, source):
     from types import SimpleNamespace
 
@@ -962,3 +963,219 @@ def test_save_as_preset_refuses_the_id_of_a_bundled_map(clean_scene, user_folder
         bpy.ops.mtvcrafter.save_bone_map(armature=rig.name, preset_name="  MIXAMO ")
     assert not user_folder.exists() or not list(user_folder.iterdir())
     assert rig.mtvcrafter_retarget.source == "CUSTOM"
+
+
+# --- f. Rigs with any bone names: mapping by structure ------------------------------------------------------------
+
+REALWORLD = Path(__file__).resolve().parents[3] / "shared" / "data" / "realworld"
+#: Real BVH files (Mixamo's export; CMU's cgspeed conversion) and their unit, which Blender's importer scales to metres.
+REAL_BVH = {"mixamo": ("mixamo_test_freebvh.bvh", "cm"), "cmu": ("cmu_cgspeed_01_01.bvh", "cmu")}
+needs_real_bvh = pytest.mark.skipif(
+    not all((REALWORLD / name).is_file() for name, _ in REAL_BVH.values()),
+    reason="the real-world motion files are not beside the checkout",
+)
+#: The joints a bone map and the mapping by structure both put at a bone's head or tail. The spine's three (lerps:
+#: a map's fixed shares between its spine bones, against SMPL's proportions of the pelvis-to-neck path) and the
+#: hands (a map's finger bones, against the knuckles found along the longest finger) follow each rule's own
+#: convention, up to a few centimetres apart.
+PLACED_ALIKE = [name for name in JOINT_NAMES if not name.startswith("spine") and not name.endswith("_hand")]
+
+
+def import_real_bvh(context, family: str):
+    """A real BVH file through Blender's own importer (in metres, the scene at the file's frame rate), and the file."""
+    name, unit = REAL_BVH[family]
+    path = REALWORLD / name
+    result = bpy.ops.import_anim.bvh(filepath=str(path), global_scale=UNITS[unit], update_scene_fps=True)
+    assert result == {"FINISHED"}
+    return context.active_object, path
+
+
+def scramble_bone_names(rig, seed: int) -> dict[str, str]:
+    """Every bone renamed to a random token (Blender renames its F-curves with it); returns token → old name."""
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    old = {}
+    for bone in rig.data.bones:
+        token = "".join(rng.choice(letters, 8))
+        old[token], bone.name = bone.name, token
+    return old
+
+
+def joint_errors(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Per SMPL joint, the largest distance over the frames."""
+    worst = np.linalg.norm(a - b, axis=-1).max(axis=0)
+    return {name: float(worst[j]) for j, name in enumerate(JOINT_NAMES)}
+
+
+@needs_real_bvh
+@pytest.mark.parametrize("family", ["mixamo", "cmu"])
+def test_a_real_rig_with_scrambled_bone_names_retargets_by_structure_as_with_its_names(clean_scene, family, capfd):
+    """A rig Blender's BVH importer built from a real file, every bone renamed to a random token: no bone map names
+    a joint, so Retarget Rig (auto) maps it by its skeleton's structure, reports so with its confidence and what it
+    inferred, and the SMPL armature performs as the same rig with its names does — by structure, to the micrometre;
+    by the bone map of its names, on every joint both place at a bone, within 1 mm."""
+    from mtvcrafter_bridge.armature import export_joints
+
+    context = clean_scene
+    named, path = import_real_bvh(context, family)
+    scrambled, _ = import_real_bvh(context, family)
+    old_names = scramble_bone_names(scrambled, seed=len(family))
+    assert not {b.name for b in scrambled.data.bones} & {b.name for b in named.data.bones}
+    frames = min(read_bvh(path).num_frames, 60)
+    context.scene.frame_start, context.scene.frame_end = 1, frames
+    camera = add_camera(context, location=(0.0, -7.0, 1.0))
+
+    joints, out = {}, {}
+    for label, rig, choice in (("names", named, "AUTO"), ("structure", named, "structure"), ("any", scrambled, "AUTO")):
+        context.view_layer.objects.active = rig
+        capfd.readouterr()
+        assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name, bone_map=choice) == {"FINISHED"}
+        out[label] = capfd.readouterr().out
+        joints[label] = export_joints(context, context.active_object, camera, 1, frames)
+
+    bone_map = load_bone_maps()[family]
+    assert f"bone map {bone_map.name} (detected, confidence 1.00)" in out["names"], out["names"]
+    assert re.search(r"bone map by structure \(confidence 0\.\d\d\); found by structure", out["structure"])
+    found = re.search(
+        r"bone map by structure \(detected, confidence (0\.\d\d)\); no bone map names all 24 joints", out["any"]
+    )
+    assert found, out["any"]
+    pelvis = re.search(r"found by structure, not by bone names: pelvis (\w+)", out["any"])
+    assert pelvis and old_names[pelvis[1]].endswith("Hips")  # what it inferred, in the rig's (random) names
+    assert "left and right from the rest pose" in out["any"]
+
+    same_rig = joint_errors(joints["any"], joints["structure"])
+    against_names = joint_errors(joints["any"], joints["names"])
+    alike = max(against_names[name] for name in PLACED_ALIKE)
+    others = ", ".join(f"{n} {e:.1f}" for n, e in against_names.items() if n not in PLACED_ALIKE)
+    report(
+        HEADING,
+        f"{path.name} ({len(scrambled.data.bones)} bones renamed to random tokens, {frames} frames): retargeted by "
+        f"structure (confidence {found[1]}); max {max(same_rig.values()):.4f} mm from the named rig by structure; "
+        f"from the named rig through the {bone_map.name} map: max {alike:.3f} mm on the {len(PLACED_ALIKE)} joints "
+        f"both place at a bone, mm elsewhere: {others}",
+    )
+    assert max(same_rig.values()) < 1.0
+    assert alike < 1.0
+    assert max(against_names.values()) < 80.0  # the spine and the hands: the two conventions, not another body part
+    assert np.ptp(joints["any"], axis=0).max() > 100.0  # the rig's motion came along with its renamed F-curves (mm)
+
+
+@needs_real_bvh
+def test_a_bvh_blender_exports_from_a_rig_with_scrambled_names_loads_as_the_named_file(clean_scene, tmp_path, capfd):
+    """Blender's BVH exporter writes a rig whose bones were renamed to random tokens: the library reads that file
+    (auto) by its structure, and its joints equal the named file's — by structure, and through the Mixamo map on
+    every joint both place at a bone — within 1 mm. File › Import takes it too, and By structure in its Bone map
+    menu reaches the reader."""
+    from mtvcrafter.motion import load_motion
+
+    context = clean_scene
+    rig, path = import_real_bvh(context, "mixamo")
+    old_names = scramble_bone_names(rig, seed=7)
+    frames = read_bvh(path).num_frames
+    exported = tmp_path / "scrambled.bvh"
+    context.view_layer.objects.active = rig
+    assert bpy.ops.export_anim.bvh(filepath=str(exported), frame_start=1, frame_end=frames) == {"FINISHED"}
+    text = exported.read_text()
+    assert "mixamorig" not in text and all(token in text for token in old_names)
+
+    scrambled = load_motion(exported)
+    named, by_structure = load_motion(path), load_motion(path, bone_map="structure")
+    assert "bone map: by the skeleton (structure, detected, confidence 0.88)" in scrambled.notes
+    assert scrambled.num_frames == named.num_frames == frames and scrambled.fps == named.fps == 30
+    same = joint_errors(scrambled.joints, by_structure.joints)
+    against_names = joint_errors(scrambled.joints, named.joints)
+    alike = max(against_names[name] for name in PLACED_ALIKE)
+    report(
+        HEADING,
+        f"Blender's BVH export of the Mixamo rig with scrambled names, read back (auto, by structure): max "
+        f"{max(same.values()):.4f} mm from the named file by structure, {alike:.4f} mm from it through the Mixamo map "
+        f"on the {len(PLACED_ALIKE)} joints both place at a bone",
+    )
+    assert max(same.values()) < 1.0 and alike < 1.0
+
+    capfd.readouterr()
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(exported)) == {"FINISHED"}
+    assert "bone map: by the skeleton (structure, detected, confidence 0.88)" in capfd.readouterr().out
+    assert bpy.ops.import_anim.mtvcrafter_motion(filepath=str(path), bone_map="structure") == {"FINISHED"}
+    assert "bone map: by the skeleton (structure, as chosen, confidence 0.88)" in capfd.readouterr().out
+
+
+def v(*xyz) -> np.ndarray:
+    return np.array(xyz, dtype=np.float64)
+
+
+def four_legged_bones() -> list[Bone]:
+    """A dog's skeleton (body frame: Y up, facing +Z): a level spine, neck and head, a tail, four legs hanging."""
+    bones = [
+        ("q0", None, v(0, 0.6, -0.4), v(0, 0.6, 0.0)),
+        ("q1", "q0", v(0, 0.6, 0.0), v(0, 0.6, 0.4)),
+        ("q2", "q1", v(0, 0.6, 0.4), v(0, 0.8, 0.6)),
+        ("q3", "q2", v(0, 0.8, 0.6), v(0, 0.8, 0.8)),
+        ("q4", "q0", v(0, 0.6, -0.4), v(0, 0.5, -0.8)),
+    ]
+    for k, (x, z, parent) in enumerate(
+        [(0.15, 0.35, "q1"), (-0.15, 0.35, "q1"), (0.15, -0.35, "q0"), (-0.15, -0.35, "q0")]
+    ):
+        bones += [
+            (f"p{k}a", parent, v(x, 0.6, z), v(x, 0.3, z)),
+            (f"p{k}b", f"p{k}a", v(x, 0.3, z), v(x, 0.05, z)),
+            (f"p{k}c", f"p{k}b", v(x, 0.05, z), v(x, 0.0, z + 0.08)),
+        ]
+    return bones
+
+
+def chain_bones() -> list[Bone]:
+    """A snake: one chain of ten bones."""
+    return [(f"s{k}", f"s{k - 1}" if k else None, v(0, 0.1, 0.2 * k), v(0, 0.1, 0.2 * k + 0.2)) for k in range(10)]
+
+
+@pytest.mark.parametrize("choice", ["AUTO", "structure"])
+@pytest.mark.parametrize(
+    ("bones", "why"),
+    [
+        (four_legged_bones, r"its four limbs hang the same way, at \d+° to its spine, as a four-legged animal's"),
+        (chain_bones, r"no joint has two alike chains going down from it \(legs\), as in a single chain"),
+    ],
+    ids=["four-legged", "one-chain"],
+)
+def test_a_rig_that_is_not_a_human_is_refused_in_one_line_and_nothing_is_made(clean_scene, choice, bones, why):
+    context = clean_scene
+    context.scene.frame_start, context.scene.frame_end = 1, FRAMES
+    rig = build_rig(context, "Creature", bones(), "Y", "m")
+    animate(rig)
+    before = {kind: set(getattr(bpy.data, kind)) for kind in ("objects", "armatures", "actions", "cameras")}
+    with pytest.raises(RuntimeError, match=rf"Creature: .*not read as a human's.*{why}") as error:
+        bpy.ops.mtvcrafter.retarget_rig(armature=rig.name, bone_map=choice)
+    message = str(error.value).strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert message.endswith("choose a bone map, or fill the mapping list and edit it")  # what to do, in Blender
+    assert ("no bone map names all 24 joints" in message) == (choice == "AUTO")
+    assert {kind: set(getattr(bpy.data, kind)) for kind in before} == before
+
+
+def test_fill_from_structure_fills_every_row_and_retargets_as_by_structure(clean_scene, user_folder):
+    """By structure in Fill from Preset: the 24 rows from the skeleton (a start to edit), equal to retargeting by
+    structure; auto-fill of a rig no bone map names maps it by structure too; the preset name "structure" is the
+    menu's own."""
+    from mtvcrafter_bridge.armature import export_joints
+
+    context = clean_scene
+    rig = scene_with_rig(context, "mixamo", seed=8)
+    scramble_bone_names(rig, seed=8)
+    camera = add_camera(context)
+    for choice in ("structure", "AUTO"):
+        rig.mtvcrafter_retarget.joints.clear()
+        assert bpy.ops.mtvcrafter.fill_bone_map(armature=rig.name, bone_map=choice) == {"FINISHED"}
+        rows = rig.mtvcrafter_retarget.joints
+        assert [r.joint for r in rows] == list(JOINT_NAMES) and all(r.bone in rig.data.bones for r in rows)
+    spine2 = rows[JOINT_NAMES.index("spine2")]
+    assert spine2.blend_bone in rig.data.bones and 0.0 < spine2.blend < 1.0  # a lerp along the spine
+    results = {}
+    for choice in ("CUSTOM", "structure"):
+        context.view_layer.objects.active = rig
+        assert bpy.ops.mtvcrafter.retarget_rig(armature=rig.name, bone_map=choice) == {"FINISHED"}
+        results[choice] = export_joints(context, context.active_object, camera, 1, FRAMES)
+    assert np.abs(results["CUSTOM"] - results["structure"]).max() < 1e-3
+    with pytest.raises(RuntimeError, match=r"'structure' is the menus' By structure; choose another name"):
+        bpy.ops.mtvcrafter.save_bone_map(armature=rig.name, preset_name="Structure")
