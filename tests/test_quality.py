@@ -24,12 +24,14 @@ from mtvcrafter.motion.skeleton import NEUTRAL_REST_JOINTS_M
 ROOT = Path(__file__).resolve().parents[1]
 REALWORLD = ROOT.parent / "shared" / "data" / "realworld"
 MIXAMO_MAP = ROOT / "presets" / "bones" / "mixamo.json"
-#: The real-world motion files load_motion reads without options.
+#: The real-world motion files: load_motion reads every one without options.
 REAL_FILES = (
     "cmu_cgspeed_01_01.bvh",
     "mixamo_test_freebvh.bvh",
     "rokoko_video_mixamo_preset_jesse_dance.bvh",
     "smpl2bvh_aistpp_gBR_sBM_cAll_d04_mBR0_ch01.bvh",
+    "games105_walk60.bvh",
+    "pymo_AV_8Walk_Meredith_HVHA_Rep1.bvh",
     "aistpp_gBR_sBM_cAll_d04_mBR0_ch01.pkl",
     "humanml3d_new_joints_012314.npy",
 )
@@ -103,6 +105,13 @@ def test_the_official_sample_clips_are_upright_handed_consistent_and_of_a_person
     for motion in sample_motions:
         assert_a_plausible_person(motion)
         report("Motion quality", f"official sample {motion.name}: {check_quality(motion).summary()}")
+
+
+def test_every_motion_file_of_the_real_world_data_is_checked():
+    if not REALWORLD.is_dir():
+        pytest.skip(f"{REALWORLD} is not there (the shared real-world data sits beside the checkout)")
+    motion_files = {p.name for p in REALWORLD.iterdir() if p.suffix.lower() in (".bvh", ".pkl", ".npy", ".npz")}
+    assert motion_files == set(REAL_FILES)
 
 
 @pytest.mark.parametrize("name", REAL_FILES)
