@@ -856,3 +856,17 @@ def test_the_wheel_carries_the_bone_maps(tmp_path):
     (wheel,) = tmp_path.glob("mtvcrafter-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"mtvcrafter/motion/bones/{p}.json" for p in PRESETS} <= names
+
+
+def test_a_bone_map_file_given_as_a_path_object_is_read_as_its_name_is(tmp_path):
+    from mtvcrafter.motion.bone_maps import get_bone_map
+
+    source = Path(__file__).resolve().parents[1] / "presets" / "bones" / "mixamo.json"
+    own = tmp_path / "my_rig.json"
+    own.write_text(source.read_text())
+    by_object, by_name = get_bone_map(own), get_bone_map(str(own))
+    assert (by_object.name, by_object.joints) == (by_name.name, by_name.joints)
+    bvh = Path(__file__).resolve().parents[2] / "shared" / "data" / "realworld" / "mixamo_test_freebvh.bvh"
+    if bvh.is_file():
+        by_path, by_text = load_motion(bvh, bone_map=own), load_motion(bvh, bone_map=str(own))
+        assert np.array_equal(by_path.joints, by_text.joints)

@@ -369,7 +369,7 @@ def save_bone_map(bone_map: BoneMap, path: str | Path) -> Path:
 
 
 def get_bone_map(
-    choice: str | BoneMap | Mapping[str, Any],
+    choice: str | os.PathLike | BoneMap | Mapping[str, Any],
     maps: Mapping[str, BoneMap] | None = None,
     source: str | None = None,
     skipped: Mapping[str, MotionError] | None = None,
@@ -384,6 +384,8 @@ def get_bone_map(
         return choice
     if isinstance(choice, Mapping):
         return BoneMap.from_dict(dict(choice))
+    if isinstance(choice, os.PathLike):  # a bone-map .json given as a path object
+        choice = os.fspath(choice)
     if maps is None:
         found: dict[str, MotionError] = {}
         maps = load_bone_maps(skipped=found)
