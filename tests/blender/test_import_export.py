@@ -473,3 +473,21 @@ def test_up_and_unit_reach_the_files_they_apply_to_and_are_ignored_by_the_others
         pelvis_to_head = joints_mm[:, JOINT_NAMES.index("head")] - joints_mm[:, JOINT_NAMES.index("pelvis")]
         statures[path.name, options.get("unit")] = np.median(np.linalg.norm(pelvis_to_head, axis=-1))
     assert statures["joints_cm.npy", "inch"] / statures["joints_cm.npy", None] == pytest.approx(2.54, rel=1e-3)
+
+
+@needs_realworld
+def test_the_import_report_gives_the_motions_quality_and_warns_of_a_wrong_up_axis(clean_scene):
+    """The first report line says the body's stature and that it stands upright; a BVH read with the wrong up axis
+    imports (a warning, not a refusal) and its last report line, a warning, names the Up option to try."""
+    from mtvcrafter_bridge.import_export import import_motion
+
+    bvh = REALWORLD / "mixamo_test_freebvh.bvh"
+    reports = []
+    import_motion(clean_scene, bvh, report=lambda kind, text: reports.append((set(kind), text)))
+    first = reports[0][1]
+    assert "upright" in first and " m, " in first and not any("WARNING" in kind for kind, _ in reports)
+    reports.clear()
+    obj = import_motion(clean_scene, bvh, up_axis="-Y", report=lambda kind, text: reports.append((set(kind), text)))
+    assert obj is not None and obj.type == "ARMATURE"
+    kind, last = reports[-1]
+    assert kind == {"WARNING"} and "upside down" in last and "Up" in last
