@@ -95,3 +95,19 @@ def test_convert_and_fit(tmp_path, sample_pkl):
     fit = json.loads(run("motion", "fit", str(sample_pkl), "--json").stdout)
     assert [r["frames"] for r in fit] == [127, 299, 584, 653, 179]
     assert all(r["mean_error_mm"] < 15 for r in fit)
+
+
+def test_a_downward_up_axis_is_taken_as_written(tmp_path):
+    """``--up -Y`` (as the README writes it), not only ``--up=-Y``: argparse alone reads ``-Y`` as an option."""
+    from pathlib import Path
+
+    bvh = Path(__file__).resolve().parents[2] / "shared" / "data" / "realworld" / "mixamo_test_freebvh.bvh"
+    if not bvh.is_file():
+        import pytest
+
+        pytest.skip("the real-world BVH files are not in ../shared")
+    spaced = run("motion", "info", str(bvh), "--up", "-Y", "--json")
+    joined = run("motion", "info", str(bvh), "--up=-Y", "--json")
+    assert spaced.returncode == 0 == joined.returncode, spaced.stderr
+    assert json.loads(spaced.stdout) == json.loads(joined.stdout)
+    assert "upside down" in json.loads(spaced.stdout)["clips"][0]["quality"]["summary"]

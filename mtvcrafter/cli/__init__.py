@@ -45,9 +45,29 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
+#: options whose values may start with "-" (``--up -Y``): argparse would read such a value as an option
+_SIGNED_VALUE_OPTIONS = ("--up",)
+_SIGNED_AXES = ("-X", "-Y", "-Z")
+
+
+def _join_signed_values(argv: Sequence[str]) -> list[str]:
+    """``--up -Y`` as ``--up=-Y``, so a downward axis can be written as the README writes it."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] in _SIGNED_VALUE_OPTIONS and i + 1 < len(items) and items[i + 1].upper() in _SIGNED_AXES:
+            out.append(f"{items[i]}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(items[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_signed_values(sys.argv[1:] if argv is None else argv))
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
