@@ -13,7 +13,7 @@ import pytest
 from mtvcrafter.cli import main
 from mtvcrafter.motion import JOINT_NAMES, MotionError, load_motion
 from mtvcrafter.motion.bone_map_detection import structure_detection
-from mtvcrafter.motion.bone_maps import BONE_MAPS_ENV
+from mtvcrafter.motion.bone_maps import BONE_MAPS_ENV, get_bone_map
 from mtvcrafter.motion.bvh import read_bvh
 from mtvcrafter.motion.bvh_motion import motion_from_bvh, rest_points
 from mtvcrafter.motion.camera import CameraPlacement
@@ -93,50 +93,37 @@ def test_every_real_bvh_loads_by_structure_and_by_auto_upright_handed_and_adult(
 
 # --- structure against names ------------------------------------------------------------------------------------
 
-#: Real files that a bundled map names completely, and the joints where that map and the structure place a joint
-#: differently by definition (see presets/README.md, "Mapping by structure").
+#: Real files that a bundled map names completely, that map, and the rig family mapping by structure recognises
+#: from the topology alone (so that it places every joint with that family's map).
 NAMED = {
-    "mixamo_test_freebvh.bvh": ("mixamo", ()),
-    "cmu_cgspeed_01_01.bvh": ("cmu", ("left_hand", "right_hand")),
-    "smpl2bvh_aistpp_gBR_sBM_cAll_d04_mBR0_ch01.bvh": ("smpl", ()),
+    "mixamo_test_freebvh.bvh": ("mixamo", "Mixamo"),
+    "cmu_cgspeed_01_01.bvh": ("cmu", "CMU (cgspeed)"),
+    "smpl2bvh_aistpp_gBR_sBM_cAll_d04_mBR0_ch01.bvh": ("smpl", "SMPL"),
 }
 SPINE = ("spine1", "spine2", "spine3")
 
 
-def compare_with_named(by_structure: np.ndarray, named: np.ndarray, hands_differ: tuple[str, ...]) -> None:
-    """Equal within 1 mm at every joint both define the same way.
+def compare_with_named(by_structure: np.ndarray, named: np.ndarray) -> None:
+    """Equal within 1 mm at all 24 joints: the family's own map places the spine, collars and hands."""
+    error = np.linalg.norm(by_structure - named, axis=-1).max(axis=0)  # (24,) mm
+    assert error.max() < 1.0, {name: round(float(error[j]), 3) for j, name in enumerate(JOINT_NAMES)}
 
-    The spine points differ by definition: each named map puts them at its rig family's proportions (20–23 %,
-    47–51 % and 58–65 % of the way from the pelvis to the neck), structure at SMPL's 22 %, 50 %, 60 %: at most 5 %
-    of the path apart along it, so within 6 % of its length measured through the named joints (which cut its bends
-    a little). The cmu map places a cgspeed hand along the forearm (a third of it beyond the wrist), structure
-    along the finger bone (a third to a half of a forearm): with the wrist bent up to a right angle, the two lie
-    within half a forearm of each other."""
-    error = np.linalg.norm(by_structure - named, axis=-1)  # (T, 24) mm
-    same = [J[n] for n in JOINT_NAMES if n not in SPINE and n not in hands_differ]
-    assert error[:, same].max() < 1.0, {JOINT_NAMES[j]: round(float(error[:, j].max()), 3) for j in same}
-    path_to_neck = sum(
-        np.linalg.norm(named[:, J[a]] - named[:, J[b]], axis=-1)
-        for a, b in zip(("pelvis", *SPINE), (*SPINE, "neck"), strict=True)
-    )
-    for name in SPINE:
-        assert (error[:, J[name]] <= 0.06 * path_to_neck).all(), name
-    for name in hands_differ:
-        side = name.split("_")[0]
-        forearm = np.linalg.norm(named[:, J[f"{side}_wrist"]] - named[:, J[f"{side}_elbow"]], axis=-1)
-        assert (error[:, J[name]] <= 0.5 * forearm).all(), name
+
+def family_note(motion) -> str:
+    return next(note for note in motion.notes if note.startswith("structure matches"))
 
 
 @needs_real_files
 @pytest.mark.parametrize("name", list(NAMED))
 def test_structure_places_the_joints_a_complete_name_map_places(name):
     path = real(name)
-    ident, hands_differ = NAMED[name]
+    ident, family = NAMED[name]
     named = motion_from_bvh(path, camera=FIXED_CAMERA)
     assert f"({ident}, detected, confidence 1.00)" in "\n".join(named.notes)
     structure = motion_from_bvh(path, bone_map="structure", camera=FIXED_CAMERA)
     assert unit_of(structure) == unit_of(named)  # the unit the bone map prefers is found from the size alone
-    compare_with_named(structure.joints, named.joints, hands_differ)
+    assert family_note(structure).startswith(f"structure matches the {family} skeleton: its map's ({ident})")
+    compare_with_named(structure.joints, named.joints)
 
 
 def unit_of(motion) -> str:
@@ -164,11 +151,30 @@ def test_scrambled_names_map_by_structure_onto_the_named_joints(name, tmp_path):
     motion = motion_from_bvh(scrambled, camera=FIXED_CAMERA)
     notes = "\n".join(motion.notes)
     assert "(structure, detected, confidence" in notes and "mapped by the skeleton's structure" in notes
-    ident, hands_differ = NAMED[name]
+    ident, family = NAMED[name]
+    assert family_note(motion).startswith(f"structure matches the {family} skeleton")
     named = motion_from_bvh(path, bone_map=ident, camera=FIXED_CAMERA)
-    compare_with_named(motion.joints, named.joints, hands_differ)
+    compare_with_named(motion.joints, named.joints)
     # the same as the structure of the original names
     np.testing.assert_allclose(motion.joints, motion_from_bvh(path, bone_map="structure", camera=FIXED_CAMERA).joints)
+
+
+@needs_real_files
+@pytest.mark.parametrize("name", ["games105_walk60.bvh", "pymo_AV_8Walk_Meredith_HVHA_Rep1.bvh"])
+def test_a_rig_of_no_known_family_maps_by_the_proportional_rule(name, tmp_path):
+    """games105 (no neck joint) and pymo (one spine joint, a head straight from it) are no bundled map's family:
+    scrambled, they map by SMPL's proportions, the same as by structure with their names, upright and handed."""
+    path = real(name)
+    tokens: dict[str, str] = {}
+    scrambled = tmp_path / "scrambled.bvh"
+    scrambled.write_text(rename_joints(path.read_text(), lambda joint: tokens.setdefault(joint, f"q{len(tokens)}zx")))
+    motion = motion_from_bvh(scrambled)
+    assert family_note(motion).startswith("structure matches no rig family a bundled map names")
+    check_looks_human(motion.joints, f"{name} scrambled")
+    np.testing.assert_allclose(
+        motion_from_bvh(scrambled, camera=FIXED_CAMERA).joints,
+        motion_from_bvh(path, bone_map="structure", camera=FIXED_CAMERA).joints,
+    )
 
 
 def swap_sides(name: str) -> str:
@@ -383,9 +389,46 @@ def test_an_armature_given_as_names_parents_heads_and_tails_maps_in_its_own_axes
     names = [f"bone.{j:03d}" for j in range(24)]
     mapped = map_by_structure(names, list(PARENTS), heads, tails)
     assert (mapped.up, mapped.forward) == ("Z", "-Y")
+    assert any(note.startswith("structure matches the SMPL skeleton") for note in mapped.notes)
     got = map_points(names, (heads, {j: t for j, t in enumerate(tails)}), mapped.bone_map)
-    error = np.linalg.norm(got - heads, axis=-1)
-    exact = [J[n] for n in JOINT_NAMES if n not in SPINE]
-    assert error[exact].max() < 1e-9
-    assert error[[J[n] for n in SPINE]].max() < 0.02  # SMPL's own spine at 22.5 %, 49.4 %, 59.7 % of the way
+    assert np.linalg.norm(got - heads, axis=-1).max() < 1e-9  # SMPL's tree: every joint is its own, spine too
     assert {names[j] for j in (J["left_hip"], J["left_knee"])} <= set(mapped.limbs["left_leg"])
+
+
+def motionbuilder_rig() -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
+    """MotionBuilder's BVH skeleton on the neutral SMPL body: Hips, Chest, Chest2, Chest3, Neck, Head, collars from
+    the chest's midline, no fingers; names, parents, heads and tails (a leaf's: a short step on)."""
+    rest = {name: NEUTRAL_REST_JOINTS_M[j] for j, name in enumerate(JOINT_NAMES)}
+    bones = [("Hips", None, "pelvis"), ("Chest", "Hips", "spine1"), ("Chest2", "Chest", "spine2")]
+    bones += [("Chest3", "Chest2", "spine3"), ("Neck", "Chest3", "neck"), ("Head", "Neck", "head")]
+    for side in ("Left", "Right"):
+        s = side.lower()
+        bones += [(f"{side}Hip", "Hips", f"{s}_hip"), (f"{side}Knee", f"{side}Hip", f"{s}_knee")]
+        bones += [(f"{side}Ankle", f"{side}Knee", f"{s}_ankle"), (f"{side}Toe", f"{side}Ankle", f"{s}_foot")]
+        bones += [(f"{side}Collar", "Chest3", "spine3"), (f"{side}Shoulder", f"{side}Collar", f"{s}_shoulder")]
+        bones += [(f"{side}Elbow", f"{side}Shoulder", f"{s}_elbow"), (f"{side}Wrist", f"{side}Elbow", f"{s}_wrist")]
+    names = [name for name, _, _ in bones]
+    parents = [names.index(parent) if parent else -1 for _, parent, _ in bones]
+    heads = np.array([rest[joint] for _, _, joint in bones])
+    tails = np.full_like(heads, np.nan)
+    for j in range(len(names)):
+        if j not in parents:  # a chain's end: Blender hands over only those
+            tails[j] = heads[j] + (heads[j] - heads[parents[j]]) * 0.3
+    return names, parents, heads, tails
+
+
+def test_a_motionbuilder_skeleton_with_any_names_maps_as_the_motionbuilder_map():
+    names, parents, heads, tails = motionbuilder_rig()
+    ends = {j: t for j, t in enumerate(tails) if np.isfinite(t).all()}
+    named = map_points(names, (heads, ends), get_bone_map("motionbuilder"))
+    scrambled = [f"t{j}x{len(names) - j}" for j in range(len(names))]
+    mapped = map_by_structure(scrambled, parents, heads, tails)
+    assert any(note.startswith("structure matches the MotionBuilder skeleton") for note in mapped.notes)
+    got = map_points(scrambled, (heads, ends), mapped.bone_map)
+    assert np.linalg.norm(got - named, axis=-1).max() < 1e-9
+    # without its neck joint the skeleton is no family's: SMPL's proportions along the spine
+    keep = [j for j, name in enumerate(names) if name != "Neck"]
+    renumber = {j: k for k, j in enumerate(keep)}
+    parents_without = [renumber.get(parents[j] if names[j] != "Head" else parents[parents[j]], -1) for j in keep]
+    without = map_by_structure([scrambled[j] for j in keep], parents_without, heads[keep], tails[keep])
+    assert any(note.startswith("structure matches no rig family") for note in without.notes)

@@ -33,19 +33,32 @@ How :func:`map_by_structure` reads a skeleton:
    the two arms must lie apart. A rest pose that fails (Rokoko's exports: offsets along the bones, so every
    limb points the same way) is read from poses of the motion instead, when given, and the notes say so;
    anything else — a four-legged animal, a single chain — is refused with one MotionError.
+6. **Rig families.** Where the parts found have the topology of a family a bundled bone map names (SMPL's tree,
+   Mixamo's, CMU's cgspeed conversion, MotionBuilder's BVH; the fingers told apart by where they start), the bones
+   get that family's names internally and its map places all 24 joints in place of steps 2–3's proportions, so a rig
+   with any names maps as that map maps the named rig; the notes say which family.
 
 Also for Blender armatures: :func:`map_by_structure` takes bone names, parents, heads and tails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-from .bone_maps import BoneMap, bone_key, rig_lookup, split_reference
+from .bone_maps import (
+    BoneMap,
+    bone_key,
+    bundled_bone_map_folder,
+    read_bone_map,
+    resolve_alternatives,
+    rig_lookup,
+    split_reference,
+)
 from .errors import MotionError
 from .skeleton import JOINT_NAMES
 
@@ -614,6 +627,245 @@ def _as_ends(tails: Any, names: Sequence[str], count: int, frames: bool) -> dict
     return out
 
 
+# --- rig families -------------------------------------------------------------------------------------------
+
+#: Where the bones found have the topology of a rig family that a bundled bone map names, the bones are given that
+#: family's names (internally) and the family's map places the joints: its spine, collar and hand points, lerps and
+#: alternatives as written there. ``_Roles`` → rig index → the family's bone name, or None where the topology
+#: differs.
+
+
+@dataclass
+class _Roles:
+    """The parts found, their sides known (left first)."""
+
+    pelvis: int
+    chest: int
+    spine: list[int]  # the joints from the pelvis up to the chest, both included (parent before child)
+    neck: int  # the chest's child the neck and head are on
+    legs: tuple[_Limb, _Limb]
+    arms: tuple[_Limb, _Limb]
+    collars_together: bool  # both clavicles start at the midline
+
+
+def _straight(rig: _Rig, joints: Sequence[int]) -> bool:
+    """Each joint the parent of the next."""
+    return all(rig.parents[b] == a for a, b in zip(joints, joints[1:], strict=False))
+
+
+def _only_chain(rig: _Rig, j: int) -> list[int] | None:
+    """``j`` and everything below it when that is one chain (each joint at most one child); else None."""
+    out = [j]
+    while rig.children[out[-1]]:
+        if len(rig.children[out[-1]]) != 1:
+            return None
+        out.append(rig.children[out[-1]][0])
+    return out
+
+
+def _chain_lengths(rig: _Rig, joints: Sequence[int]) -> list[int] | None:
+    """How many joints each of these chains has (None where one forks)."""
+    chains = [_only_chain(rig, j) for j in joints]
+    return None if any(c is None for c in chains) else [len(c) for c in chains if c is not None]
+
+
+def _body_shape(rig: _Rig, roles: _Roles, *, hip_joint: bool, spine: Sequence[int], neck: Sequence[int]) -> bool:
+    """The parts every family shares, of the given shape: the legs and the spine branch from the pelvis (a hip
+    joint before each hip, or none), ``spine`` joints from the pelvis to the chest, the neck and two collars from
+    the chest, each leg hip → knee → ankle and each arm collar → shoulder → elbow → wrist, ``neck`` joints in the
+    chain from the chest to the head (the head's children leaves: ends, eyes)."""
+    if len(roles.spine) not in spine or not _straight(rig, roles.spine):
+        return False
+    if sorted(rig.children[roles.pelvis]) != sorted([leg.root for leg in roles.legs] + [roles.spine[1]]):
+        return False
+    if sorted(rig.children[roles.chest]) != sorted([arm.root for arm in roles.arms] + [roles.neck]):
+        return False
+    for leg in roles.legs:
+        start = [leg.root, leg.top] if hip_joint else [leg.top]
+        if (leg.root != leg.top) != hip_joint or not _straight(rig, [*start, leg.middle, leg.bottom]):
+            return False
+    for arm in roles.arms:
+        if arm.root == arm.top or not _straight(rig, [arm.root, arm.top, arm.middle, arm.bottom]):
+            return False
+    head_line = [roles.neck]
+    while len(head_line) < max(neck) and len(rig.children[head_line[-1]]) == 1:
+        head_line.append(rig.children[head_line[-1]][0])
+    return len(head_line) in neck and all(not rig.children[c] for c in rig.children[head_line[-1]])
+
+
+def _toes(rig: _Rig, leg: _Limb, counts: Sequence[int]) -> list[int] | None:
+    """The chain beyond the ankle when it is one chain of ``counts`` joints (0: the ankle a leaf)."""
+    kids = rig.children[leg.bottom]
+    if not kids:
+        return [] if 0 in counts else None
+    chain = _only_chain(rig, kids[0]) if len(kids) == 1 else None
+    return chain if chain is not None and len(chain) in counts else None
+
+
+def _limbs_named(roles: _Roles, leg: Sequence[str], arm: Sequence[str]) -> dict[int, str]:
+    """The limbs' joints by the family's names: ``leg`` hip, knee, ankle; ``arm`` collar, shoulder, elbow, wrist
+    (``{side}``: Left / Right)."""
+    names = {}
+    for side, limb in zip(("Left", "Right"), roles.legs, strict=True):
+        names |= {j: n.format(side=side) for j, n in zip((limb.top, limb.middle, limb.bottom), leg, strict=True)}
+    for side, limb in zip(("Left", "Right"), roles.arms, strict=True):
+        joints = (limb.root, limb.top, limb.middle, limb.bottom)
+        names |= {j: n.format(side=side) for j, n in zip(joints, arm, strict=True)}
+    return names
+
+
+def _fingers_across(shape: _Shape, bases: Sequence[int]) -> list[int]:
+    """Five finger chains' first joints as thumb, index, middle, ring, pinky: the thumb's lies farthest from the
+    others (nearer the wrist), the others in order across the hand from the one nearer the thumb."""
+    at = {b: shape.heads[:, b] for b in bases}
+
+    def apart(a: int, b: int) -> float:
+        return float(np.mean(np.linalg.norm(at[a] - at[b], axis=-1)))
+
+    thumb = max(bases, key=lambda b: (sum(apart(b, c) for c in bases), -b))
+    knuckles = [b for b in bases if b != thumb]
+    ends = max(((a, b) for i, a in enumerate(knuckles) for b in knuckles[i + 1 :]), key=lambda ab: apart(*ab))
+    index = min(ends, key=lambda b: apart(b, thumb))
+    pinky = ends[1] if index == ends[0] else ends[0]
+    across = at[pinky] - at[index]
+    return [thumb, *sorted(knuckles, key=lambda b: float(np.mean(np.sum((at[b] - at[index]) * across, axis=-1))))]
+
+
+def _smpl_names(rig: _Rig, shape: _Shape, roles: _Roles) -> dict[int, str] | None:
+    """smpl2bvh and other SMPL rigs: SMPL's own tree of 24 joints (a hand joint beyond each wrist)."""
+    if not _body_shape(rig, roles, hip_joint=False, spine=(4,), neck=(2,)):
+        return None
+    toes = [_toes(rig, leg, (1,)) for leg in roles.legs]
+    hands = [_chain_lengths(rig, rig.children[arm.bottom]) for arm in roles.arms]
+    if None in toes or any(h != [1] for h in hands) or rig.children[rig.children[roles.neck][0]]:
+        return None
+    names = {roles.pelvis: "pelvis", roles.neck: "neck", rig.children[roles.neck][0]: "head"}
+    names |= dict(zip(roles.spine[1:], ("spine1", "spine2", "spine3"), strict=True))
+    names |= _limbs_named(
+        roles,
+        ("{side}_hip", "{side}_knee", "{side}_ankle"),
+        ("{side}_collar", "{side}_shoulder", "{side}_elbow", "{side}_wrist"),
+    )
+    for side, toe, arm in zip(("Left", "Right"), toes, roles.arms, strict=True):
+        names |= {toe[0]: f"{side}_foot", rig.children[arm.bottom][0]: f"{side}_hand"}
+    return names
+
+
+def _mixamo_names(rig: _Rig, shape: _Shape, roles: _Roles) -> dict[int, str] | None:
+    """Mixamo: Hips, Spine, Spine1, Spine2 (the arms' joint), Neck, Head; a collar per arm; five fingers per hand,
+    chains of 3 joints (4 with their ends); a toe (with its end)."""
+    if not _body_shape(rig, roles, hip_joint=False, spine=(4,), neck=(2,)):
+        return None
+    toes = [_toes(rig, leg, (1, 2)) for leg in roles.legs]
+    hands = [_chain_lengths(rig, rig.children[arm.bottom]) for arm in roles.arms]
+    if None in toes or any(h is None or len(h) != 5 or len(set(h)) != 1 or h[0] not in (3, 4) for h in hands):
+        return None
+    names = {roles.pelvis: "Hips", roles.neck: "Neck", rig.children[roles.neck][0]: "Head"}
+    names |= dict(zip(roles.spine[1:], ("Spine", "Spine1", "Spine2"), strict=True))
+    names |= _limbs_named(
+        roles,
+        ("{side}UpLeg", "{side}Leg", "{side}Foot"),
+        ("{side}Shoulder", "{side}Arm", "{side}ForeArm", "{side}Hand"),
+    )
+    for side, toe, arm in zip(("Left", "Right"), toes, roles.arms, strict=True):
+        names[toe[0]] = f"{side}ToeBase"
+        fingers = _fingers_across(shape, rig.children[arm.bottom])
+        names |= {
+            j: f"{side}Hand{f}1" for j, f in zip(fingers, ("Thumb", "Index", "Middle", "Ring", "Pinky"), strict=True)
+        }
+    return names
+
+
+def _cmu_names(rig: _Rig, shape: _Shape, roles: _Roles) -> dict[int, str] | None:
+    """CMU's cgspeed conversion: Hips, LHipJoint before each hip, LowerBack, Spine, Spine1 (the arms' joint), Neck,
+    Neck1, Head; a collar per arm; LeftHand → LeftFingerBase → its finger, and LThumb; a toe.
+
+    The finger beyond the base keeps no name: cgspeed's releases call it LFingers or LeftHandIndex1 (the same bone,
+    the same length), and the cmu map places the hand along the forearm for the first, along the finger for the
+    second; the skeleton does not tell them apart, so the hand is placed as for LFingers."""
+    if not _body_shape(rig, roles, hip_joint=True, spine=(4,), neck=(3,)):
+        return None
+    toes = [_toes(rig, leg, (1,)) for leg in roles.legs]
+    hands = [sorted(_chain_lengths(rig, rig.children[arm.bottom]) or []) for arm in roles.arms]
+    if None in toes or any(h != [1, 2] for h in hands):
+        return None
+    neck1 = rig.children[roles.neck][0]
+    names = {roles.pelvis: "Hips", roles.neck: "Neck", neck1: "Neck1", rig.children[neck1][0]: "Head"}
+    names |= dict(zip(roles.spine[1:], ("LowerBack", "Spine", "Spine1"), strict=True))
+    names |= _limbs_named(
+        roles,
+        ("{side}UpLeg", "{side}Leg", "{side}Foot"),
+        ("{side}Shoulder", "{side}Arm", "{side}ForeArm", "{side}Hand"),
+    )
+    for side, leg, toe, arm in zip(("Left", "Right"), roles.legs, toes, roles.arms, strict=True):
+        names |= {leg.root: f"{side[0]}HipJoint", toe[0]: f"{side}ToeBase"}
+        base, thumb = sorted(rig.children[arm.bottom], key=lambda c: -len(rig.children[c]))
+        names |= {base: f"{side}FingerBase", thumb: f"{side[0]}Thumb"}
+    return names
+
+
+def _motionbuilder_names(rig: _Rig, shape: _Shape, roles: _Roles) -> dict[int, str] | None:
+    """MotionBuilder's BVH: Hips, Chest … Chest4 (two to four; the last the arms' joint), Neck, Head; LeftCollar
+    starting at the midline; no fingers (or one bone beyond the wrist); a toe, or the ankle's end."""
+    if not roles.collars_together or not _body_shape(rig, roles, hip_joint=False, spine=(3, 4, 5), neck=(2,)):
+        return None
+    toes = [_toes(rig, leg, (0, 1)) for leg in roles.legs]
+    hands = [_chain_lengths(rig, rig.children[arm.bottom]) for arm in roles.arms]
+    if None in toes or any(h not in ([], [1]) for h in hands):
+        return None
+    names = {roles.pelvis: "Hips", roles.neck: "Neck", rig.children[roles.neck][0]: "Head"}
+    names |= dict(zip(roles.spine[1:], ("Chest", "Chest2", "Chest3", "Chest4"), strict=False))
+    names |= _limbs_named(
+        roles,
+        ("{side}Hip", "{side}Knee", "{side}Ankle"),
+        ("{side}Collar", "{side}Shoulder", "{side}Elbow", "{side}Wrist"),
+    )
+    for side, toe in zip(("Left", "Right"), toes, strict=True):
+        if toe:
+            names[toe[0]] = f"{side}Toe"
+    return names
+
+
+#: The families tried, in order: (bundled map id, the family's name, its bones' names by role).
+_FAMILIES: tuple[tuple[str, str, Callable[[_Rig, _Shape, _Roles], dict[int, str] | None]], ...] = (
+    ("smpl", "SMPL", _smpl_names),
+    ("mixamo", "Mixamo", _mixamo_names),
+    ("cmu", "CMU (cgspeed)", _cmu_names),
+    ("motionbuilder", "MotionBuilder", _motionbuilder_names),
+)
+
+
+@cache
+def _family_map(ident: str) -> BoneMap | None:
+    """A bundled bone map (read once), None where it cannot be read."""
+    try:
+        return read_bone_map(bundled_bone_map_folder() / f"{ident}.json")
+    except MotionError:
+        return None
+
+
+def _by_family(rig: _Rig, shape: _Shape, roles: _Roles) -> tuple[str, str, dict[str, _Spec]] | None:
+    """The first family whose topology the roles have, and the joints its bone map places on the rig's bones
+    given that family's names; None where none matches (or its map does not place all 24 joints)."""
+    for ident, label, naming in _FAMILIES:
+        names = naming(rig, shape, roles)
+        bone_map = _family_map(ident) if names is not None else None
+        if names is None or bone_map is None:
+            continue
+        index = {bone_key(name): j for j, name in names.items()}
+        heads = {key: key for key in index}
+        ends = {key: key for key, j in index.items() if j in rig.end_length}
+        chosen, missing = resolve_alternatives(bone_map, heads, ends)
+        if missing:
+            continue
+        specs: dict[str, _Spec] = {}
+        for joint, alternative in chosen.items():
+            points = [_Point(index[ref.key], ref.end) for ref, _ in alternative]
+            specs[joint] = points[0] if len(points) == 1 else (points[0], points[1], alternative[1][1])
+        return ident, label, specs
+    return None
+
+
 # --- the mapping --------------------------------------------------------------------------------------------
 
 
@@ -704,7 +956,8 @@ def _map(rig: _Rig, shapes: list[_Shape]) -> StructureMap:
         specs |= {f"{side}_hip": _Point(leg.top), f"{side}_knee": _Point(leg.middle)}
         specs |= {f"{side}_ankle": _Point(leg.bottom), f"{side}_foot": foot}
     fingers = True
-    for side, arm, collar in zip(_SIDES, arms, _collars(rig, shape, arms), strict=True):
+    collars = _collars(rig, shape, arms)
+    for side, arm, collar in zip(_SIDES, arms, collars, strict=True):
         specs |= {f"{side}_collar": collar, f"{side}_shoulder": _Point(arm.top)}
         specs |= {f"{side}_elbow": _Point(arm.middle), f"{side}_wrist": _Point(arm.bottom)}
         specs[f"{side}_hand"], on_fingers = _hand(rig, arm)
@@ -712,6 +965,18 @@ def _map(rig: _Rig, shapes: list[_Shape]) -> StructureMap:
     specs["neck"], specs["head"], neck_arc, on_joints, line = _neck_and_head(rig, parts, shape, legs, arms)
     for joint, share in zip(("spine1", "spine2", "spine3"), SPINE_SHARES, strict=True):
         specs[joint] = line.at_arc(share * neck_arc)
+    roles = _Roles(
+        parts.pelvis,
+        parts.chest,
+        rig.path(parts.pelvis, parts.chest),
+        parts.head_chain[0],
+        legs,
+        arms,
+        not isinstance(collars[0], _Point),
+    )
+    family = _by_family(rig, shape, roles)
+    if family is not None:
+        specs = family[2]
     _check_names(rig, specs)
 
     up, up_off = _nearest_axis(frame.up)
@@ -747,10 +1012,19 @@ def _map(rig: _Rig, shapes: list[_Shape]) -> StructureMap:
             f"the rest pose cannot be read as a standing body ({reason}), so sides and axes come from "
             f"{len(shape.heads)} poses of the motion"
         )
-    if not fingers:
-        notes.append("hands: no finger bones, so placed a third of a forearm beyond the wrists")
-    if not on_joints:
-        notes.append("neck or head placed between the rig's joints, at the SMPL body's heights above the shoulders")
+    if family is not None:
+        notes.append(
+            f"structure matches the {family[1]} skeleton: its map's ({family[0]}) spine, neck, collar and hand "
+            "points used, on the bones found"
+        )
+    else:
+        if not fingers:
+            notes.append("hands: no finger bones, so placed a third of a forearm beyond the wrists")
+        if not on_joints:
+            notes.append("neck or head placed between the rig's joints, at the SMPL body's heights above the shoulders")
+        notes.append(
+            "structure matches no rig family a bundled map names: spine1–3 at SMPL's proportions of the way to the neck"
+        )
     bone_map = BoneMap(
         name=STRUCTURE_ID,
         description="Joints placed by the skeleton's structure (hierarchy and rest pose), not by bone names.",
