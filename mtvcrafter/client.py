@@ -188,21 +188,7 @@ class Client:
         on_event: Callable[[dict], None] | None = None,
     ) -> tuple[Path, dict]:
         """Submit, follow to the end, download. Ctrl-C cancels the job on the server."""
-        job = self.submit(motion, reference, params)
-        try:
-            final = job
-            if job["status"] not in TERMINAL:
-                for event in self.events(job["id"]):
-                    if on_event is not None:
-                        on_event(event)
-                    final = event
-        except KeyboardInterrupt:
-            self.cancel(job["id"])
-            raise
-        final = self.job(job["id"])
-        if final["status"] != "succeeded":
-            raise ServerError(f"job {job['id']} {final['status']}: {final['message']}")
-        return self.download(job["id"], out), final
+        return self.follow(self.submit(motion, reference, params), out, on_event)
 
     def extract_motion(
         self,
@@ -215,7 +201,18 @@ class Client:
         """Submit a video, follow the extraction to the end, download the motion (our .npz) to ``out``: its path
         and the job's final state. ``cancelled()`` answering true (asked at each event) or Ctrl-C cancels the job
         on the server; a job that does not succeed is a :class:`ServerError` with the server's message."""
-        job = self.extract(video, params)
+        return self.follow(self.extract(video, params), out, on_event, cancelled)
+
+    def follow(
+        self,
+        job: dict,
+        out: str | Path,
+        on_event: Callable[[dict], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> tuple[Path, dict]:
+        """Follow a submitted job to its end and download its result to ``out``: the path and the job's final
+        state. ``cancelled()`` answering true (asked at each event) or Ctrl-C cancels the job on the server; a job
+        that does not succeed is a :class:`ServerError` with the server's message."""
         try:
             if job["status"] not in TERMINAL:
                 asked = False
