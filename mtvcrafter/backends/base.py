@@ -56,6 +56,8 @@ class BackendConfig:
     lora_dir: Path | None = None
     #: whether a render may name any LoRA file by its path (the command line); a server takes names only
     lora_paths: bool = True
+    #: torch.compile the video transformer's blocks (None: on a CUDA GPU); see mtvcrafter.dit.speed
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("model_dir", "base_model_dir", "tokenizer", "lora_dir"):

@@ -38,6 +38,9 @@ class PipelineBackend(Backend):
         self._pipe = None
         self._loaded_as: tuple | None = None
         self._scheduler_config: dict | None = None
+        #: the offload mode the loaded pipeline runs in (``auto`` decided), and what a render should be told
+        self._offload: str | None = None
+        self._notes: list[str] = []
 
     def load(self, torch_dtype, settings: RenderSettings):
         """The pipeline with its weights in ``torch_dtype``, on the CPU, for ``settings``' :meth:`variant`."""
@@ -54,24 +57,36 @@ class PipelineBackend(Backend):
     def dtype_name(self, settings: RenderSettings, device: str) -> str:
         return settings.dtype or ("bf16" if device.startswith("cuda") else "fp32")
 
-    def pipeline(self, settings: RenderSettings, progress=no_progress):
-        """The loaded pipeline for these settings' precision and offload mode (built on first use)."""
+    def pipeline(self, settings: RenderSettings, progress=no_progress, image=None):
+        """The loaded pipeline for these settings' precision, offload mode and speed mode (built on first use;
+        ``offload="auto"`` is decided then, for this render's size)."""
         import torch
+
+        from mtvcrafter.dit.speed import prepare_pipeline
 
         device = self.device()
         dtype_name = self.dtype_name(settings, device)
-        wanted = (device, dtype_name, settings.offload, self.variant(settings))
+        wanted = (device, dtype_name, settings.offload, settings.fast, self.variant(settings))
         with self._lock:
             if self._pipe is None or self._loaded_as != wanted:
                 self._pipe = None  # the old one goes before the new one loads: never two in memory
-                gc.collect()
+                self.release()
                 progress("loading model", 0.0, f"loading {self.name} in {dtype_name} (once; it stays loaded)")
                 dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype_name]
                 pipe = self.load(dtype, settings)
-                if settings.offload == "model":
-                    pipe.enable_model_cpu_offload(device=device)
-                else:
-                    pipe.to(device)
+                width, height = self.output_size(settings, image)
+                frames = min(settings.num_frames or 49, 49)
+                offload, notes = prepare_pipeline(
+                    pipe,
+                    device,
+                    offload=settings.offload,
+                    fast=settings.fast,
+                    compile_blocks=self.config.compile,
+                    size=(height, width, frames),
+                    guidance=(self.guidance(settings) or 0) > 1,
+                )
+                for note in notes:
+                    progress("loading model", 0.0, note)
                 if self.vae_tiling:
                     pipe.enable_vae_tiling()  # as the official script
                 pipe.set_progress_bar_config(disable=True)
@@ -79,6 +94,7 @@ class PipelineBackend(Backend):
                     torch.set_num_threads(self.config.cpu_threads)
                 self._scheduler_config = dict(pipe.scheduler.config)
                 self._pipe, self._loaded_as = pipe, wanted
+                self._offload, self._notes = offload, [n for n in notes if n.startswith("fp8")]
             return self._pipe
 
     def call_arguments(self, pipe, request: RenderRequest) -> dict:
@@ -104,7 +120,7 @@ class PipelineBackend(Backend):
         settings = request.settings
         self.check(settings)
         motion = request.motion
-        pipe = self.pipeline(settings, progress)
+        pipe = self.pipeline(settings, progress, request.image)
         arguments = self.call_arguments(pipe, request)
         frames = min(settings.num_frames or motion.num_frames, motion.num_frames)
         progress("tokenizing", 0.0, "4DMoT motion tokens")
@@ -135,7 +151,7 @@ class PipelineBackend(Backend):
         video = result.frames[0]
         progress("encoding video", 0.95, "writing the mp4")
         write_mp4(video, request.out, fps=motion.fps, total=len(video))
-        warnings = result.warnings() if self.vq_warnings else []
+        warnings = [*self._notes, *(result.warnings() if self.vq_warnings else [])]
         if self.cpu_warning and self._loaded_as[0] == "cpu":
             warnings.insert(0, self.cpu_warning)
         return RenderResult(request.out, len(video), motion.fps, (arguments["width"], arguments["height"]), warnings)

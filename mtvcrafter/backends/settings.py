@@ -25,7 +25,8 @@ DEFAULT_SCHEDULER = official.SCHEDULER
 #: the longest prompt taken (umT5 reads at most 512 tokens of it)
 MAX_PROMPT = 2000
 DTYPES = ("bf16", "fp16", "fp32")
-OFFLOAD_MODES = ("none", "model")
+#: the video models' offload modes (mtvcrafter.dit.offload) and ``auto``, which picks one from the GPU's free memory
+OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,14 @@ class Setting:
                 return None
             raise SettingsError(self.name, f"{self.name} needs a value ({self.help})")
         try:
-            if self.type is int:
+            if self.type is bool:
+                if not isinstance(value, bool):
+                    raise ValueError
+                converted: Any = value
+            elif self.type is int:
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
-                converted: Any = int(value)
+                converted = int(value)
             elif self.type is float:
                 if isinstance(value, bool):
                     raise ValueError
@@ -63,7 +68,7 @@ class Setting:
                     raise ValueError
                 converted = value
         except (TypeError, ValueError, OverflowError):
-            kind = {int: "an integer", float: "a number", str: "a string"}[self.type]
+            kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[self.type]
             raise SettingsError(self.name, f"{self.name} must be {kind}, got {value!r}"[:200]) from None
         if self.type is float and not math.isfinite(converted):
             raise SettingsError(self.name, f"{self.name} must be finite, got {value!r}")
@@ -187,7 +192,19 @@ class RenderSettings:
         str, None, "the video models' precision (default bf16 on a GPU, fp32 on the CPU)", choices=DTYPES, optional=True
     )
     offload: str = _setting(
-        str, "none", "model: keep only the running model on the GPU (less memory, slower)", choices=OFFLOAD_MODES
+        str,
+        "none",
+        "where the video models' weights wait while not computing (the same frames in every mode): none: all on the "
+        "GPU; model: only the running model on the GPU; group: the transformer's blocks one at a time, streamed (the "
+        "7B in under 16 GiB); sequential: the least memory, the slowest; auto: the fastest that fits the GPU's free "
+        "memory",
+        choices=OFFLOAD_MODES,
+    )
+    fast: bool = _setting(
+        bool,
+        False,
+        "the video models: skip transformer blocks on steps that change little (First-Block Cache) and run fp8 "
+        "matmuls where the GPU has them; faster, frames a little off exact mode's (README: Fast mode)",
     )
 
     def __post_init__(self) -> None:
@@ -213,7 +230,9 @@ class RenderSettings:
 
 #: The settings every video-model backend reads (each adds its own: the 7B its reference encoding, the 17B its
 #: prompt and LoRA).
-MODEL_SETTINGS = ("width", "height", "num_frames", "steps", "guidance", "seed", "scheduler", "dtype", "offload")
+MODEL_SETTINGS = (
+    "width", "height", "num_frames", "steps", "guidance", "seed", "scheduler", "dtype", "offload", "fast"
+)  # fmt: skip
 
 #: Every render setting, in the order the command line and the API list them.
 SETTINGS: tuple[Setting, ...] = tuple(

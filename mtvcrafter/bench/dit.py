@@ -25,6 +25,11 @@ SIZES = {
         dict(num_attention_heads=2, attention_head_dim=16, num_layers=2, time_embed_dim=32, text_embed_dim=8),
         (64, 64, 49),
     ),
+    # many narrow blocks: where a step cache has blocks to skip, on a CPU
+    "thin": (
+        dict(num_attention_heads=4, attention_head_dim=32, num_layers=8, time_embed_dim=64, text_embed_dim=8),
+        (128, 128, 49),
+    ),
 }
 
 #: The authors' code, measured on an H100 (bf16, 512×512×49, CFG): seconds per denoising step.

@@ -21,6 +21,12 @@ SIZES_17B = {
              image_dim=24, added_kv_proj_dim=72, motion_token_dim=48),
         (64, 64, 49),
     ),
+    # many narrow blocks: where a step cache has blocks to skip, on a CPU
+    "thin": (
+        dict(num_attention_heads=4, attention_head_dim=36, num_layers=8, ffn_dim=288, text_dim=32, freq_dim=32,
+             image_dim=32, added_kv_proj_dim=144, motion_token_dim=48),
+        (128, 128, 49),
+    ),
 }  # fmt: skip
 
 

@@ -53,6 +53,10 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
         "the official size nearest the reference's aspect)",
     )
     for setting in SETTINGS:
+        if setting.type is bool:  # a switch: given or not (not given: the setting's default)
+            group.add_argument(f"--{setting.name.replace('_', '-')}", dest=setting.name, action="store_const",
+                               const=True, default=None, help=setting.help)  # fmt: skip
+            continue
         default = "the backend's" if setting.default is None else setting.default
         group.add_argument(
             f"--{setting.name.replace('_', '-')}",
@@ -97,6 +101,13 @@ def add_parser(commands) -> None:
         "--tokenizer", help="preview: a 4DMoT checkpoint; its reconstruction is drawn too (default MODEL_DIR/4DMoT)"
     )
     add_device_option(animate)
+    animate.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mvdit-7b/17b: torch.compile the transformer's blocks (default: on a CUDA GPU; the first step pays for "
+        "it once); --no-compile keeps every bit of the plain path on a GPU too",
+    )
     add_checkpoint_trust_option(animate)
     add_clip_option(animate)
     add_render_options(animate)
@@ -126,6 +137,7 @@ def _in_process(args: argparse.Namespace, motion) -> int:
         tokenizer=args.tokenizer,
         device=args.device,
         trust_checkpoint=args.trust_checkpoint,
+        compile=args.compile,
     )
     backend = get_backend(name, config)
     available, reason = backend.status()
@@ -155,6 +167,8 @@ def _on_server(args: argparse.Namespace, motion) -> int:
         if getattr(args, option):
             flag = "--" + option.replace("_", "-")
             raise UsageError(f"{flag} is the server's setting (mtvcrafter serve {flag}); not with --server")
+    if args.compile is not None:
+        raise UsageError("--compile/--no-compile is for renders in this process; not with --server")
     params = render_settings(args)
     if args.backend:
         params["backend"] = args.backend

@@ -19,8 +19,9 @@ def add_parser(commands) -> None:
     )
     bench.add_argument(
         "--size",
-        choices=("full", "small", "tiny"),
-        help="dit: model size (default full on a GPU — the official 42 layers at 512x512x49 — small on the CPU)",
+        choices=("full", "small", "tiny", "thin"),
+        help="dit: model size (default full on a GPU — the official 42 layers at 512x512x49 — on the CPU small (7b) "
+        "or tiny (17b) for one step, thin — 8 narrow blocks, where a step cache has blocks to skip — for whole clips)",
     )
     bench.add_argument(
         "--compile",
@@ -30,6 +31,17 @@ def add_parser(commands) -> None:
     )
     bench.add_argument(
         "--model", choices=("7b", "17b"), default="7b", help="dit: which MV-DiT (default 7b; 17b: MV-DiT-17B on Wan2.1)"
+    )
+    bench.add_argument(
+        "--fast",
+        action="store_true",
+        help="dit: also time fast mode and each step cache (First-Block Cache, TaylorSeer, MagCache) and fp8 where the "
+        "GPU has it, each with its relative error of the final latents against exact mode",
+    )
+    bench.add_argument(
+        "--offload",
+        choices=("model", "group", "sequential", "auto", "all"),
+        help="dit: also time whole clips in this offload mode (all: every one) against no offload, with peak memory",
     )
     bench.add_argument("--quick", action="store_true", help="fewer repeats")
     bench.add_argument(
@@ -61,6 +73,12 @@ def bench_command(args: argparse.Namespace) -> int:
     for name in ("video", "nlf", "device"):
         if getattr(args, name) is not None and args.suite != "extract":
             raise UsageError(f"--{name} is an option of bench extract")
+    if (args.fast or args.offload) and args.suite != "dit":
+        raise UsageError("--fast and --offload are options of bench dit")
+    if args.suite == "dit":
+        from mtvcrafter.bench.dit_modes import dit_command
+
+        return dit_command(args.model, args.size, args.quick, args.compile, args.fast, args.offload)
     if args.suite == "extract":
         from mtvcrafter.bench.extract import extract_benchmark
 

@@ -12,6 +12,7 @@ from .pipeline_7b import MotionWindow, MTVCrafterPipeline, MTVCrafterPipelineOut
 from .pipeline_17b import MTVCrafter17BPipeline, MTVCrafter17BPipelineOutput  # noqa: E402
 from .rotary import motion_rotary, video_rotary
 from .schedulers import COGVIDEOX_5B_SCHEDULER, make_scheduler
+from .speed import prepare_pipeline
 from .tiny import save_tiny_model_dir, tiny_pipeline
 from .transformer_7b import UNCONDITIONAL_TOKENS, WINDOW_LATENT_FRAMES, MVDiT7BTransformer
 from .transformer_17b import MVDiT17BTransformer  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "make_scheduler",
     "motion_rotary",
     "plan_windows",
+    "prepare_pipeline",
     "prepare_reference",
     "save_tiny_model_dir",
     "tiny_pipeline",

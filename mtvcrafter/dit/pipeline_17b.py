@@ -19,7 +19,8 @@ and the video cut back. The official script stops after two windows and skips mo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,6 +151,33 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
         if vae.config.scale_factor_temporal != TEMPORAL:
             raise DiTError(f"the VAE must compress time 4×, got {vae.config.scale_factor_temporal}")
         self._prompt_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._encoder_home: torch.device | None = None
+
+    # -- memory ----------------------------------------------------------------------------------------
+
+    def enable_encoder_release(self, home: str | torch.device = "cpu") -> None:
+        """Keep the text encoder (umT5-XXL, 11 GB in bf16) and CLIP (2.5 GB) on ``home`` between uses: each
+        moves to the execution device for its work and back right after, so denoising has the GPU to itself
+        (``pipe.to("cuda")`` alone keeps both there for the whole render). The same modules compute the same
+        numbers; a prompt is encoded once and cached, so umT5 moves only for a new prompt, CLIP once per window.
+        Not needed with offloading (``enable_model_cpu_offload``, ``enable_group_offload``), which moves them."""
+        self._encoder_home = torch.device(home)
+        self.text_encoder.to(self._encoder_home)
+        self.image_encoder.to(self._encoder_home)
+
+    @contextmanager
+    def _encoder_on(self, encoder: torch.nn.Module, device) -> Iterator[None]:
+        """``encoder`` on ``device`` inside (when :meth:`enable_encoder_release` keeps it elsewhere), home after."""
+        if self._encoder_home is None or torch.device(device) == self._encoder_home:
+            yield
+            return
+        encoder.to(device)
+        try:
+            yield
+        finally:
+            encoder.to(self._encoder_home)
+            if torch.device(device).type == "cuda":
+                torch.cuda.empty_cache()
 
     # -- conditions ------------------------------------------------------------------------------------
 
@@ -160,7 +188,8 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
         hit = self._prompt_cache.get(key)
         if hit is not None:
             return hit
-        embeds = encode_text(self.tokenizer, self.text_encoder, [prompt], device=device, dtype=dtype)
+        with self._encoder_on(self.text_encoder, device):
+            embeds = encode_text(self.tokenizer, self.text_encoder, [prompt], device=device, dtype=dtype)
         self._prompt_cache[key] = embeds
         while len(self._prompt_cache) > 4:
             self._prompt_cache.popitem(last=False)
@@ -327,7 +356,8 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                 mask[:, :, : (kept - 1) // TEMPORAL + 1] = 1
                 y = torch.cat([mask, condition], dim=1)
                 # the official hands CLIP its input in the model's dtype
-                clip = clip_image_features(self.image_encoder, clip_source.to(device, dtype))
+                with self._encoder_on(self.image_encoder, device):
+                    clip = clip_image_features(self.image_encoder, clip_source.to(device, dtype)).to(device)
                 if do_cfg:
                     y, clip = torch.cat([y, y]), torch.cat([clip, clip])
                 tokens = window.tokens.to(device=device, dtype=dtype)[None]
@@ -336,19 +366,21 @@ class MTVCrafter17BPipeline(StepState, DiffusionPipeline):
                 latents = randn_tensor((1, 16, latent_frames, h, w), generator=generator, device=device, dtype=dtype)
                 self.scheduler.set_timesteps(num_inference_steps, device=device)
                 timesteps = self.scheduler.timesteps
+                self.new_trajectory()
                 for i, t in enumerate(timesteps):
                     if self._interrupt:
                         break
                     x = torch.cat([latents] * 2) if do_cfg else latents
-                    pred = self.transformer(
-                        hidden_states=torch.cat([x, y], dim=1),
-                        timestep=t.expand(x.shape[0]),
-                        encoder_hidden_states=text,
-                        encoder_hidden_states_image=clip,
-                        motion_tokens=tokens,
-                        joint_mean=mean,
-                        return_dict=False,
-                    )[0]
+                    with self.step_context(i, len(timesteps), t):
+                        pred = self.transformer(
+                            hidden_states=torch.cat([x, y], dim=1),
+                            timestep=t.expand(x.shape[0]),
+                            encoder_hidden_states=text,
+                            encoder_hidden_states_image=clip,
+                            motion_tokens=tokens,
+                            joint_mean=mean,
+                            return_dict=False,
+                        )[0]
                     if do_cfg:
                         uncond, cond = pred.chunk(2)
                         pred = uncond + guidance_scale * (cond - uncond)

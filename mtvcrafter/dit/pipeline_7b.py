@@ -581,13 +581,15 @@ class MTVCrafterPipeline(StepState, DiffusionPipeline):
                 timesteps = self.scheduler.timesteps
                 latents = noise[:, s : s + WINDOW_LATENTS] * self.scheduler.init_noise_sigma
                 state = None
+                self.new_trajectory()
                 for i, t in enumerate(timesteps):
                     if self._interrupt:
                         break
                     x = torch.cat([latents] * 2) if do_cfg else latents
                     x = self.scheduler.scale_model_input(x, t)
                     x = torch.cat([x.to(dtype), ref], dim=2)
-                    pred = self.transformer(x, t.expand(x.shape[0]).long(), tokens, mean, return_dict=False)[0]
+                    with self.step_context(i, len(timesteps), t):
+                        pred = self.transformer(x, t.expand(x.shape[0]).long(), tokens, mean, return_dict=False)[0]
                     pred = pred.float()
                     if do_cfg:
                         uncond, cond_pred = pred.chunk(2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from .errors import StepInterrupted
 
@@ -39,6 +39,19 @@ class StepState:
     @property
     def current_window(self) -> int:
         return self._current_window
+
+    def step_context(self, step: int, steps: int, timestep) -> AbstractContextManager:
+        """Around each transformer call: tells a diffusers step cache (``transformer.enable_cache``) where the
+        denoising is; nothing without one. Both CFG branches run as one batch, so one cache state serves them."""
+        transformer = self.transformer
+        if not getattr(transformer, "is_cache_enabled", False):
+            return nullcontext()
+        return transformer.cache_context("denoise", step_index=step, num_inference_steps=steps, timestep=timestep)
+
+    def new_trajectory(self) -> None:
+        """Forget a step cache's state before a window's first step: each window is a denoising run of its own."""
+        if getattr(self.transformer, "is_cache_enabled", False):
+            self.transformer._reset_stateful_cache()
 
     def enable_vae_tiling(self) -> None:
         self.vae.enable_tiling()

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import AttentionMixin, FeedForward
 from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.normalization import FP32LayerNorm
@@ -317,6 +318,22 @@ class MotionAttention(WanAttention):
         return self.processor(self, hidden_states, motion_tokens, video_rotary, motion_rotary_emb)
 
 
+class FusedAway(nn.Module):
+    """Where a projection was before :meth:`MVDiT17BTransformer.fuse_qkv_projections` merged it into a fused one:
+    no weights (so an ``attn.add_k_proj is not None`` test still finds an image attention), not callable."""
+
+    def forward(self, *args, **kwargs):
+        raise DiTError("this projection is fused with others; call unfuse_qkv_projections() to use it alone")
+
+
+def _fused_groups(attn: WanAttention) -> list[tuple[str, tuple[str, ...]]]:
+    """The fused projections of an attention module and the separate ones each replaces (as diffusers fuses)."""
+    groups = [("to_kv", ("to_k", "to_v")) if attn.is_cross_attention else ("to_qkv", ("to_q", "to_k", "to_v"))]
+    if attn.added_kv_proj_dim is not None:
+        groups.append(("to_added_kv", ("add_k_proj", "add_v_proj")))
+    return groups
+
+
 # -- blocks and model -------------------------------------------------------------------------------------
 
 
@@ -352,7 +369,8 @@ class MVDiT17BBlock(nn.Module):
     def _norm(self, norm, x):
         return norm(x.float()).type_as(x) if not isinstance(norm, nn.Identity) else x
 
-    def forward(self, x, context, modulation, video_rotary, motion_tokens, motion_rotary_emb):
+    def forward(self, hidden_states, context, modulation, video_rotary, motion_tokens, motion_rotary_emb):
+        x = hidden_states  # named as diffusers' blocks, so its step caches find the block's input
         if self.official:
             shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table + modulation).chunk(6, dim=1)
             h = self._norm(self.norm1, x) * (1 + scale) + shift
@@ -385,7 +403,7 @@ def _linear_f32(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x.float(), linear.weight.float(), None if linear.bias is None else linear.bias.float())
 
 
-class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
+class MVDiT17BTransformer(ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
     """The MV-DiT-17B transformer (40 heads × 128, 40 blocks, motion attention in 10 of them, officially).
 
     ``model(hidden_states=, timestep=, encoder_hidden_states=, encoder_hidden_states_image=,
@@ -470,6 +488,7 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         self.gradient_checkpointing = False
         self._numerics = "official"
         self._motion_rotary_cache: OrderedDict[tuple, Rotary] = OrderedDict()
+        self._video_rotary_cache: OrderedDict[tuple, Rotary] = OrderedDict()
         self.set_numerics("official")
 
     # -- numerics -------------------------------------------------------------------------------------
@@ -517,6 +536,19 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         while len(self._motion_rotary_cache) > 8:
             self._motion_rotary_cache.popitem(last=False)
         return table
+
+    def video_rotary(self, frames: int, rows: int, cols: int, device) -> Rotary:
+        """The video tokens' float64 table of the official numerics (:func:`video_rotary_f64`), cached per grid and
+        device: built once per render instead of at every step (at 512 × 512 × 49, 3.4 M float64 sines and cosines
+        and their copy to the GPU)."""
+        key = (frames, rows, cols, str(device))
+        hit = self._video_rotary_cache.get(key)
+        if hit is None:
+            hit = video_rotary_f64(frames, rows, cols, self.config.attention_head_dim, device)
+            self._video_rotary_cache[key] = hit
+            while len(self._video_rotary_cache) > 2:
+                self._video_rotary_cache.popitem(last=False)
+        return hit
 
     # -- forward --------------------------------------------------------------------------------------
 
@@ -578,8 +610,7 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
             timestep = timestep.expand(batch)
 
         if self._numerics == "official":  # the official rotates in float64 (a complex128 product)
-            video_rotary = video_rotary_f64(frames // p_t, height // p_h, width // p_w, cfg.attention_head_dim,
-                                            hidden_states.device)  # fmt: skip
+            video_rotary = self.video_rotary(frames // p_t, height // p_h, width // p_w, hidden_states.device)
         else:
             video_rotary = self.rope(hidden_states)
         motion_rotary_emb = self.motion_rotary(frames // p_t, joint_mean, hidden_states.device)
@@ -618,6 +649,54 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         return Transformer2DModelOutput(sample=out)
 
     # -- speed ----------------------------------------------------------------------------------------
+
+    @property
+    def fused_projections(self) -> bool:
+        """Whether :meth:`fuse_qkv_projections` is in effect."""
+        return any(m.fused_projections for m in self.modules() if isinstance(m, WanAttention))
+
+    @torch.no_grad()
+    def fuse_qkv_projections(self) -> None:
+        """One linear for q, k and v of the self-attention, for k and v of the text and motion attentions and of
+        the reference image's keys and values. The separate projections are dropped, not kept beside the fused
+        ones as diffusers' ``WanAttention`` keeps them (at full size that would hold 7 B parameters twice); the
+        products are the same. :meth:`save_pretrained` still writes the separate ones."""
+        for module in self.modules():
+            if isinstance(module, WanAttention) and not module.fused_projections:
+                module.fuse_projections()
+                for _, names in _fused_groups(module):
+                    for name in names:
+                        setattr(module, name, FusedAway())
+
+    @torch.no_grad()
+    def unfuse_qkv_projections(self) -> None:
+        """Back to the separate projections (the official parameter names), split from the fused ones."""
+        for module in self.modules():
+            if not isinstance(module, WanAttention) or not module.fused_projections:
+                continue
+            for fused_name, names in _fused_groups(module):
+                fused = getattr(module, fused_name)
+                width = fused.out_features // len(names)
+                for k, name in enumerate(names):
+                    part = nn.Linear(fused.in_features, width, bias=fused.bias is not None,
+                                     device=fused.weight.device, dtype=fused.weight.dtype)  # fmt: skip
+                    part.weight.copy_(fused.weight[k * width : (k + 1) * width])
+                    if fused.bias is not None:
+                        part.bias.copy_(fused.bias[k * width : (k + 1) * width])
+                    setattr(module, name, part)
+                delattr(module, fused_name)
+            module.fused_projections = False
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """diffusers' ``save_pretrained``, always with the separate projections."""
+        fused = self.fused_projections
+        if fused:
+            self.unfuse_qkv_projections()
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if fused:
+                self.fuse_qkv_projections()
 
     def compile_blocks(self, **options) -> None:
         """``torch.compile`` each block (regional compilation)."""
@@ -675,6 +754,7 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
         model.rope = WanRotaryPosEmbed(model.config.attention_head_dim, tuple(model.config.patch_size),
                                        model.config.rope_max_seq_len).to(device)  # fmt: skip
         model._motion_rotary_cache = OrderedDict()
+        model._video_rotary_cache = OrderedDict()
         model.set_numerics(numerics)
         return model.eval()
 

@@ -17,6 +17,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import AttentionMixin, AttentionModuleMixin, FeedForward
 from diffusers.models.attention_dispatch import dispatch_attention_fn
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
@@ -268,7 +269,7 @@ class MVDiTBlock(nn.Module):
         return hidden_states + gate * self.ff(x)
 
 
-class MVDiT7BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
+class MVDiT7BTransformer(ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
     """The MV-DiT-7B transformer (48 heads × 64, 42 blocks in the official configuration).
 
     ``model(hidden_states, timestep, motion_tokens, joint_mean).sample`` with ``hidden_states``
@@ -280,6 +281,9 @@ class MVDiT7BTransformer(ModelMixin, AttentionMixin, ConfigMixin):
     The constructor takes every key of the authors' ``config.json`` (most only describe CogVideoX's
     text and positional-embedding options, unused with rotary embeddings and no text);
     ``motion_token_dim`` (default: the model width) is ours, for small test configurations.
+
+    diffusers' step caches attach as to its own transformers (``model.enable_cache(FirstBlockCacheConfig(…))``;
+    see :mod:`mtvcrafter.dit.speed`).
     """
 
     _supports_gradient_checkpointing = True
