@@ -29,6 +29,7 @@ JOB_KEYS = {
     "placement",
     "dtype",
     "offload",
+    "fast",
 }
 
 

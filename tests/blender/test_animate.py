@@ -801,3 +801,19 @@ def test_a_background_job_places_its_strip_and_keeps_the_reports_for_the_panel(
     assert len(state.summary) == 2 and state.summary[0].startswith(f"{strip.name}: 6 frames from frame 3 in the scene")
     out = capfd.readouterr().out
     assert all(line in out for line in state.summary)
+
+
+def test_every_bundled_render_preset_is_offered_and_sets_only_job_params():
+    """A preset file the add-on skips (a key it does not know) would vanish from the menu without a word."""
+    import json
+
+    from mtvcrafter_bridge.presets import JOB_KEYS, load_presets
+
+    from mtvcrafter.backends.settings import SETTINGS
+
+    files = sorted((ROOT / "presets" / "render").glob("*.json"))
+    assert {path.stem for path in files} == set(load_presets())
+    taken = {"backend", "prompt", "negative_prompt", "lora"} | {setting.name for setting in SETTINGS}
+    assert JOB_KEYS <= taken  # what a preset may set is what a job takes
+    for path in files:
+        assert set(json.loads(path.read_text())) - {"name", "description"} <= JOB_KEYS, path.name
