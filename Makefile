@@ -27,7 +27,7 @@ setup: $(VENV)/.installed $(BLENDER_VENV)/.installed $(BLENDER_LTS_VENV)/.instal
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,server,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,server,dev,ray]'
 	touch $@
 
 # Blender's Python for the add-on tests: the real bpy wheel (it needs numpy < 2, so its own venv), and

@@ -1,10 +1,14 @@
 """End-to-end tests of the HTTP server: real ``mtvcrafter serve`` processes on a loopback port, driven with httpx.
 
-Every test asserts what a client sees: status codes, JSON errors, job states, the event stream and the mp4.
+Every test asserts what a client sees: status codes, JSON errors, job states, the event stream and the mp4. The
+tests of running jobs (submit, events, cancel, cache, restart, disconnect) run against both executors: the
+in-process worker, and Ray replicas (two, on a Ray instance the server starts with two logical GPUs) where the
+``ray`` extra is installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
@@ -41,6 +45,15 @@ STARTUP_S = 60.0
 #: (above the 0.1 s progress throttle, so every step is reported); it is always cancelled or killed.
 LONG_TINY = {"backend": "tiny", "width": 256, "height": 256, "steps": 400}
 
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed (pip install 'mtvcrafter[ray]')"
+)
+#: where a job-running test's server runs its jobs
+EXECUTORS = ["local", pytest.param("ray", marks=needs_ray)]
+#: a Ray-backed server: two replicas on the two logical GPUs of the Ray instance it starts, models on the CPU
+RAY_REPLICAS = 2
+RAY_OPTIONS = ("--executor", "ray", "--replicas", str(RAY_REPLICAS), "--device", "cpu")
+
 
 # -- servers -----------------------------------------------------------------------------------------------
 
@@ -56,19 +69,36 @@ def serve_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "mtvcrafter"]
 
 
-def server_env() -> dict[str, str]:
+def server_env(executor: str = "local") -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MTVCRAFTER_TOKEN", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["CUDA_VISIBLE_DEVICES"] = ""  # the tiny backend on the CPU, as the timings here assume
+    if executor == "ray":  # logical GPUs (Ray refuses them while CUDA_VISIBLE_DEVICES hides all); --device cpu
+        env.pop("CUDA_VISIBLE_DEVICES")
+        env["MTVCRAFTER_RAY_GPUS"] = str(RAY_REPLICAS)
     return env
 
 
 class Server:
     """One ``mtvcrafter serve`` subprocess; its stdout and stderr go to ``log``."""
 
-    def __init__(self, data_dir: Path, log: Path, *args: str, host: str = "127.0.0.1", token: str | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        log: Path,
+        *args: str,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        executor: str = "local",
+        env: dict[str, str] | None = None,
+    ):
         self.data_dir, self.log_path, self.args, self.host, self.token = data_dir, log, args, host, token
+        self.executor, self.env = executor, env or {}
+        #: how many jobs run at once
+        self.replicas = RAY_REPLICAS if executor == "ray" else 1
+        if executor == "ray":
+            self.args = (*RAY_OPTIONS, *args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -84,7 +114,9 @@ class Server:
         if self.token:
             command += ["--token", self.token]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env(), cwd=ROOT)
+            self.proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**server_env(self.executor), **self.env}, cwd=ROOT
+            )
         return self
 
     def wait_ready(self) -> Server:
@@ -127,6 +159,20 @@ class Server:
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("server")
     srv = Server(folder / "data", folder / "server.log").start()
+    try:
+        yield srv.wait_ready()
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module", params=EXECUTORS)
+def job_server(request, tmp_path_factory):
+    """A server of each executor, for the tests of running jobs (the local one is :func:`server`)."""
+    if request.param == "local":
+        yield request.getfixturevalue("server")
+        return
+    folder = tmp_path_factory.mktemp("ray-server")
+    srv = Server(folder / "data", folder / "server.log", executor="ray").start()
     try:
         yield srv.wait_ready()
     finally:
@@ -300,12 +346,12 @@ def step_of(event: dict) -> int | None:
         ("tiny", 49, {"width": 64, "height": 64, "steps": 2}),
     ],
 )
-def test_submit_events_result(server, motions, tmp_path, backend, frames, params):
-    job = submit_ok(server, motions[frames], {"backend": backend, **params})
+def test_submit_events_result(job_server, motions, tmp_path, backend, frames, params):
+    job = submit_ok(job_server, motions[frames], {"backend": backend, **params})
     assert job["status"] in ("queued", "running") and job["backend"] == backend and not job["cached"]
     assert job["frames"] == frames and job["result_ready"] is False
 
-    events = read_events(server, job["id"])
+    events = read_events(job_server, job["id"])
     ids = [e["id"] for e in events]
     assert ids == list(range(1, len(ids) + 1)), ids  # numbered 1, 2, … with no gap
     assert all(e["event"] == e["data"]["status"] for e in events)
@@ -317,19 +363,19 @@ def test_submit_events_result(server, motions, tmp_path, backend, frames, params
     assert progress == sorted(progress) and progress[-1] == 1.0, progress
 
     # resuming from Last-Event-ID gives the rest, and nothing already seen
-    resumed = read_events(server, job["id"], last_event_id=ids[-2])
+    resumed = read_events(job_server, job["id"], last_event_id=ids[-2])
     assert [e["id"] for e in resumed] == [ids[-1]] and resumed[0]["data"] == events[-1]["data"]
-    assert read_events(server, job["id"], last_event_id=ids[-1]) == []
+    assert read_events(job_server, job["id"], last_event_id=ids[-1]) == []
 
-    done = server.client.get(f"/v1/jobs/{job['id']}").json()
+    done = job_server.client.get(f"/v1/jobs/{job['id']}").json()
     assert done["status"] == "succeeded" and done["result_ready"] and done["progress"] == 1.0
     assert (done["frames"], done["width"], done["height"]) == (frames, params["width"], params["height"])
-    content, info = download(server, job["id"], tmp_path)
+    content, info = download(job_server, job["id"], tmp_path)
     assert content[4:8] == b"ftyp"
     assert info["frames"] == frames
     assert tuple(info["size"]) == (params["width"], params["height"])
     assert info["fps"] == pytest.approx(30.0)
-    assert job["id"] in [j["id"] for j in server.client.get("/v1/jobs").json()]
+    assert job["id"] in [j["id"] for j in job_server.client.get("/v1/jobs").json()]
 
 
 @pytest.mark.parametrize(
@@ -339,12 +385,12 @@ def test_submit_events_result(server, motions, tmp_path, backend, frames, params
         {"backend": "tiny", "width": 64, "height": 64, "steps": 2},
     ],
 )
-def test_num_frames_renders_only_the_first_frames(server, motions, tmp_path, params):
+def test_num_frames_renders_only_the_first_frames(job_server, motions, tmp_path, params):
     """``num_frames`` is documented as "render only the first N frames"."""
-    job = submit_ok(server, motions[49], {**params, "num_frames": 17, "seed": 17})
-    done = wait_job(server, job["id"])
+    job = submit_ok(job_server, motions[49], {**params, "num_frames": 17, "seed": 17})
+    done = wait_job(job_server, job["id"])
     assert done["status"] == "succeeded", done
-    _, info = download(server, job["id"], tmp_path)
+    _, info = download(job_server, job["id"], tmp_path)
     assert (info["frames"], done["frames"]) == (17, 17)
 
 
@@ -357,16 +403,16 @@ def test_odd_preview_size_is_refused_at_submit(server, motions):
 # -- 2. cancel ---------------------------------------------------------------------------------------------
 
 
-def test_cancel_running_job_stops_within_a_step(server, motions, tmp_path):
-    job = submit_ok(server, motions[49], LONG_TINY)
+def test_cancel_running_job_stops_within_a_step(job_server, motions, tmp_path):
+    job = submit_ok(job_server, motions[49], LONG_TINY)
     seen: list[tuple[float, dict]] = []
     cancel_reply = t_cancel = t_end = None
-    with server.client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=60) as response:
+    with job_server.client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=60) as response:
         for event in sse_events(response):
             seen.append((time.monotonic(), event))
             if cancel_reply is None and sum(step_of(e) is not None for _, e in seen) >= 3:
                 t_cancel = time.monotonic()
-                cancel_reply = server.client.delete(f"/v1/jobs/{job['id']}")
+                cancel_reply = job_server.client.delete(f"/v1/jobs/{job['id']}")
             if event["event"] in TERMINAL:
                 t_end = time.monotonic()
     assert cancel_reply is not None, f"the job never reached denoising: {[e for _, e in seen]}"
@@ -390,92 +436,100 @@ def test_cancel_running_job_stops_within_a_step(server, motions, tmp_path):
     end_progress, cancel_progress = events[-1]["data"]["progress"], reply["progress"]
     assert end_progress - cancel_progress <= 0.9 * slack / total + 1e-4, (cancel_progress, end_progress)
 
-    final = server.client.get(f"/v1/jobs/{job['id']}").json()
+    final = job_server.client.get(f"/v1/jobs/{job['id']}").json()
     assert final["status"] == "cancelled" and final["result_ready"] is False and final["finished"] is not None
-    assert_error(server.client.get(f"/v1/jobs/{job['id']}/result"), 409, "no_result")
+    assert_error(job_server.client.get(f"/v1/jobs/{job['id']}/result"), 409, "no_result")
 
     # the worker goes on with the next job
-    nxt = submit_ok(server, motions[49], {"backend": "tiny", "width": 64, "height": 64, "steps": 2, "seed": 11})
-    assert wait_job(server, nxt["id"])["status"] == "succeeded"
-    assert download(server, nxt["id"], tmp_path)[1]["frames"] == 49
+    nxt = submit_ok(job_server, motions[49], {"backend": "tiny", "width": 64, "height": 64, "steps": 2, "seed": 11})
+    assert wait_job(job_server, nxt["id"])["status"] == "succeeded"
+    assert download(job_server, nxt["id"], tmp_path)[1]["frames"] == 49
 
 
-def test_cancel_queued_job_never_runs(server, motions):
-    first = submit_ok(server, motions[49], {**LONG_TINY, "seed": 21})
-    second = submit_ok(server, motions[30], {"backend": "preview", "width": 64, "height": 64, "seed": 22})
-    wait_job(server, first["id"], check=lambda j: j["status"] == "running")
-    queued = server.client.get(f"/v1/jobs/{second['id']}").json()
+def test_cancel_queued_job_never_runs(job_server, motions):
+    # every worker busy (one long job each), then one more: queued
+    busy = [submit_ok(job_server, motions[49], {**LONG_TINY, "seed": 21 + 100 * k}) for k in range(job_server.replicas)]
+    second = submit_ok(job_server, motions[30], {"backend": "preview", "width": 64, "height": 64, "seed": 22})
+    for first in busy:
+        wait_job(job_server, first["id"], check=lambda j: j["status"] == "running")
+    queued = job_server.client.get(f"/v1/jobs/{second['id']}").json()
     assert queued["status"] == "queued" and queued["queue_position"] == 0
 
-    reply = server.client.delete(f"/v1/jobs/{second['id']}")
+    reply = job_server.client.delete(f"/v1/jobs/{second['id']}")
     assert reply.status_code == 200
     assert reply.json()["status"] == "cancelled" and reply.json()["started"] is None
 
-    assert server.client.delete(f"/v1/jobs/{first['id']}").status_code == 200
-    assert wait_job(server, first["id"], timeout=10)["status"] == "cancelled"
+    for first in busy:
+        assert job_server.client.delete(f"/v1/jobs/{first['id']}").status_code == 200
+    for first in busy:
+        assert wait_job(job_server, first["id"], timeout=10)["status"] == "cancelled"
     # the worker is idle again and the cancelled job was skipped
     deadline = time.monotonic() + 10
-    while server.client.get("/v1/health").json()["running"] is not None and time.monotonic() < deadline:
+    while job_server.client.get("/v1/health").json()["running"] is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    after = server.client.get(f"/v1/jobs/{second['id']}").json()
+    after = job_server.client.get(f"/v1/jobs/{second['id']}").json()
     assert after["status"] == "cancelled" and after["started"] is None and after["result_ready"] is False
-    statuses = [e["event"] for e in read_events(server, second["id"], timeout=10)]
+    statuses = [e["event"] for e in read_events(job_server, second["id"], timeout=10)]
     assert statuses == ["queued", "cancelled"], statuses
-    assert server.client.get("/v1/health").json()["queued"] == 0
+    assert job_server.client.get("/v1/health").json()["queued"] == 0
 
 
 # -- 3. cache ----------------------------------------------------------------------------------------------
 
 
-def test_identical_submission_is_served_from_cache(server, motions, tmp_path):
+def test_identical_submission_is_served_from_cache(job_server, motions, tmp_path):
     params = {"backend": "preview", "width": 96, "height": 64, "seed": 31}
-    first = submit_ok(server, motions[20], params)
-    assert wait_job(server, first["id"])["status"] == "succeeded"
-    content, _ = download(server, first["id"], tmp_path)
+    first = submit_ok(job_server, motions[20], params)
+    assert wait_job(job_server, first["id"])["status"] == "succeeded"
+    content, _ = download(job_server, first["id"], tmp_path)
 
-    again = submit_ok(server, motions[20], params)
+    again = submit_ok(job_server, motions[20], params)
     assert again["id"] != first["id"]
     assert again["status"] == "succeeded" and again["cached"] is True and again["result_ready"] is True
     assert again["progress"] == 1.0 and again["frames"] == 20
-    assert download(server, again["id"], tmp_path)[0] == content
-    assert read_events(server, again["id"], timeout=10)[-1]["event"] == "succeeded"
+    assert download(job_server, again["id"], tmp_path)[0] == content
+    assert read_events(job_server, again["id"], timeout=10)[-1]["event"] == "succeeded"
 
-    other = submit_ok(server, motions[20], {**params, "seed": 32})  # other settings: rendered anew
+    other = submit_ok(job_server, motions[20], {**params, "seed": 32})  # other settings: rendered anew
     assert other["cached"] is False
-    assert wait_job(server, other["id"])["status"] == "succeeded"
+    assert wait_job(job_server, other["id"])["status"] == "succeeded"
 
 
 # -- 4. restart after kill -9 ------------------------------------------------------------------------------
 
 
-def test_kill9_restart_keeps_results_fails_running_and_runs_queued(motions, tmp_path):
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_kill9_restart_keeps_results_fails_running_and_runs_queued(motions, tmp_path, executor):
     data = tmp_path / "data"
-    first = Server(data, tmp_path / "first.log").start().wait_ready()
+    first = Server(data, tmp_path / "first.log", executor=executor).start().wait_ready()
     second = None
     try:
         short = submit_ok(first, motions[20], {"backend": "preview", "width": 64, "height": 64})
-        long = submit_ok(first, motions[49], {**LONG_TINY, "seed": 41})
-        queued = submit_ok(first, motions[30], {"backend": "preview", "width": 80, "height": 64})
         assert wait_job(first, short["id"])["status"] == "succeeded"
         content, _ = download(first, short["id"], tmp_path)
-        wait_job(first, long["id"], check=lambda j: j["phase"] == "denoising")
+        # every worker busy with a long job, one more queued behind them
+        longs = [submit_ok(first, motions[49], {**LONG_TINY, "seed": 41 + k}) for k in range(first.replicas)]
+        queued = submit_ok(first, motions[30], {"backend": "preview", "width": 80, "height": 64})
+        for long in longs:
+            wait_job(first, long["id"], check=lambda j: j["phase"] == "denoising", timeout=120)
         assert first.client.get(f"/v1/jobs/{queued['id']}").json()["status"] == "queued"
         first.kill9()
         assert first.proc.returncode == -signal.SIGKILL
 
-        second = Server(data, tmp_path / "second.log").start().wait_ready()
+        second = Server(data, tmp_path / "second.log", executor=executor).start().wait_ready()
         jobs = {j["id"]: j for j in second.client.get("/v1/jobs").json()}
-        assert {short["id"], long["id"], queued["id"]} <= set(jobs)  # nothing lost
+        assert {short["id"], queued["id"], *(long["id"] for long in longs)} <= set(jobs)  # nothing lost
 
         done = jobs[short["id"]]
         assert done["status"] == "succeeded" and done["result_ready"]
         assert download(second, short["id"], tmp_path)[0] == content
 
-        failed = jobs[long["id"]]
-        assert failed["status"] == "failed" and "server stopped" in failed["message"], failed
-        assert_error(second.client.get(f"/v1/jobs/{long['id']}/result"), 409, "no_result")
-        assert read_events(second, long["id"], timeout=10)[-1]["event"] == "failed"
+        for long in longs:
+            failed = jobs[long["id"]]
+            assert failed["status"] == "failed" and "server stopped" in failed["message"], failed
+            assert_error(second.client.get(f"/v1/jobs/{long['id']}/result"), 409, "no_result")
+            assert read_events(second, long["id"], timeout=10)[-1]["event"] == "failed"
 
         rerun = wait_job(second, queued["id"])
         assert rerun["status"] == "succeeded", rerun
@@ -686,18 +740,18 @@ def test_token_is_required(tmp_path):
 # -- 7. disconnect -----------------------------------------------------------------------------------------
 
 
-def test_closing_the_event_stream_does_not_stop_the_job(server, motions, tmp_path):
-    job = submit_ok(server, motions[49], {"backend": "tiny", "width": 64, "height": 64, "steps": 300, "seed": 71})
-    with server.client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=30) as response:
+def test_closing_the_event_stream_does_not_stop_the_job(job_server, motions, tmp_path):
+    job = submit_ok(job_server, motions[49], {"backend": "tiny", "width": 64, "height": 64, "steps": 300, "seed": 71})
+    with job_server.client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=30) as response:
         stream = sse_events(response)
         first_two = [next(stream), next(stream)]
     assert [e["id"] for e in first_two] == [1, 2]
-    assert server.client.get(f"/v1/jobs/{job['id']}").json()["status"] in ("queued", "running")
-    done = wait_job(server, job["id"])
+    assert job_server.client.get(f"/v1/jobs/{job['id']}").json()["status"] in ("queued", "running")
+    done = wait_job(job_server, job["id"])
     assert done["status"] == "succeeded", done
-    _, info = download(server, job["id"], tmp_path)
+    _, info = download(job_server, job["id"], tmp_path)
     assert info["frames"] == 49
-    assert_healthy(server)
+    assert_healthy(job_server)
 
 
 # -- 8. docs -----------------------------------------------------------------------------------------------

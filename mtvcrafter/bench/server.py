@@ -516,3 +516,158 @@ def print_server_table(report: ServerReport, met: bool) -> None:
     print()
     for goal, ok in report.goals:
         print(f"goal: {goal}: {'met' if ok else 'NOT met'}")
+
+
+# -- the executors: the local worker against Ray replicas ---------------------------------------------------
+
+#: a small CPU job: the tiny model at 64x64 on 8 frames, 4 steps
+THROUGHPUT_JOB = {"backend": "tiny", "width": 64, "height": 64, "steps": 4}
+#: a job of a few milliseconds of work (the preview's skeleton at 64x64): its time in the server is the executor's own
+DISPATCH_JOB = {"backend": "preview", "width": 64, "height": 64}
+THROUGHPUT_FRAMES = 8
+GOAL_OVERHEAD_S = 0.1
+GOAL_SPEEDUP = 1.3
+
+
+@dataclass
+class ExecutorRow:
+    name: str
+    replicas: int
+    #: the machine's load average (1 min) when the run started: other work on the machine shows here
+    load: float
+    #: seconds from the server's start to its first answer
+    startup_s: float
+    #: per job run alone (warm), seconds from its submission to its end by the server's clock: a preview job
+    #: (milliseconds of work) and a tiny job
+    dispatch: list[float]
+    alone: list[float]
+    #: a burst of tiny jobs submitted at once: jobs, seconds from the first submission to the last end, succeeded
+    burst: int
+    burst_s: float
+    succeeded: int
+
+    @property
+    def dispatch_s(self) -> float:
+        return statistics.median(self.dispatch)
+
+    @property
+    def alone_s(self) -> float:
+        return statistics.median(self.alone)
+
+    @property
+    def jobs_per_minute(self) -> float:
+        return 60.0 * self.burst / self.burst_s
+
+
+def _distinct_jobs(motions, count: int, offset: int) -> list:
+    """``count`` motions of THROUGHPUT_FRAMES frames none of which was rendered before (no cached result)."""
+    jobs = []
+    for i in range(count):
+        m = motions[i % len(motions)]
+        first = offset + (i // len(motions)) * 3
+        jobs.append(m.slice(first, first + THROUGHPUT_FRAMES))
+    return jobs
+
+
+def _measure_executor(name: str, replicas: int, options: tuple[str, ...], sequential: int, burst: int) -> ExecutorRow:
+    from mtvcrafter.client import Client
+    from mtvcrafter.motion import load_motions
+    from mtvcrafter_server.local import local_server
+
+    root = Path(__file__).resolve().parents[2]
+    image = root / "examples" / "human.png"
+    motions = load_motions(root / "examples" / "sampled_data.pkl")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    def alone(params: dict, offset: int) -> list[float]:
+        times = []
+        for m in _distinct_jobs(motions, sequential, offset):
+            done = _wait_all(client, [client.submit(m, image, params)["id"]], 120)[0]
+            times.append(done["finished"] - done["created"])
+        return times
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        with local_server(Path(tmp) / "data", "--device", "cpu", *options, log=Path(tmp) / "log", timeout=300) as url:
+            startup = time.monotonic() - started
+            with Client(url, timeout=60) as client:
+                # warm up: one job per replica, at once, so that every replica has loaded the model
+                warm = [client.submit(m, image, THROUGHPUT_JOB)["id"] for m in _distinct_jobs(motions, replicas, 0)]
+                _wait_all(client, warm, 300)
+                dispatch, tiny = alone(DISPATCH_JOB, 20), alone(THROUGHPUT_JOB, 40)
+                ids = [client.submit(m, image, THROUGHPUT_JOB)["id"] for m in _distinct_jobs(motions, burst, 80)]
+                states = _wait_all(client, ids, 60 + 10 * burst)
+    ended = [s for s in states if s["finished"] is not None]
+    wall = max(s["finished"] for s in ended) - min(s["created"] for s in states) if ended else float("inf")
+    succeeded = sum(s["status"] == "succeeded" for s in states)
+    return ExecutorRow(name, replicas, load, startup, dispatch, tiny, burst, wall, succeeded)
+
+
+def _wait_all(client, job_ids: list[str], timeout: float) -> list[dict]:
+    """The jobs' states once all have ended (or at the timeout); polled every 50 ms (the times are the server's:
+    the polls only cost the server some CPU)."""
+    deadline = time.monotonic() + timeout
+    states = [client.job(j) for j in job_ids]
+    while any(s["status"] not in TERMINAL for s in states) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        states = [s if s["status"] in TERMINAL else client.job(s["id"]) for s in states]
+    return states
+
+
+def executor_benchmark(quick: bool = False) -> tuple[list[ExecutorRow], list[tuple[str, bool]]]:
+    """The local executor and Ray replicas (1 and 2, on the CPU) on the same small jobs: each job alone (its time in
+    the server; on a preview job of milliseconds of work, the difference to the local executor is Ray's dispatch
+    overhead) and a burst of tiny jobs (jobs per minute)."""
+    sequential, burst = (3, 6) if quick else (8, 16)
+    ray = ("--executor", "ray")
+    rows = [
+        _measure_executor("local executor (one worker thread)", 1, (), sequential, burst),
+        _measure_executor("Ray, 1 replica", 1, (*ray, "--replicas", "1"), sequential, burst),
+        _measure_executor("Ray, 2 replicas", 2, (*ray, "--replicas", "2"), sequential, burst),
+    ]
+    local, one, two = rows
+    overhead = one.dispatch_s - local.dispatch_s
+    goals = [
+        (
+            f"Ray's dispatch overhead (a preview job alone, 1 replica against the local executor) under "
+            f"{GOAL_OVERHEAD_S * 1000:.0f} ms a job: {overhead * 1000:+.0f} ms",
+            overhead <= GOAL_OVERHEAD_S,
+        ),
+        ("every job succeeded", all(r.succeeded == r.burst for r in rows)),
+    ]
+    if (os.cpu_count() or 1) >= 2:
+        speedup = two.jobs_per_minute / one.jobs_per_minute
+        goals.append(
+            (
+                f"2 replicas at least {GOAL_SPEEDUP:.1f}x the tiny jobs a minute of 1 (2+ cores): {speedup:.2f}x",
+                speedup >= GOAL_SPEEDUP,
+            )
+        )
+    return rows, goals
+
+
+def print_executor_table(rows: list[ExecutorRow], goals: list[tuple[str, bool]]) -> None:
+    print(
+        f"mtvcrafter bench server --executor ray — server subprocesses on loopback, models on the CPU, "
+        f"{os.cpu_count()} cores; tiny jobs: {THROUGHPUT_JOB['width']}x{THROUGHPUT_JOB['height']}, "
+        f"{THROUGHPUT_FRAMES} frames, {THROUGHPUT_JOB['steps']} steps"
+    )
+    header = (
+        f"{'executor':<36} {'load':>5} {'start':>7} {'preview alone':>14} {'tiny alone':>11} {'tiny burst':>16} "
+        f"{'jobs/min':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        burst = f"{r.succeeded}/{r.burst} in {r.burst_s:.1f} s"
+        print(
+            f"{r.name:<36} {r.load:5.1f} {r.startup_s:6.1f}s {r.dispatch_s * 1000:12.0f}ms {r.alone_s * 1000:9.0f}ms "
+            f"{burst:>16} {r.jobs_per_minute:9.1f}"
+        )
+    print(
+        "load: the machine's load average when the row started (other work); start: from the server's launch to its "
+        "first answer (Ray: its own instance and the replicas); alone: a job's time in the server (submission to "
+        "end, median), models warm; burst: tiny jobs submitted at once"
+    )
+    for goal, ok in goals:
+        print(f"goal: {goal}: {'met' if ok else 'NOT met'}")

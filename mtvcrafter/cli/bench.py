@@ -62,6 +62,12 @@ def add_parser(commands) -> None:
         help="extract: also time the real NLF TorchScript file on the driving video (on --device)",
     )
     bench.add_argument("--device", help="extract: where the real NLF model runs (default: cuda when there is one)")
+    bench.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="server: ray measures jobs per minute of the local executor and of 1 and 2 Ray replicas on the CPU, "
+        "and Ray's dispatch overhead a job (needs the ray extra)",
+    )
     bench.set_defaults(run=bench_command)
 
 
@@ -79,6 +85,19 @@ def bench_command(args: argparse.Namespace) -> int:
         from mtvcrafter.bench.dit_modes import dit_command
 
         return dit_command(args.model, args.size, args.quick, args.compile, args.fast, args.offload)
+    if args.executor is not None and args.suite != "server":
+        raise UsageError("--executor is an option of bench server")
+    if args.suite == "server" and args.executor == "ray":
+        import importlib.util
+
+        from mtvcrafter.bench.server import executor_benchmark, print_executor_table
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("bench server --executor ray needs Ray: pip install 'mtvcrafter[ray]'")
+
+        rows, goals = executor_benchmark(quick=args.quick)
+        print_executor_table(rows, goals)
+        return 0 if all(met for _, met in goals) else 1
     if args.suite == "extract":
         from mtvcrafter.bench.extract import extract_benchmark
 

@@ -56,6 +56,31 @@ def add_parser(commands) -> None:
         serve.add_argument(flag, type=float, metavar="N", help=what)
     add_device_option(serve)
     add_checkpoint_trust_option(serve)
+    ray = serve.add_argument_group(
+        "scaling out on Ray",
+        "--executor ray runs jobs on Ray replicas, one warm model replica per GPU, on one machine or many "
+        "(pip install 'mtvcrafter[ray]'; see the README's 'Scaling out on Ray')",
+    )
+    ray.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="where jobs run: local, one worker thread in this process (default); ray, replicas on a Ray cluster",
+    )
+    ray.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="the Ray cluster to join: auto (the one `ray start` runs on this machine) or its head's address "
+        "(default: a Ray instance of the server's own on this machine, dashboard off, token required)",
+    )
+    ray.add_argument(
+        "--gpus-per-replica", type=float, metavar="N", help="GPUs each replica holds (default 1; 0.5 shares one GPU)"
+    )
+    ray.add_argument(
+        "--replicas",
+        metavar="N|auto",
+        help="replicas to run (default auto: one per --gpus-per-replica GPUs of the cluster, one on the CPU "
+        "without a GPU); on a cluster without GPUs, N replicas run on its CPUs",
+    )
     serve.set_defaults(run=serve_command)
 
 
@@ -79,7 +104,13 @@ OPTIONS = (
     "token",
     "allowed_origins",
     "device",
+    "executor",
+    "ray_address",
+    "gpus_per_replica",
+    "replicas",
 )
+#: the options of --executor ray only
+RAY_OPTIONS = ("ray_address", "gpus_per_replica", "replicas")
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -88,6 +119,12 @@ def serve_command(args: argparse.Namespace) -> int:
     from mtvcrafter_server import Settings, serve
 
     given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    for name in RAY_OPTIONS:
+        if name in given and args.executor != "ray":
+            raise UsageError(f"--{name.replace('_', '-')} is an option of --executor ray")
+    if "replicas" in given and given["replicas"] != "auto":
+        if not given["replicas"].isdigit() or int(given["replicas"]) < 1:
+            raise UsageError(f"--replicas: a number of replicas (1 or more) or auto, not {given['replicas']!r}")
     if args.trust_checkpoint:
         given["trust_checkpoint"] = True
     try:
@@ -98,12 +135,13 @@ def serve_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{where}: {first['msg']}") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    where = " (jobs on Ray replicas)" if settings.executor == "ray" else ""
     print(
-        f"mtvcrafter server on http://{settings.host}:{settings.port} (data in {settings.data_dir.resolve()})",
+        f"mtvcrafter server on http://{settings.host}:{settings.port}{where} (data in {settings.data_dir.resolve()})",
         file=sys.stderr,
     )
     try:
         serve(settings)
-    except RuntimeError as exc:  # the data folder is held by another server, the default backend is unusable
+    except RuntimeError as exc:  # the data folder is held by another server, the default backend is unusable, no Ray
         raise UsageError(str(exc)) from None
     return 0

@@ -4,7 +4,6 @@ lifespan. The routes are in :mod:`.api`; OpenAPI docs at ``/docs``."""
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -12,17 +11,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mtvcrafter import __version__
-from mtvcrafter.backends import BackendConfig, create_backends
+from mtvcrafter.backends import Backend, create_backends
 
 from .api import api_router
 from .api.docs import add_docs
 from .api.errors import add_error_handlers
 from .api.jobs import openapi_schema
 from .api.security import SecurityMiddleware
-from .jobs.executor import InProcessExecutor
+from .jobs.executor import Executor, InProcessExecutor
 from .jobs.extraction import Extractor
 from .jobs.files import NO_SPACE, DataFolder, OutsideDataFolder, StorageError, storage_error
 from .jobs.retention import Housekeeper
+from .jobs.running import backend_config
 from .jobs.store import JobStore
 from .settings import Settings
 from .timeouts import MAX_HEAD_BYTES, BodyDeadline, http_protocol
@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise RuntimeError(f"--backend {settings.backend} is not available: {reason}")
     files.lock()  # one server per data folder: a second one would fail the first one's running job
     extractor = Extractor(settings)  # the NLF model: loaded by the first extraction
-    executor = InProcessExecutor(settings, store, files, backends, extractor)
+    executor = create_executor(settings, store, files, backends, extractor)
     housekeeper = Housekeeper(settings, store, files)
     log.info("data folder: %s", files.root)
 
@@ -112,19 +112,22 @@ def add_storage_error_handlers(app: FastAPI, files: DataFolder) -> None:
     app.add_exception_handler(OSError, os_error)
 
 
-def backend_config(settings: Settings) -> BackendConfig:
-    """Where the server's backends find their models; a CPU job leaves one core to the HTTP API, so
-    status polls stay fast while it runs."""
-    return BackendConfig(
-        model_dir=settings.model_dir,
-        base_model_dir=settings.base_model_dir,
-        tokenizer=settings.tokenizer,
-        device=settings.device,
-        trust_checkpoint=settings.trust_checkpoint,
-        cpu_threads=max(1, (os.cpu_count() or 2) - 1),
-        lora_dir=settings.lora_dir,
-        lora_paths=False,  # a client names a file of the server's LoRA folders, never a path on the server
-    )
+def create_executor(
+    settings: Settings, store: JobStore, files: DataFolder, backends: dict[str, Backend], extractor: Extractor
+) -> Executor:
+    """What runs the jobs: a worker thread in this process, or replicas on a Ray cluster (Ray is imported only
+    then)."""
+    if settings.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise RuntimeError("--executor ray needs Ray on this machine: pip install 'mtvcrafter[ray]'")
+        from .jobs.ray_executor import RayExecutor
+
+        executor = RayExecutor(settings, store, files, extractor)
+        executor.connect()  # before the server answers: a cluster it cannot use stops it with the reason
+        return executor
+    return InProcessExecutor(settings, store, files, backends, extractor)
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:
@@ -151,4 +154,4 @@ def serve(settings: Settings, log_level: str = "info") -> None:
     )
 
 
-__all__ = ["create_app", "serve"]
+__all__ = ["backend_config", "create_app", "serve"]

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,6 +83,20 @@ class Settings(BaseSettings):
     max_video_pixels: int = Field(4096 * 2160, gt=0)
     #: allow full unpickling of .pt/.bin weights that safe loading refuses (``--trust-checkpoint``)
     trust_checkpoint: bool = False
+    #: where jobs run: ``local``, one worker thread in this process (one GPU); ``ray``, one warm replica per GPU of
+    #: a Ray cluster (``pip install 'mtvcrafter[ray]'``)
+    executor: Literal["local", "ray"] = "local"
+    #: ``--executor ray``: the cluster to join, ``auto`` (the one ``ray start`` runs on this machine) or its head's
+    #: ``HOST:PORT``; None: a Ray instance of this server's own on this machine
+    ray_address: str | None = None
+    #: ``--executor ray``: the GPUs each replica holds (a fraction shares a GPU between replicas)
+    gpus_per_replica: float = Field(1.0, gt=0)
+    #: ``--executor ray``: how many replicas, or ``auto``: one per ``gpus_per_replica`` GPUs of the cluster (one
+    #: CPU replica where it has no GPU); where the cluster has no GPU, N replicas run on its CPUs
+    replicas: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
+    #: ``--executor ray`` without ``ray_address``: the GPUs this server's own Ray instance offers (None: those it
+    #: finds); on a machine without GPUs, N logical GPUs try the GPU scheduling on CPU replicas
+    ray_gpus: int | None = Field(None, ge=0, le=1024)
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)

@@ -1,4 +1,5 @@
-"""``POST /v1/tokenize``: what 4DMoT makes of a motion (codes, vq loss, per-joint error) before a render."""
+"""``POST /v1/tokenize``: what 4DMoT makes of a motion (codes, vq loss, per-joint error) before a render, computed by
+the executor (in this process, or on a Ray replica)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from .deps import BackendsDep, FilesDep, SettingsDep
+from ..jobs.executor import ExecutorUnavailable
+from ..jobs.running import NO_TOKENIZER, TokenizerUnavailable
+from .deps import BackendsDep, ExecutorDep, FilesDep, SettingsDep
 from .errors import COMMON_ERRORS, ApiError, error_responses
 from .models import TokenizeResult
 from .uploads import read_motion
@@ -26,7 +29,10 @@ router = APIRouter(prefix="/v1/tokenize", tags=["tokenize"], responses=error_res
         (413, "the upload is over the size limit, or the motion has more frames than this server takes"),
         (415, "the motion is not our .npz or JSON (pickles are refused)"),
         (422, "invalid motion or query: the message names the field"),
-        (503, "no 4DMoT checkpoint is configured on this server, or it cannot be loaded"),
+        (
+            503,
+            "no 4DMoT checkpoint is configured on this server, or it cannot be loaded; or no Ray replica answers",
+        ),
     ),
 )
 def tokenize(
@@ -34,26 +40,16 @@ def tokenize(
     settings: SettingsDep,
     files: FilesDep,
     backends: BackendsDep,
+    executor: ExecutorDep,
     reconstruction: bool = False,
 ):
-    try:
-        tokenizer = backends["preview"].tokenizer()
-    except Exception as exc:  # a missing or unreadable checkpoint: the server's setting, not the request
-        raise ApiError(503, "no_tokenizer", f"the configured 4DMoT checkpoint cannot be loaded: {exc}") from None
-    if tokenizer is None:
-        raise ApiError(
-            503, "no_tokenizer", "no 4DMoT checkpoint configured: start the server with --tokenizer or --model-dir"
-        )
+    if backends["preview"].config.tokenizer_path() is None:  # the server's setting: before the upload is read
+        raise ApiError(503, "no_tokenizer", NO_TOKENIZER)
     with tempfile.TemporaryDirectory(dir=files.tmp()) as tmp:
         parsed = read_motion(motion.file.read(), motion.filename or "", Path(tmp), settings.max_frames)
-    result = tokenizer.reconstruct(parsed.joints)
-    return {
-        "frames": parsed.num_frames,
-        "latent_frames": int(result.codes.shape[0]),
-        "codes": result.codes.tolist(),
-        "vq_loss": result.vq_loss,
-        "mpjpe_mm": result.mpjpe_mm,
-        "joint_error_mm": [float(v) for v in result.joint_error_mm],
-        "warning": result.warning,
-        "reconstruction_mm": result.reconstruction_mm.round(2).tolist() if reconstruction else None,
-    }
+    try:
+        return executor.tokenize(parsed.joints, reconstruction)
+    except TokenizerUnavailable as exc:
+        raise ApiError(503, "no_tokenizer", exc.message) from None
+    except ExecutorUnavailable as exc:
+        raise ApiError(503, "executor_unavailable", str(exc)) from None

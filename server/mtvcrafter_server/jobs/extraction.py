@@ -65,6 +65,15 @@ class Extractor:
             return False, failure[1]
         return True, ""
 
+    def failure(self) -> tuple | None:
+        """Why the model last failed to load, with the file's stamp then: ``(stamp, reason)``; None when it did not."""
+        return self._failure
+
+    def remember_failure(self, failure: tuple) -> None:
+        """Take a failure to load the model met elsewhere (a Ray replica's copy of this extractor, the same file) as
+        the reason extraction is unavailable until the file changes."""
+        self._failure = failure
+
     def identity(self) -> str:
         """What besides a video and its params decides the motion (the model file, the device, the version): part
         of an extraction's cache key."""
