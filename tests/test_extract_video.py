@@ -6,6 +6,7 @@ import os
 import re
 import struct
 import subprocess
+import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -397,3 +398,15 @@ def test_bench_extract_times_a_given_nlf_file_too(tmp_path, capsys):
     assert all(int(row[2]) == 30 for row in rows)
     assert f"the real model {model.name} on cpu" in out
     assert main(["bench", "motion", "--nlf", str(model)]) == 2  # an option of bench extract only
+
+
+def test_reading_a_header_does_not_load_torch():
+    """The server checks every uploaded video with probe_video in its API process: that must not pull in torch
+    (the models run in the worker, or on Ray replicas)."""
+    code = (
+        "import sys; from mtvcrafter.extract import probe_video; "
+        f"info = probe_video({str(DRIVING_VIDEO)!r}); print(info.frames, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["127", "False"]
