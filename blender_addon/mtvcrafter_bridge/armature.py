@@ -68,8 +68,12 @@ def fcurves(obj) -> list:
 
 
 def write_keys(obj, frames: np.ndarray, paths: list[tuple[str, int, str]], values: np.ndarray) -> None:
-    """Key every channel ``paths[i]`` = (data path, index, group) at ``frames`` with ``values[i]``
-    (``(channels, frames)``), in one bulk write per curve (``keyframe_points.add`` + ``foreach_set``)."""
+    """Key every channel ``paths[i]`` = (data path, index, group) at ``frames`` (increasing, a frame or more
+    apart) with ``values[i]`` (``(channels, frames)``), in one bulk write per curve (``keyframe_points.add`` +
+    ``foreach_set``); the keys there before on those channels are replaced."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if np.any(np.diff(frames) < 1.0):
+        raise ValueError("keys are written one per frame, in increasing order of frame")
     curves = _ensure_fcurves(obj, paths)
     count = len(frames)
     # (frame, value) pairs of every curve, laid out once so each curve's write is a contiguous view
@@ -85,7 +89,9 @@ def write_keys(obj, frames: np.ndarray, paths: list[tuple[str, int, str]], value
             points.clear()
         points.add(count)
         points.foreach_set("co", pairs)
-        curve.update()  # sorted keys and computed handles, as if keyed by hand
+        # the handles computed as if keyed by hand; FCurve.update() would also sort the keys and merge those
+        # under 0.01 frame apart, which keys in order a frame apart never need
+        points.handles_recalc()
 
 
 def _matching_camera(scene, angle: float, matrix: Matrix):
@@ -203,7 +209,10 @@ def key_pose(obj, fit: SkeletonFit, placement: CameraPlacement, frame_start: int
     frames = np.arange(len(location), dtype=np.float64) + frame_start
     paths = [(f'pose.bones["{name}"].rotation_quaternion', k, name) for name in JOINT_NAMES for k in range(4)]
     paths += [(f'pose.bones["{JOINT_NAMES[0]}"].location', k, JOINT_NAMES[0]) for k in range(3)]
-    values = np.concatenate([quats.reshape(len(frames), -1), location], axis=1).T  # (24·4 + 3, frames)
+    # (24·4 + 3, frames) in the keys' float32, a channel per row: the one transposing copy of the channels
+    values = np.empty((len(paths), len(frames)), dtype=np.float32)
+    values[: 4 * NUM_JOINTS] = quats.reshape(len(frames), -1).T
+    values[4 * NUM_JOINTS :] = location.T
     write_keys(obj, frames, paths, values)
 
 
