@@ -79,6 +79,9 @@ def addon(tmp_path, monkeypatch):
     monkeypatch.setattr(animate, "output_folder", lambda context: tmp_path / "out")  # the motion files go here
     yield
     mtvcrafter_bridge.unregister()
+    from mtvcrafter_bridge import video_import
+
+    video_import.IMPORT = video_import.VideoImport()  # the panel of a later test shows no import's progress
 
 
 def use_server(monkeypatch, url: str) -> None:
