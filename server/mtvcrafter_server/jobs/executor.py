@@ -286,11 +286,10 @@ class QueueExecutor(Executor):
         a second within a phase; the worker's heartbeat."""
         throttle = Throttle()
         lost = [False]
+        #: the last report the throttle held back: written when the next phase starts (a phase's end is kept)
+        held: list[tuple | None] = [None]
 
-        def report(phase: str, progress: float, message: str = "", eta_s: float | None = None) -> None:
-            worker.last_beat = time.monotonic()
-            if self.throttle_progress and not throttle.passes(phase, progress):
-                return
+        def write(phase: str, progress: float, message: str, eta_s: float | None) -> None:
             try:
                 self.store.update(
                     job.id, phase=phase, progress=max(0.0, min(progress, 1.0)), message=message, eta_s=eta_s
@@ -299,6 +298,16 @@ class QueueExecutor(Executor):
                 if not lost[0]:
                     log.warning("job %s: progress not recorded: %s", job.id, exc.message)
                 lost[0] = True
+
+        def report(phase: str, progress: float, message: str = "", eta_s: float | None = None) -> None:
+            worker.last_beat = time.monotonic()
+            if self.throttle_progress and not throttle.passes(phase, progress):
+                held[0] = (phase, progress, message, eta_s)
+                return
+            if held[0] is not None and held[0][0] != phase:
+                write(*held[0])
+            held[0] = None
+            write(phase, progress, message, eta_s)
 
         return report
 

@@ -69,18 +69,26 @@ class TokenizerUnavailable(Exception):
 
 
 class Throttle:
-    """Whether a progress report is worth passing on: at most :data:`PROGRESS_PER_S` a second within a phase; a
-    new phase and the end of one always pass."""
+    """Whether a progress report is worth passing on: at most :data:`PROGRESS_PER_S` a second within a phase,
+    unless it moves the job on by a tenth or more (so a fast job still shows its steps: at most ten such reports
+    over a whole job); a new phase and the job's end always pass (the executor writes a phase's last held-back
+    report when the next phase starts)."""
 
     def __init__(self) -> None:
         self._last = 0.0
         self._phase = ""
+        self._progress = 0.0
 
     def passes(self, phase: str, progress: float) -> bool:
         now = time.monotonic()
-        if now - self._last < 1.0 / PROGRESS_PER_S and progress < 1.0 and phase == self._phase:
+        if (
+            now - self._last < 1.0 / PROGRESS_PER_S
+            and progress < 1.0
+            and phase == self._phase
+            and progress - self._progress < 0.1
+        ):
             return False
-        self._last, self._phase = now, phase
+        self._last, self._phase, self._progress = now, phase, progress
         return True
 
 
