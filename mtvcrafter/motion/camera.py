@@ -121,7 +121,7 @@ def frame_person_z_up(
     flat = joints.reshape(-1, 3)
     lo, hi = flat.min(axis=0), flat.max(axis=0)
     centre = (lo + hi) / 2.0
-    local = (flat - centre) @ rotation.T
+    local = np.einsum("ij,kj->ik", flat - centre, rotation)  # (flat - centre) @ rotation.T, without BLAS threads
     height, width = image_size
     f = focal_length(image_size, fov_deg)
     half_w = margin * width / 2.0 / f
