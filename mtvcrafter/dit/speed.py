@@ -59,6 +59,23 @@ FP8_CAPABILITY = (8, 9)
 _registered = False
 
 
+class SavesSeparateProjections:
+    """``save_pretrained`` of a transformer whose projections :meth:`fuse_qkv_projections` may have fused: it
+    always writes the separate ones (the official parameter names) and fuses them again afterwards. Put before
+    diffusers' ``ModelMixin`` in the bases; the class provides ``fused_projections`` and the (un)fusing methods."""
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """diffusers' ``save_pretrained``, always with the separate projections (the official parameter names)."""
+        fused = self.fused_projections
+        if fused:
+            self.unfuse_qkv_projections()
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if fused:
+                self.fuse_qkv_projections()
+
+
 def register_blocks() -> None:
     """Tell diffusers' hooks how MV-DiT's blocks are called (their input is ``hidden_states``, they return it),
     as diffusers does for its own transformers; the step caches need it."""

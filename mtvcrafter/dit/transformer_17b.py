@@ -55,6 +55,7 @@ from ..motion import NUM_JOINTS
 from .errors import DiTError
 from .loading import check_torch_dtype, model_from_folder, refuse_unknown_keywords
 from .rotary import apply_rotary, motion_rotary
+from .speed import SavesSeparateProjections
 
 NUMERICS = ("official", "diffusers")
 #: Text tokens the model reads (umT5 features zero-padded to this length).
@@ -403,7 +404,7 @@ def _linear_f32(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x.float(), linear.weight.float(), None if linear.bias is None else linear.bias.float())
 
 
-class MVDiT17BTransformer(ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
+class MVDiT17BTransformer(SavesSeparateProjections, ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
     """The MV-DiT-17B transformer (40 heads × 128, 40 blocks, motion attention in 10 of them, officially).
 
     ``model(hidden_states=, timestep=, encoder_hidden_states=, encoder_hidden_states_image=,
@@ -686,17 +687,6 @@ class MVDiT17BTransformer(ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
                     setattr(module, name, part)
                 delattr(module, fused_name)
             module.fused_projections = False
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """diffusers' ``save_pretrained``, always with the separate projections."""
-        fused = self.fused_projections
-        if fused:
-            self.unfuse_qkv_projections()
-        try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            if fused:
-                self.fuse_qkv_projections()
 
     def compile_blocks(self, **options) -> None:
         """``torch.compile`` each block (regional compilation)."""

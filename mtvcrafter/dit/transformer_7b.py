@@ -28,6 +28,7 @@ from ..motion import NUM_JOINTS
 from .errors import DiTError
 from .loading import check_torch_dtype, model_from_folder, refuse_unknown_keywords
 from .rotary import apply_rotary, motion_rotary, video_rotary
+from .speed import SavesSeparateProjections
 
 #: Latent frames of one MV-DiT window (49 video frames); the learned unconditional tokens cover them.
 WINDOW_LATENT_FRAMES = 13
@@ -269,7 +270,7 @@ class MVDiTBlock(nn.Module):
         return hidden_states + gate * self.ff(x)
 
 
-class MVDiT7BTransformer(ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
+class MVDiT7BTransformer(SavesSeparateProjections, ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
     """The MV-DiT-7B transformer (48 heads × 64, 42 blocks in the official configuration).
 
     ``model(hidden_states, timestep, motion_tokens, joint_mean).sample`` with ``hidden_states``
@@ -395,17 +396,6 @@ class MVDiT7BTransformer(ModelMixin, AttentionMixin, CacheMixin, ConfigMixin):
     def fused_projections(self) -> bool:
         """Whether :meth:`fuse_qkv_projections` is in effect (q/k/v of self-attention, k/v of motion attention)."""
         return any(block.attn1.fused_projections for block in self.transformer_blocks)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """diffusers' ``save_pretrained``, always with the official parameter names."""
-        fused = self.fused_projections
-        if fused:
-            self.unfuse_qkv_projections()
-        try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            if fused:
-                self.fuse_qkv_projections()
 
     def compile_blocks(self, **options) -> None:
         """``torch.compile`` each block (regional compilation: the blocks share one compiled graph)."""
