@@ -21,7 +21,7 @@ from mtvcrafter.motion import (
     inverse_kinematics,
     read_bvh,
 )
-from mtvcrafter.motion.bvh import write_bvh
+from mtvcrafter.motion.bvh import CAMERA_TO_BVH, write_bvh
 from mtvcrafter.motion.rig import with_skeleton
 from mtvcrafter.motion.skeleton import CHILDREN
 
@@ -75,7 +75,8 @@ def test_round_trip_through_write_bvh_gives_the_fitted_joints(sample_motions, cl
     positions, rotations = bvh_forward_kinematics(bvh)
     assert positions.dtype == np.float64 and rotations.shape == (motion.num_frames, 24, 3, 3)
     order = [skeleton.names.index(name) for name in JOINT_NAMES]
-    error = np.abs(positions[:, order] * 10.0 - fit.joints()).max()  # the writer writes centimetres
+    expected = fit.joints() @ CAMERA_TO_BVH.T  # the writer writes Y up (the camera frame turned 180° about X)
+    error = np.abs(positions[:, order] * 10.0 - expected).max()  # … and centimetres
     report(HEADING, f"clip {clip}: write_bvh → read_bvh → FK vs the fitted joints: max {error:.4f} mm")
     assert error < 0.05  # 4 decimals of cm and degrees
     np.testing.assert_allclose(

@@ -30,7 +30,6 @@ from mtvcrafter.motion.bvh import write_bvh
 from mtvcrafter.motion.bvh_motion import motion_from_bvh
 from mtvcrafter.motion.camera import default_camera, read_camera, world_to_camera_mm
 from mtvcrafter.motion.rig import with_skeleton
-from mtvcrafter.motion.rotations import matrix_to_quaternion, quaternion_to_matrix
 from mtvcrafter.motion.skeleton import NEUTRAL_REST_JOINTS_M
 from mtvcrafter.motion.skeleton_mapping import axes_matrix, choose_axes, map_points, rig_to_world
 from mtvcrafter.motion.units import UNITS, choose_unit, skeleton_size
@@ -584,15 +583,11 @@ def test_camera_files_by_look_at_and_by_blenders_matrix_world(tmp_path):
 @pytest.fixture(scope="module")
 def y_up_bvh(sample_motions, tmp_path_factory):
     """A real clip fitted with a skeleton and written as BVH (SMPL names, centimetres) in a Y-up world
-    facing +Z, as mocap files are; and the fitted joints it holds (camera frame, mm)."""
+    facing +Z, as mocap files are (the writer turns the camera frame so); and the fitted joints it holds
+    (camera frame, mm)."""
     motion = sample_motions[0].slice(0, 45)
     fit = inverse_kinematics(motion.joints, mode="fit")
-    fitted = with_skeleton(motion, fit)
-    flip = np.diag([1.0, -1.0, -1.0])  # camera (y down, z away) → Y up, the performer facing +Z
-    rotations = fitted.rotations.copy()
-    rotations[:, 0] = matrix_to_quaternion(flip @ quaternion_to_matrix(rotations[:, 0]))
-    fitted = replace(fitted, rotations=rotations, root_translation=fitted.root_translation @ flip.T)
-    path = write_bvh(fitted, tmp_path_factory.mktemp("bvh") / "dance.bvh")
+    path = write_bvh(with_skeleton(motion, fit), tmp_path_factory.mktemp("bvh") / "dance.bvh")
     return path, fit.joints()
 
 

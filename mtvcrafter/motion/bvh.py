@@ -42,7 +42,13 @@ Writing
 :func:`write_bvh` writes an SMPL-24 motion with rotations. The hierarchy is the SMPL skeleton
 (offsets from ``rest_offsets``, body frame: Y up), in centimetres; the root has position and rotation
 channels, the other joints rotation channels, all Euler angles in ZXY order (``R = Rz · Rx · Ry``),
-degrees. Root positions are the motion's ``root_translation`` (its camera frame) in centimetres.
+degrees. The file's world is Y up, as BVH files conventionally are: the motion's camera frame (OpenCV: x
+right, y down, z forward) turned 180° about X (:data:`CAMERA_TO_BVH`: x right, y up, z towards the camera),
+so a performer who faces the camera stands upright facing +Z. The turn applies to the root alone — its
+rotation and its position (``root_translation`` in centimetres) — and leaves every other joint's local
+rotation and the rest offsets as they are. Read back (by :func:`read_bvh` and
+:func:`~mtvcrafter.motion.bvh_motion.motion_from_bvh`, or Blender's BVH importer, which turns Y up into Z up)
+the figure stands upright.
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ from .rotations import quaternion_to_matrix
 from .skeleton import CHILDREN, JOINT_NAMES
 
 LEAF_END_CM = 8.0
+
+#: The motion's camera frame (x right, y down, z forward) → the written file's world (x right, Y up, z towards
+#: the camera): 180° about X.
+CAMERA_TO_BVH = np.diag([1.0, -1.0, -1.0])
 
 #: Rotation values beyond this many degrees (2,777 turns) are a damaged row, not an angle.
 MAX_ANGLE_DEG = 1e6
@@ -156,7 +166,8 @@ def matrix_to_euler_zxy(matrix: np.ndarray) -> np.ndarray:
 
 
 def write_bvh(motion: Motion, path: str | Path) -> Path:
-    """Write ``motion`` (which must carry rotations, e.g. from ``motion convert --fit``) as BVH."""
+    """Write ``motion`` (which must carry rotations, e.g. from ``motion convert --fit``) as BVH, Y up (its
+    camera frame turned 180° about X, :data:`CAMERA_TO_BVH`; see the module docstring)."""
     if motion.rotations is None or motion.rest_offsets is None or motion.root_translation is None:
         raise MotionError("BVH needs rotations: fit the motion first (motion convert --fit)", field="rotations")
     offsets_cm = np.asarray(motion.rest_offsets, dtype=np.float64) / 10.0
@@ -186,8 +197,10 @@ def write_bvh(motion: Motion, path: str | Path) -> Path:
         lines.append(f"{pad}}}")
 
     joint(0, 0)
-    angles = matrix_to_euler_zxy(quaternion_to_matrix(motion.rotations))[:, order]  # (T, 24, 3)
-    root = np.asarray(motion.root_translation, dtype=np.float64) / 10.0
+    matrices = quaternion_to_matrix(np.asarray(motion.rotations, dtype=np.float64))  # (T, 24, 3, 3), local
+    matrices[:, 0] = CAMERA_TO_BVH @ matrices[:, 0]  # the root: camera frame → Y up
+    angles = matrix_to_euler_zxy(matrices)[:, order]  # (T, 24, 3)
+    root = np.asarray(motion.root_translation, dtype=np.float64) @ CAMERA_TO_BVH.T / 10.0
     values = np.concatenate([root, angles.reshape(len(root), -1)], axis=1)
     lines += ["MOTION", f"Frames: {motion.num_frames}", f"Frame Time: {1.0 / motion.fps:.6f}"]
     path = Path(path)

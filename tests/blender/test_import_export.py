@@ -155,6 +155,35 @@ def test_blenders_bvh_importer_reads_our_bvh_of_the_same_skeleton(clean_scene, s
     assert len(fcurves_of(armature)[0].keyframe_points) == motion.num_frames
 
 
+@pytest.mark.parametrize("clip", [0, 3])
+def test_blenders_bvh_importer_shows_our_bvh_standing_upright(clean_scene, sample_motions, tmp_path, clip):
+    """Our BVH is Y up, as BVH files are: Blender's importer (Y up → its Z up, the file's +Z → its −Y) shows the
+    figure standing — the head above the pelvis, the feet below it — and facing its front view (−Y, left at +X)."""
+    from mtvcrafter.motion import inverse_kinematics
+    from mtvcrafter.motion.bvh import write_bvh
+    from mtvcrafter.motion.rig import with_skeleton
+
+    motion = sample_motions[clip]
+    path = write_bvh(with_skeleton(motion, inverse_kinematics(motion.joints)), tmp_path / "m.bvh")
+    assert bpy.ops.import_anim.bvh(filepath=str(path)) == {"FINISHED"}
+    armature = bpy.context.active_object
+    scene = bpy.context.scene
+    frames = np.linspace(1, motion.num_frames, 6).round().astype(int)
+    for frame in frames:
+        scene.frame_set(int(frame))
+        at = {name: armature.matrix_world @ armature.pose.bones[name].head for name in JOINT_NAMES}
+        pelvis = at["pelvis"]
+        assert at["head"].z > pelvis.z + 30.0, (frame, at["head"], pelvis)  # centimetres: the file's unit
+        assert at["neck"].z > pelvis.z
+        for foot in ("left_ankle", "right_ankle", "left_foot", "right_foot"):
+            assert at[foot].z < pelvis.z - 30.0, (frame, foot, at[foot], pelvis)
+        assert at["left_hip"].x > at["right_hip"].x  # facing −Y: the body's left at +X
+    report(
+        HEADING,
+        f"clip {clip}: our BVH through Blender's importer: head above, feet below the pelvis on {len(frames)} frames",
+    )
+
+
 def test_export_goes_through_the_armatures_own_camera_in_a_default_scene(sample_pkl, tmp_path):
     bpy.ops.wm.read_factory_settings(use_empty=False)  # the startup file: cube, light and its own camera
     motions = load_motions(sample_pkl)
