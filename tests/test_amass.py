@@ -443,3 +443,29 @@ def test_split_pose_fields_must_cover_the_same_frames(tmp_path):
     )
     with pytest.raises(MotionError, match=r"split\.npz: field 'pose_body'"):
         load_motion(path)
+
+
+def test_the_rotations_read_pose_the_joints_whatever_the_turn(tmp_path):
+    """The rotations kept from an AMASS file (quaternions computed from the axis-angle poses, the root's turned
+    into the camera's axes) are the motion: forward kinematics of them gives its joints, with w >= 0 throughout,
+    for a root that turns past half a turn and joints at rest."""
+    from mtvcrafter.motion.kinematics import forward_kinematics
+    from mtvcrafter.motion.rotations import quaternion_to_matrix
+
+    frames = 90
+    poses = synth_poses(frames, 156, seed=4)
+    poses[:, 3:6] = 0.0  # a joint exactly at rest
+    spin = np.linspace(0.0, 2.2 * np.pi, frames)  # the performer spins about the vertical past a full turn
+    poses[:, 0:3] = (
+        Rotation.from_rotvec(spin[:, None] * [0.0, 0.0, 1.0]) * Rotation.from_rotvec([np.pi / 2, 0, 0])
+    ).as_rotvec()
+    motion = load_motion(write_amass(tmp_path / "spin.npz", frames=frames, poses=poses))
+    rotations = motion.rotations.astype(np.float64)
+    assert rotations.shape == (frames, 24, 4) and (rotations[..., 0] >= 0).all()
+    np.testing.assert_allclose(np.linalg.norm(rotations, axis=-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(rotations[:, 1], [[1.0, 0.0, 0.0, 0.0]] * frames, atol=1e-7)
+    posed, _ = forward_kinematics(motion.rest_offsets, quaternion_to_matrix(rotations), motion.root_translation)
+    assert np.abs(posed - motion.joints).max() < 0.05  # mm
+    # the local rotations below the root are the file's own: knee angles equal the pose's
+    knee = np.linalg.norm(poses[:, 12:15], axis=-1)
+    np.testing.assert_allclose(2 * np.arccos(np.clip(rotations[:, 4, 0], -1, 1)), knee, atol=1e-5)

@@ -17,8 +17,10 @@ from mtvcrafter.motion import (
 )
 from mtvcrafter.motion.rotations import (
     axis_angle_to_matrix,
+    axis_angle_to_quaternion,
     best_fit_rotation,
     matrix_to_quaternion,
+    quaternion_multiply,
     quaternion_to_matrix,
     rotation_between,
 )
@@ -28,9 +30,10 @@ RNG = np.random.default_rng(7)
 
 
 def reference_fk(offsets: np.ndarray, rotvecs: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """Plain per-frame, per-joint forward kinematics with scipy rotations."""
+    """Plain per-frame, per-joint forward kinematics with scipy rotations (``offsets``: ``(24, 3)`` or per frame)."""
     out = np.zeros((rotvecs.shape[0], 24, 3))
     for t in range(rotvecs.shape[0]):
+        frame_offsets = offsets[t] if offsets.ndim == 3 else offsets
         glob = [None] * 24
         for j in range(24):
             local = Rotation.from_rotvec(rotvecs[t, j])
@@ -40,7 +43,7 @@ def reference_fk(offsets: np.ndarray, rotvecs: np.ndarray, root: np.ndarray) -> 
             else:
                 p = PARENTS[j]
                 glob[j] = glob[p] * local
-                out[t, j] = out[t, p] + glob[p].apply(offsets[j])
+                out[t, j] = out[t, p] + glob[p].apply(frame_offsets[j])
     return out
 
 
@@ -158,6 +161,39 @@ def test_forward_kinematics_matches_reference():
     joints, glob = forward_kinematics(offsets, axis_angle_to_matrix(rotvecs), root)
     np.testing.assert_allclose(joints, reference_fk(offsets, rotvecs, root), atol=1e-12)
     np.testing.assert_allclose(glob[:, 0], Rotation.from_rotvec(rotvecs[:, 0]).as_matrix(), atol=1e-12)
+    hand = Rotation.from_rotvec(rotvecs[:, 0])
+    for j in (3, 6, 9, 13, 16, 18, 20, 22):  # down the chain to the left hand
+        hand = hand * Rotation.from_rotvec(rotvecs[:, j])
+    np.testing.assert_allclose(glob[:, 22], hand.as_matrix(), atol=1e-12)
+    # per-frame offsets, and an exact fit's residuals added to them
+    stretched = offsets * RNG.uniform(0.8, 1.2, size=(6, 24, 1))
+    residuals = RNG.normal(size=(6, 24, 3)) * 0.01
+    joints, _ = forward_kinematics(stretched, axis_angle_to_matrix(rotvecs), root, offset_residuals=residuals)
+    np.testing.assert_allclose(joints, reference_fk(stretched + residuals, rotvecs, root), atol=1e-12)
+
+
+def test_axis_angle_to_quaternion_and_quaternion_products_match_scipy():
+    rotvecs = RNG.normal(size=(400, 3)) * 2.5  # angles past half a turn too
+    rotvecs[:4] = [[0, 0, 0], [1e-9, -2e-9, 0], [0, 0, 1.5 * np.pi], [0.3, -0.2, 2 * np.pi + 0.1]]
+    xyzw = Rotation.from_rotvec(rotvecs).as_quat()
+    expected = np.concatenate([xyzw[:, 3:], xyzw[:, :3]], axis=1)
+    expected *= np.where(expected[:, :1] < 0, -1, 1)  # the w >= 0 convention of matrix_to_quaternion
+    quats = axis_angle_to_quaternion(rotvecs)
+    np.testing.assert_allclose(quats, expected, atol=1e-12)
+    np.testing.assert_allclose(quats, matrix_to_quaternion(axis_angle_to_matrix(rotvecs)), atol=1e-12)
+    # plausible misreadings differ: (x, y, z, w) order, the full angle for the half, no sign rule past half a turn
+    assert not np.allclose(np.roll(quats, -1, axis=-1), expected, atol=1e-3)
+    assert not np.allclose(Rotation.from_rotvec(rotvecs * 2).as_quat()[:, [3, 0, 1, 2]], expected, atol=1e-3)
+    assert (np.cos(np.linalg.norm(rotvecs, axis=-1) / 2) < 0).sum() > 50
+    a, b = RNG.normal(size=(2, 300, 4))
+    product = quaternion_multiply(a, b)
+    ra = Rotation.from_quat(a[:, [1, 2, 3, 0]])
+    rb = Rotation.from_quat(b[:, [1, 2, 3, 0]])
+    composed = (ra * rb).as_matrix()  # b first, then a
+    np.testing.assert_allclose(quaternion_to_matrix(product), composed, atol=1e-12)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    np.testing.assert_allclose(np.linalg.norm(product, axis=-1), norms, rtol=1e-12)  # the product, not normalised
+    assert not np.allclose(quaternion_to_matrix(quaternion_multiply(b, a)), composed, atol=1e-3)
 
 
 def planar_skeleton() -> np.ndarray:

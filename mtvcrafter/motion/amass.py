@@ -18,7 +18,7 @@ from .kinematics import forward_kinematics
 from .motion import MAX_FRAMES, Motion
 from .npz_archive import NpzArchive, ObjectArrayError
 from .placement import PLACEMENT_NOTE, choose_up, place_in_front_of_camera, up_to_z
-from .rotations import axis_angle_to_matrix, matrix_to_quaternion
+from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, matrix_to_quaternion, quaternion_multiply
 from .skeleton import rest_offsets_from_joints
 
 _POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
@@ -77,16 +77,16 @@ def check_parameters(arrays: dict[str, np.ndarray], source: str) -> None:
             raise MotionError("holds NaN or infinite values", source=source, field=name)
 
 
-def smpl_local_rotations(poses: np.ndarray) -> np.ndarray:
-    """Local rotations ``(T, 24, 3, 3)`` of SMPL-24 from axis-angle poses ``(T, ≥66)``: the root and 21 body
-    joints, and SMPL's two hand joints where the pose is SMPL's 72 values (a leaf's own rotation moves no
+def smpl_local_axis_angle(poses: np.ndarray) -> np.ndarray:
+    """Local rotations ``(T, 24, 3)`` (axis times angle) of SMPL-24 from axis-angle poses ``(T, ≥66)``: the root and
+    21 body joints, and SMPL's two hand joints where the pose is SMPL's 72 values (a leaf's own rotation moves no
     joint, so SMPL-H/-X's finger chains are left at rest)."""
     n = poses.shape[0]
     axis_angle = np.zeros((n, 24, 3))
     axis_angle[:, :22] = poses[:, :66].reshape(n, 22, 3)
     if poses.shape[1] == 72:
         axis_angle[:, 22:] = poses[:, 66:72].reshape(n, 2, 3)
-    return axis_angle_to_matrix(axis_angle)
+    return axis_angle
 
 
 def smpl_rest_skeleton(
@@ -132,8 +132,9 @@ def motion_from_smpl_parameters(
     """A Motion from SMPL parameters: joints by forward kinematics of ``skeleton``, rotations kept.
 
     Args:
-        local_rotations: ``(T, 24, 3, 3)`` each joint's rotation relative to its parent (the root's in the
-            file's world), as :func:`smpl_local_rotations` gives.
+        local_rotations: each joint's rotation relative to its parent (the root's in the file's world), as
+            ``(T, 24, 3, 3)`` matrices or ``(T, 24, 3)`` axis-angle (:func:`smpl_local_axis_angle`: its quaternions
+            are then computed directly, without matrices).
         trans_m: ``(T, 3)`` SMPL's translation in metres (the pelvis is at its rest position plus it).
         up: the world's up axis (``"Y"``, ``"Z"``, ``"-Y"`` …) where given; else ``default_up``, unless
             ``detect_up`` and the body clearly stands along another axis (:func:`choose_up`).
@@ -142,6 +143,12 @@ def motion_from_smpl_parameters(
     the first frame, the whole clip in view (:func:`place_in_front_of_camera`); ``rotations``,
     ``root_translation`` and ``rest_offsets`` (mm, the skeleton's) pose the joints exactly.
     """
+    local_rotations = np.asarray(local_rotations, dtype=np.float64)
+    if local_rotations.shape[-1] == 3 and local_rotations.ndim == 3:  # axis-angle
+        quaternions = axis_angle_to_quaternion(local_rotations)
+        local_rotations = axis_angle_to_matrix(local_rotations)
+    else:
+        quaternions = matrix_to_quaternion(local_rotations)
     offsets = rest_offsets_from_joints(skeleton.joints_m)
     root = skeleton.joints_m[0] + trans_m.astype(np.float64)
     world, _ = forward_kinematics(offsets, local_rotations, root)
@@ -149,16 +156,16 @@ def motion_from_smpl_parameters(
     turn = up_to_z(axis)
     world = world @ turn.T
     rotation, position, joints_mm = place_in_front_of_camera(world)
-    to_camera = rotation @ turn
-    local_cam = np.array(local_rotations, dtype=np.float64)
-    local_cam[:, 0] = to_camera @ local_rotations[:, 0]
+    # the root's rotation seen from the camera: turned up, then into the camera's axes
+    quaternions[:, 0] = quaternion_multiply(matrix_to_quaternion(rotation @ turn), quaternions[:, 0])
+    quaternions[:, 0] *= np.where(quaternions[:, :1, 0] < 0.0, -1.0, 1.0)  # w ≥ 0, as everywhere
     offsets_mm = offsets * 1000.0
     offsets_mm[0] = 0.0
     return Motion(
         joints=joints_mm,
         fps=fps,
         image_size=DEFAULT_IMAGE_SIZE,
-        rotations=matrix_to_quaternion(local_cam),
+        rotations=quaternions,
         root_translation=(root @ turn.T - position) @ rotation.T * 1000.0,
         rest_offsets=offsets_mm,
         betas=betas.astype(np.float32) if betas is not None and betas.size else None,
@@ -261,7 +268,7 @@ def read_amass(
     skeleton = smpl_rest_skeleton(body_model, gender, betas, source, poses.shape[1])
     kind = _POSE_WIDTHS.get(poses.shape[1], "SMPL-family")
     return motion_from_smpl_parameters(
-        smpl_local_rotations(poses),
+        smpl_local_axis_angle(poses),
         trans,
         skeleton,
         up=up,

@@ -53,18 +53,37 @@ def forward_kinematics(
         ``joints (T, 24, 3)`` and ``global_rotations (T, 24, 3, 3)``.
     """
     local_rotations = np.asarray(local_rotations, dtype=np.float64)
-    n_frames = local_rotations.shape[0]
-    offsets = np.broadcast_to(np.asarray(rest_offsets, dtype=np.float64), (n_frames, NUM_JOINTS, 3))
+    offsets = np.asarray(rest_offsets, dtype=np.float64)
     if offset_residuals is not None:
         offsets = offsets + offset_residuals
-    joints = np.empty((n_frames, NUM_JOINTS, 3))
-    global_rot = np.empty((n_frames, NUM_JOINTS, 3, 3))
-    joints[:, 0] = root_translation
-    global_rot[:, 0] = local_rotations[:, 0]
+    # entry-major copies: every matrix entry of a joint one contiguous run over the frames
+    local = np.ascontiguousarray(local_rotations.transpose(2, 3, 1, 0))  # (3, 3, 24, T)
+    offset_rows = np.ascontiguousarray(offsets.T if offsets.ndim == 2 else offsets.transpose(2, 1, 0))
+    root = np.ascontiguousarray(np.asarray(root_translation, dtype=np.float64).T)
+    joints, global_rot = forward_kinematics_rows(offset_rows, local, root)
+    return np.ascontiguousarray(joints.transpose(2, 1, 0)), global_rot.transpose(3, 2, 0, 1)
+
+
+def forward_kinematics_rows(offsets, local, root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`forward_kinematics` on entry-major data, where each value of a joint is one run over the frames:
+    ``offsets[a][j]`` (a number, or ``(T,)``), ``local[a][c][j]`` ``(T,)`` (an array ``(3, 3, 24, T)`` or nested
+    lists of ``(24, T)`` arrays), ``root`` ``(3, T)``. Returns ``joints (3, 24, T)`` and ``global_rotations
+    (3, 3, 24, T)``. The products are written out entry by entry (27 + 9 multiply-adds per joint on whole runs),
+    several times faster than batched 3×3 products over frame-major data."""
+    frames = root.shape[-1]
+    joints = np.empty((3, NUM_JOINTS, frames))
+    global_rot = np.empty((3, 3, NUM_JOINTS, frames))
+    joints[:, 0] = root
+    for a in range(3):
+        for c in range(3):
+            global_rot[a, c, 0] = local[a][c][0]
     for j in range(1, NUM_JOINTS):
         p = PARENTS[j]
-        global_rot[:, j] = global_rot[:, p] @ local_rotations[:, j]
-        joints[:, j] = joints[:, p] + np.einsum("tab,tb->ta", global_rot[:, p], offsets[:, j])
+        for a in range(3):
+            g0, g1, g2 = global_rot[a, 0, p], global_rot[a, 1, p], global_rot[a, 2, p]
+            joints[a, j] = joints[a, p] + g0 * offsets[0][j] + g1 * offsets[1][j] + g2 * offsets[2][j]
+            for c in range(3):
+                global_rot[a, c, j] = g0 * local[0][c][j] + g1 * local[1][c][j] + g2 * local[2][c][j]
     return joints, global_rot
 
 

@@ -5,25 +5,64 @@ from __future__ import annotations
 import numpy as np
 
 
-def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula: ``(..., 3)`` axis times angle (radians) → ``(..., 3, 3)``, written out per element (no
-    batched 3×3 products: ten times faster on a long clip)."""
-    aa = np.asarray(axis_angle, dtype=np.float64)
-    angle = np.sqrt(np.einsum("...i,...i->...", aa, aa))
-    safe = np.where(angle > 1e-12, angle, 1.0)
-    x, y, z = (aa[..., i] / safe for i in range(3))
+def rodrigues_entries(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[list[np.ndarray]]:
+    """Rodrigues' formula on the components of axis-times-angle vectors, given as separate arrays of any one shape:
+    the rotation matrices' entries ``[[m00, m01, m02], [m10, …], …]``, each an array of that shape. Written out
+    per element (no batched 3×3 products); contiguous component arrays make it fastest."""
+    angle = np.sqrt(x * x + y * y + z * z)
+    inv = np.divide(1.0, angle, out=np.zeros_like(angle), where=angle > 1e-12)  # the unit axis (0 for no turn)
+    x, y, z = x * inv, y * inv, z * inv
     s, c = np.sin(angle), np.cos(angle)
     t = 1.0 - c
-    out = np.empty(aa.shape[:-1] + (3, 3))
-    out[..., 0, 0] = 1.0 - t * (y * y + z * z)
-    out[..., 0, 1] = t * x * y - s * z
-    out[..., 0, 2] = t * x * z + s * y
-    out[..., 1, 0] = t * x * y + s * z
-    out[..., 1, 1] = 1.0 - t * (x * x + z * z)
-    out[..., 1, 2] = t * y * z - s * x
-    out[..., 2, 0] = t * x * z - s * y
-    out[..., 2, 1] = t * y * z + s * x
-    out[..., 2, 2] = 1.0 - t * (x * x + y * y)
+    tx, ty, tz = t * x, t * y, t * z
+    sx, sy, sz = s * x, s * y, s * z
+    txy, txz, tyz = tx * y, tx * z, ty * z
+    return [
+        [c + tx * x, txy - sz, txz + sy],
+        [txy + sz, c + ty * y, tyz - sx],
+        [txz - sy, tyz + sx, c + tz * z],
+    ]
+
+
+def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
+    """Rodrigues' formula: ``(..., 3)`` axis times angle (radians) → ``(..., 3, 3)`` (:func:`rodrigues_entries`)."""
+    aa = np.asarray(axis_angle, dtype=np.float64)
+    x, y, z = np.moveaxis(aa, -1, 0).copy()  # contiguous components
+    entries = rodrigues_entries(x, y, z)
+    return np.stack([entry for row in entries for entry in row], axis=-1).reshape(aa.shape[:-1] + (3, 3))
+
+
+def axis_angle_quaternion_parts(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[np.ndarray]:
+    """The quaternions (w, x, y, z; w ≥ 0) of axis-times-angle vectors given as separate component arrays of any one
+    shape: four arrays of that shape."""
+    angle = np.sqrt(x * x + y * y + z * z)
+    half = 0.5 * angle
+    small = angle < 1e-6
+    # sin(θ/2)/θ, and its series 1/2 − θ²/48 where θ is too small to divide by
+    scale = np.where(small, 0.5 - angle * angle / 48.0, np.sin(half) / np.where(small, 1.0, angle))
+    w = np.cos(half)
+    scale = np.where(w < 0.0, -scale, scale)  # past half a turn: the other sign, so that w ≥ 0
+    return [np.abs(w), x * scale, y * scale, z * scale]
+
+
+def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` axis times angle (radians) → ``(..., 4)`` unit quaternions (w, x, y, z) with w ≥ 0: the rotation
+    :func:`axis_angle_to_matrix` gives, as :func:`matrix_to_quaternion` would write it, without the matrices."""
+    aa = np.asarray(axis_angle, dtype=np.float64)
+    return np.stack(axis_angle_quaternion_parts(*np.moveaxis(aa, -1, 0).copy()), axis=-1)
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton products ``a ⊗ b`` of ``(..., 4)`` quaternions (w, x, y, z), broadcast: rotation ``b``, then ``a``."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    aw, ax, ay, az = (a[..., i] for i in range(4))
+    bw, bx, by, bz = (b[..., i] for i in range(4))
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    out[..., 0] = aw * bw - ax * bx - ay * by - az * bz
+    out[..., 1] = aw * bx + ax * bw + ay * bz - az * by
+    out[..., 2] = aw * by - ax * bz + ay * bw + az * bx
+    out[..., 3] = aw * bz + ax * by - ay * bx + az * bw
     return out
 
 

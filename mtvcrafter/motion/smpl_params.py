@@ -22,7 +22,7 @@ from .amass import (
     motion_from_smpl_parameters,
     read_amass,
     read_parameter_field,
-    smpl_local_rotations,
+    smpl_local_axis_angle,
     smpl_rest_skeleton,
 )
 from .errors import MotionError
@@ -167,7 +167,7 @@ def _read_aistpp(path: str | Path, data: Any, body_model: Any, fps: float | None
         notes.append(rate_note)
     skeleton = smpl_rest_skeleton(body_model, "male", None, source, 72)
     return motion_from_smpl_parameters(
-        smpl_local_rotations(poses.astype(np.float64)),
+        smpl_local_axis_angle(poses.astype(np.float64)),
         trans.astype(np.float64) / scale,
         skeleton,
         up=up,
