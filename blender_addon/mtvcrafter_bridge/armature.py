@@ -81,12 +81,18 @@ def write_keys(obj, frames: np.ndarray, paths: list[tuple[str, int, str]], value
     co[:, :, 0] = frames
     co[:, :, 1] = values
     co = co.reshape(len(paths), 2 * count)
-    # Blender's default interpolation: with a key on every frame it passes through every key exactly,
-    # and stays smooth between frames (motion blur, retiming)
+    # Blender's default interpolation (Bézier, auto-clamped handles): with a key on every frame it passes through
+    # every key exactly, holds its extremes flat (no overshoot past them), and stays smooth between frames (motion
+    # blur, retiming). The
+    # handles are the classic local ones (F-curve smoothing "None": each key's from its two neighbours, so editing
+    # a key reshapes only the curve next to it). Blender's preference for new curves, "Continuous Acceleration",
+    # solves a system along each stretch between extremes instead: on dense mocap keys the two differ between
+    # frames by under a degree, and it takes twice the storing time (40 ms more for 10,000 frames).
     for curve, pairs in zip(curves, co, strict=True):
         points = curve.keyframe_points
         if len(points):
             points.clear()
+        curve.auto_smoothing = "NONE"
         points.add(count)
         points.foreach_set("co", pairs)
         # the handles computed as if keyed by hand; FCurve.update() would also sort the keys and merge those
@@ -211,7 +217,7 @@ def key_pose(obj, fit: SkeletonFit, placement: CameraPlacement, frame_start: int
     paths += [(f'pose.bones["{JOINT_NAMES[0]}"].location', k, JOINT_NAMES[0]) for k in range(3)]
     # (24·4 + 3, frames) in the keys' float32, a channel per row: the one transposing copy of the channels
     values = np.empty((len(paths), len(frames)), dtype=np.float32)
-    values[: 4 * NUM_JOINTS] = quats.reshape(len(frames), -1).T
+    values[: 4 * NUM_JOINTS] = quats.transpose(1, 2, 0).reshape(4 * NUM_JOINTS, len(frames))
     values[4 * NUM_JOINTS :] = location.T
     write_keys(obj, frames, paths, values)
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import MotionError
+from .rotations import vector_norm
 from .skeleton import JOINT_INDEX, NEUTRAL_REST_JOINTS_M, bone_lengths
 from .units import TYPICAL_BONE_MM, UNITS, millimetre_hint, skeleton_size, unit_scale
 
@@ -156,7 +157,7 @@ def _percent(share: float) -> str:
 
 
 def _unit_vectors(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
+    return v / np.maximum(vector_norm(v, keepdims=True), 1e-9)
 
 
 def _share(bad: np.ndarray, decided: np.ndarray) -> tuple[float, float]:
@@ -360,9 +361,7 @@ def side_checks(
 
 def leg_length(x: np.ndarray) -> float:
     """Median hip-to-knee-to-ankle length of joints ``(F, 24, 3)`` over frames and both legs."""
-    legs = [
-        np.linalg.norm(x[:, k] - x[:, h], axis=-1) + np.linalg.norm(x[:, a] - x[:, k], axis=-1) for h, k, a in _LEGS
-    ]
+    legs = [vector_norm(x[:, k] - x[:, h]) + vector_norm(x[:, a] - x[:, k]) for h, k, a in _LEGS]
     return float(np.median(np.concatenate(legs)))
 
 

@@ -134,18 +134,19 @@ def pose_channels(
     (``A``: camera → world); so no forward kinematics is needed, only quaternion products.
     """
     rest = np.asarray(rest_rotations, dtype=np.float64)
-    local = np.asarray(fit.local_quaternions, dtype=np.float64)
+    # channel-major (24, 4, T): each channel one contiguous run over the frames, as the keys are written
+    local = np.ascontiguousarray(np.asarray(fit.local_quaternions).transpose(1, 2, 0), dtype=np.float64)
     left = matrix_to_quaternion(np.swapaxes(rest, -1, -2) @ BODY_TO_BLENDER)  # C_i, (24, 4)
     right = left * np.array([1.0, -1.0, -1.0, -1.0])  # C_iᵀ
     left[0] = matrix_to_quaternion(rest[0].T @ camera.rotation)
-    # C_i L C_iᵀ is linear in L: one constant 4×4 matrix per joint
+    # C_i L C_iᵀ is linear in L: one constant 4×4 matrix per joint, applied to all frames at once (BLAS)
     sandwich = _left_product(left) @ _right_product(right)  # (24, 4, 4)
-    quats = np.empty_like(local)
-    for j in range(NUM_JOINTS):  # (T, 4) @ (4, 4) per joint: BLAS, not a generic einsum loop
-        quats[:, j] = local[:, j] @ sandwich[j].T
+    quats = np.matmul(sandwich, local)  # (24, 4, T)
     root = camera_to_world_m(fit.root_translation, camera)
-    flips = np.sum(quats[1:] * quats[:-1], axis=-1) < 0
-    signs = np.cumprod(np.where(np.concatenate([np.zeros((1, NUM_JOINTS), bool), flips]), -1.0, 1.0), axis=0)
-    quats = quats * signs[..., None]
+    # sign-continuous over time: a quaternion turning to the far side of its predecessor is flipped back
+    flips = np.einsum("jct,jct->jt", quats[:, :, 1:], quats[:, :, :-1]) < 0
+    signs = np.ones(flips.shape[:1] + (flips.shape[1] + 1,))
+    signs[:, 1:] = np.cumprod(np.where(flips, -1.0, 1.0), axis=1)
+    quats *= signs[:, None, :]
     location = (root - np.asarray(rest_heads, dtype=np.float64)[0]) @ rest[0]
-    return quats, location
+    return quats.transpose(2, 0, 1), location  # (T, 24, 4): a view of the channel-major array

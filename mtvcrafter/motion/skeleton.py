@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .rotations import vector_norm
+
 JOINT_NAMES: tuple[str, ...] = (
     "pelvis",
     "left_hip",
@@ -107,4 +109,4 @@ def rest_offsets_from_joints(rest_joints: np.ndarray) -> np.ndarray:
 def bone_lengths(joints: np.ndarray) -> np.ndarray:
     """Length of each joint's bone to its parent, ``(..., 24)``, in the joints' unit (0 for the root)."""
     joints = np.asarray(joints)
-    return np.linalg.norm(joints - joints[..., list(PARENT_INDEX), :], axis=-1)
+    return vector_norm(joints - joints[..., list(PARENT_INDEX), :])

@@ -55,3 +55,25 @@ def test_keys_are_written_only_one_per_frame_in_order(clean_scene):
     write_keys(obj, np.array([5.0, 6.0]), [("location", 0, "Object")], np.array([[2.0, 3.0]]))  # replaces
     (curve,) = fcurves(obj)
     assert [tuple(k.co) for k in curve.keyframe_points] == [(5.0, 2.0), (6.0, 3.0)]
+
+
+def test_editing_an_imported_key_reshapes_only_the_curve_next_to_it(clean_scene, sample_pkl):
+    """Imported curves take local handles (F-curve smoothing "None"): moving one key, as an animator cleaning mocap
+    does, changes the handles of that key and its two neighbours and no others, on every channel."""
+    from mtvcrafter_bridge.armature import fcurves
+    from mtvcrafter_bridge.import_export import import_motion
+
+    obj = import_motion(clean_scene, sample_pkl, 3, report=lambda kind, message: None)  # 653 frames
+    changed_elsewhere = []
+    for curve in fcurves(obj):
+        assert curve.auto_smoothing == "NONE"
+        before = key_arrays(curve)
+        middle = len(curve.keyframe_points) // 2
+        curve.keyframe_points[middle].co.y += 0.05
+        curve.update()
+        after = key_arrays(curve)
+        for side in ("handle_left", "handle_right"):
+            moved = np.flatnonzero((before[side] != after[side]).reshape(-1, 2).any(axis=1))
+            assert set(moved.tolist()) <= {middle - 1, middle, middle + 1}, (curve.data_path, side, moved)
+            changed_elsewhere.append(len(moved))
+    assert max(changed_elsewhere) >= 2  # the edit did reach the neighbours' handles
