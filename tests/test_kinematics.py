@@ -172,6 +172,26 @@ def test_forward_kinematics_matches_reference():
     np.testing.assert_allclose(joints, reference_fk(stretched + residuals, rotvecs, root), atol=1e-12)
 
 
+@pytest.mark.parametrize("run", [5, 8192])
+def test_forward_kinematics_of_axis_angle_matches_reference(monkeypatch, run):
+    """SMPL parameters' path: joints and local quaternions straight from axis-angle, a run of frames at a time
+    (runs of 5 over 13 frames: the last one short)."""
+    import mtvcrafter.motion.kinematics as kinematics
+
+    monkeypatch.setattr(kinematics, "_RUN", run)
+    offsets = rest_offsets_from_joints(NEUTRAL_REST_JOINTS_M)
+    rotvecs = RNG.normal(size=(13, 24, 3)) * 1.2
+    rotvecs[0, :4] = 0.0
+    rotvecs[1, 0] = [0.0, 0.0, 1.5 * np.pi]  # past half a turn
+    root = RNG.normal(size=(13, 3))
+    joints, quats = kinematics.forward_kinematics_axis_angle(offsets, rotvecs, root)
+    np.testing.assert_allclose(joints, reference_fk(offsets, rotvecs, root), atol=1e-12)
+    xyzw = Rotation.from_rotvec(rotvecs.reshape(-1, 3)).as_quat().reshape(13, 24, 4)
+    expected = np.concatenate([xyzw[..., 3:], xyzw[..., :3]], axis=-1)
+    expected *= np.where(expected[..., :1] < 0, -1, 1)
+    np.testing.assert_allclose(quats, expected, atol=1e-12)
+
+
 def test_axis_angle_to_quaternion_and_quaternion_products_match_scipy():
     rotvecs = RNG.normal(size=(400, 3)) * 2.5  # angles past half a turn too
     rotvecs[:4] = [[0, 0, 0], [1e-9, -2e-9, 0], [0, 0, 1.5 * np.pi], [0.3, -0.2, 2 * np.pi + 0.1]]

@@ -111,7 +111,7 @@ def blender_benchmarks(quick: bool = False) -> tuple[list[Row], bool]:
             rows = [
                 Row(f"Blender's BVH importer, {frames:,}-frame BVH (baseline)", blender),
                 Row(f"ours: our .npz with rotations, {frames:,} frames", ours, 1.0, 10.0),
-                Row("ours: the same motion as an AMASS .npz (SMPL-H poses)", ours_amass),
+                Row("ours: the same motion as an AMASS .npz (SMPL-H poses)", ours_amass, 1.0, 10.0),
                 Row("ours: our .npz of joints only (+ inverse kinematics)", ours_ik),
                 Row("ours: the same BVH read and mapped to SMPL-24 joints", convert, 1.5, 5.0),
                 Row("ours: the same BVH imported as an SMPL armature (+ IK)", ours_bvh),

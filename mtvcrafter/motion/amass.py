@@ -14,11 +14,11 @@ import numpy as np
 from .bodymodel import RestSkeleton, find_body_model_file, load_body_model_skeleton, neutral_skeleton
 from .camera import DEFAULT_IMAGE_SIZE
 from .errors import MotionError
-from .kinematics import forward_kinematics
+from .kinematics import forward_kinematics, forward_kinematics_axis_angle
 from .motion import MAX_FRAMES, Motion
 from .npz_archive import NpzArchive, ObjectArrayError
 from .placement import PLACEMENT_NOTE, choose_up, place_in_front_of_camera, up_to_z
-from .rotations import axis_angle_to_matrix, axis_angle_to_quaternion, matrix_to_quaternion, quaternion_multiply
+from .rotations import matrix_to_quaternion, quaternion_multiply
 from .skeleton import rest_offsets_from_joints
 
 _POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
@@ -144,14 +144,13 @@ def motion_from_smpl_parameters(
     ``root_translation`` and ``rest_offsets`` (mm, the skeleton's) pose the joints exactly.
     """
     local_rotations = np.asarray(local_rotations, dtype=np.float64)
-    if local_rotations.shape[-1] == 3 and local_rotations.ndim == 3:  # axis-angle
-        quaternions = axis_angle_to_quaternion(local_rotations)
-        local_rotations = axis_angle_to_matrix(local_rotations)
-    else:
-        quaternions = matrix_to_quaternion(local_rotations)
     offsets = rest_offsets_from_joints(skeleton.joints_m)
     root = skeleton.joints_m[0] + trans_m.astype(np.float64)
-    world, _ = forward_kinematics(offsets, local_rotations, root)
+    if local_rotations.shape[-1] == 3 and local_rotations.ndim == 3:  # axis-angle
+        world, quaternions = forward_kinematics_axis_angle(offsets, local_rotations, root)
+    else:
+        world, _ = forward_kinematics(offsets, local_rotations, root)
+        quaternions = matrix_to_quaternion(local_rotations)
     axis, up_note = choose_up(world, up, default_up, detect_up)
     turn = up_to_z(axis)
     world = world @ turn.T

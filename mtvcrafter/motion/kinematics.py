@@ -14,9 +14,11 @@ import numpy as np
 
 from .errors import MotionError
 from .rotations import (
+    axis_angle_quaternion_parts,
     best_fit_rotation,
     frame_from_two,
     matrix_to_quaternion,
+    quaternion_entries,
     quaternion_to_matrix,
     rotation_between,
     vector_norm,
@@ -62,6 +64,53 @@ def forward_kinematics(
     root = np.ascontiguousarray(np.asarray(root_translation, dtype=np.float64).T)
     joints, global_rot = forward_kinematics_rows(offset_rows, local, root)
     return np.ascontiguousarray(joints.transpose(2, 1, 0)), global_rot.transpose(3, 2, 0, 1)
+
+
+#: Frames posed at once by :func:`forward_kinematics_axis_angle`: every intermediate array then stays small enough to
+#: be reused from the heap, rather than mapped afresh from the kernel for each operation.
+_RUN = 8192
+
+
+def forward_kinematics_axis_angle(
+    rest_offsets: np.ndarray, axis_angle: np.ndarray, root_translation: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`forward_kinematics` of local rotations given as axis times angle ``(T, 24, 3)`` (as SMPL parameter files
+    hold them), returning ``joints (T, 24, 3)`` and the local rotations as quaternions ``(T, 24, 4)`` (w, x, y, z;
+    w ≥ 0: :func:`~mtvcrafter.motion.rotations.axis_angle_to_quaternion`).
+
+    Joint by joint down the tree (a parent before its children), a few thousand frames at a time: each joint's
+    quaternion, its matrix from the quaternion (no second sine and cosine), and its place, all on contiguous runs
+    over the frames; no ``(T, 24, 3, 3)`` array is made."""
+    axis_angle = np.asarray(axis_angle, dtype=np.float64)
+    frames = axis_angle.shape[0]
+    offsets = np.asarray(rest_offsets, dtype=np.float64)
+    components = np.ascontiguousarray(axis_angle.transpose(1, 2, 0))  # (24, 3, T)
+    root = np.ascontiguousarray(np.asarray(root_translation, dtype=np.float64).T)  # (3, T)
+    joints = np.empty((NUM_JOINTS, 3, frames))
+    quaternions = np.empty((NUM_JOINTS, 4, frames))
+    for start in range(0, frames, _RUN):
+        run = slice(start, min(start + _RUN, frames))
+        rotations: list[list[list[np.ndarray]]] = []  # per joint: its global rotation's entries
+        for j in range(NUM_JOINTS):
+            w, x, y, z = axis_angle_quaternion_parts(*components[j, :, run])
+            quaternions[j, 0, run], quaternions[j, 1, run], quaternions[j, 2, run], quaternions[j, 3, run] = w, x, y, z
+            if j == 0:
+                rotations.append(quaternion_entries(w, x, y, z))
+                joints[0, :, run] = root[:, run]
+                continue
+            p = PARENTS[j]
+            parent = rotations[p]
+            for a in range(3):
+                g0, g1, g2 = parent[a]
+                joints[j, a, run] = joints[p, a, run] + g0 * offsets[j, 0] + g1 * offsets[j, 1] + g2 * offsets[j, 2]
+            if not CHILDREN[j]:  # a leaf's own rotation moves no joint
+                rotations.append([])
+                continue
+            local = quaternion_entries(w, x, y, z)
+            rotations.append(
+                [[g0 * local[0][c] + g1 * local[1][c] + g2 * local[2][c] for c in range(3)] for g0, g1, g2 in parent]
+            )
+    return np.ascontiguousarray(joints.transpose(2, 0, 1)), np.ascontiguousarray(quaternions.transpose(2, 0, 1))
 
 
 def forward_kinematics_rows(offsets, local, root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,19 @@ def axis_angle_quaternion_parts(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> 
     return [np.abs(w), x * scale, y * scale, z * scale]
 
 
+def quaternion_entries(w: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[list[np.ndarray]]:
+    """The rotation matrices' entries (as :func:`rodrigues_entries` gives them) of unit quaternions given as separate
+    component arrays of any one shape."""
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz = x * y, x * z, y * z
+    wx, wy, wz = w * x, w * y, w * z
+    return [
+        [1.0 - 2.0 * (yy + zz), 2.0 * (xy - wz), 2.0 * (xz + wy)],
+        [2.0 * (xy + wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz - wx)],
+        [2.0 * (xz - wy), 2.0 * (yz + wx), 1.0 - 2.0 * (xx + yy)],
+    ]
+
+
 def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
     """``(..., 3)`` axis times angle (radians) → ``(..., 4)`` unit quaternions (w, x, y, z) with w ≥ 0: the rotation
     :func:`axis_angle_to_matrix` gives, as :func:`matrix_to_quaternion` would write it, without the matrices."""
