@@ -13,13 +13,13 @@ import datetime
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import declared_body_answer
 from reporting import report
 
 httpx = pytest.importorskip("httpx")
@@ -119,19 +119,7 @@ def check_declared(schema: dict, method: str, path: str, response, code: str | N
 
 def declaring_a_huge_body(server: str, method: str, path: str):
     """The answer to a request that declares a terabyte body and sends none (httpx would not send it)."""
-    host, port = server.removeprefix("http://").rsplit(":", 1)
-    head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
-    head += f"Content-Length: {2**40}\r\nConnection: close\r\n\r\n"
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head.encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    raw_head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
-    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines]
-    request = httpx.Request(method, server + path)
-    response = httpx.Response(int(status_line.split()[1]), headers=headers, content=body, request=request)
+    response = declared_body_answer(server, method, path, {**AUTH, "Content-Length": 2**40})
     response.elapsed = datetime.timedelta(0)
     return response
 

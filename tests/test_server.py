@@ -12,14 +12,11 @@ import importlib.util
 import io
 import json
 import math
-import os
 import pickle
 import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -31,6 +28,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from conftest import STARTUP_S, ServeProcess  # noqa: E402
+
 from mtvcrafter.motion import load_motion, save_motion  # noqa: E402
 from mtvcrafter.motion.npz import motion_to_arrays  # noqa: E402
 from mtvcrafter.render import read_mp4_info  # noqa: E402
@@ -39,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 REFERENCE = (EXAMPLES / "human.png").read_bytes()
 TERMINAL = {"succeeded", "failed", "cancelled"}
-STARTUP_S = 60.0
 
 #: A tiny-backend job that runs for many seconds: at 256×256 one denoising step takes ~0.1 s on the CPU
 #: (above the 0.1 s progress throttle, so every step is reported); it is always cancelled or killed.
@@ -58,101 +56,24 @@ RAY_OPTIONS = ("--executor", "ray", "--replicas", str(RAY_REPLICAS), "--device",
 # -- servers -----------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Server(ServeProcess):
+    """One ``mtvcrafter serve`` subprocess whose jobs run on ``executor``."""
 
-
-def serve_command() -> list[str]:
-    script = Path(sys.executable).with_name("mtvcrafter")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "mtvcrafter"]
-
-
-def server_env(executor: str = "local") -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("MTVCRAFTER_TOKEN", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["CUDA_VISIBLE_DEVICES"] = ""  # the tiny backend on the CPU, as the timings here assume
-    if executor == "ray":  # logical GPUs (Ray refuses them while CUDA_VISIBLE_DEVICES hides all); --device cpu
-        env.pop("CUDA_VISIBLE_DEVICES")
-        env["MTVCRAFTER_RAY_GPUS"] = str(RAY_REPLICAS)
-    return env
-
-
-class Server:
-    """One ``mtvcrafter serve`` subprocess; its stdout and stderr go to ``log``."""
-
-    def __init__(
-        self,
-        data_dir: Path,
-        log: Path,
-        *args: str,
-        host: str = "127.0.0.1",
-        token: str | None = None,
-        executor: str = "local",
-        env: dict[str, str] | None = None,
-    ):
-        self.data_dir, self.log_path, self.args, self.host, self.token = data_dir, log, args, host, token
-        self.executor, self.env = executor, env or {}
+    def __init__(self, data_dir: Path, log: Path, *args: str, executor: str = "local", **options):
+        if executor == "ray":
+            args = (*RAY_OPTIONS, *args)
+        super().__init__(data_dir, log, *args, **options)
+        self.executor = executor
         #: how many jobs run at once
         self.replicas = RAY_REPLICAS if executor == "ray" else 1
-        if executor == "ray":
-            self.args = (*RAY_OPTIONS, *args)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.client: httpx.Client | None = None
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def start(self) -> Server:
-        command = [*serve_command(), "serve", "--host", self.host, "--port", str(self.port)]
-        command += ["--data-dir", str(self.data_dir), *self.args]
-        if self.token:
-            command += ["--token", self.token]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env={**server_env(self.executor), **self.env}, cwd=ROOT
-            )
-        return self
-
-    def wait_ready(self) -> Server:
-        deadline = time.monotonic() + STARTUP_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", headers=self.headers, timeout=2).status_code == 200:
-                    self.client = httpx.Client(base_url=self.url, headers=self.headers, timeout=30)
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the server did not answer /v1/health within {STARTUP_S:.0f} s:\n{self.output()}")
-
-    def output(self, tail: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return ""
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        if self.executor == "ray":  # logical GPUs (Ray refuses them while CUDA_VISIBLE_DEVICES hides all); --device cpu
+            if "CUDA_VISIBLE_DEVICES" not in self.env:
+                env.pop("CUDA_VISIBLE_DEVICES")
+            env.setdefault("MTVCRAFTER_RAY_GPUS", str(RAY_REPLICAS))
+        return env
 
 
 @pytest.fixture(scope="module")

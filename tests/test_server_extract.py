@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import sqlite3
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +23,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("torch")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+from conftest import ServeProcess, declared_body_answer  # noqa: E402
 
 from mtvcrafter.client import Client, ServerError  # noqa: E402
 from mtvcrafter.extract import figure_video, write_standin_model, write_test_video  # noqa: E402
@@ -44,59 +43,11 @@ LONG_S = 40
 # -- servers -----------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """One ``mtvcrafter serve`` subprocess on loopback; its output goes to ``log``."""
-
-    def __init__(self, data_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None):
-        self.data_dir, self.log = data_dir, log
-        self.url = f"http://127.0.0.1:{free_port()}"
-        command = [sys.executable, "-m", "mtvcrafter", "serve", "--port", self.url.rsplit(":", 1)[1]]
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
-        environment.pop("MTVCRAFTER_TOKEN", None)
-        if env is None or "MTVCRAFTER_NLF" not in env:
-            environment.pop("MTVCRAFTER_NLF", None)
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [*command, "--data-dir", str(data_dir), *args], stdout=out, stderr=subprocess.STDOUT, env=environment
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, f"the server exited with {self.proc.returncode}:\n{self.output()}"
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the server did not answer in 60 s:\n{self.output()}"
-            time.sleep(0.1)
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:] if self.log.exists() else ""
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self.http.close()
-
-    def stop(self) -> None:
-        self.http.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+class Server(ServeProcess):
+    """One ``mtvcrafter serve`` subprocess, with what the extraction tests ask of it."""
 
     def job(self, job_id: str) -> dict:
-        return self.http.get(f"/v1/jobs/{job_id}").json()
+        return self.client.get(f"/v1/jobs/{job_id}").json()
 
     def wait(self, job_id: str, check, timeout: float = 60.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -107,7 +58,7 @@ class Server:
 
     def extract(self, video: Path, params: dict | None = None, name: str | None = None) -> httpx.Response:
         data = {"params": json.dumps(params)} if params is not None else {}
-        return self.http.post("/v1/extract", files={"video": (name or video.name, video.read_bytes())}, data=data)
+        return self.client.post("/v1/extract", files={"video": (name or video.name, video.read_bytes())}, data=data)
 
     def leftovers(self) -> tuple[list[str], list[str]]:
         """What the data folder's scratch folder holds, and the job folders."""
@@ -140,7 +91,11 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def server(inputs, tmp_path_factory):
     folder = tmp_path_factory.mktemp("extract-server")
-    srv = Server(folder / "data", folder / "server.log", "--nlf", str(inputs["model"]), "--max-video-mb", "1")
+    srv = (
+        Server(folder / "data", folder / "server.log", "--nlf", str(inputs["model"]), "--max-video-mb", "1")
+        .start()
+        .wait_ready()
+    )
     yield srv
     srv.stop()
 
@@ -215,16 +170,16 @@ def test_a_video_becomes_a_motion_job_with_progress_and_an_npz_result(server, in
     assert motion.metadata["video_path"] == "dance.mp4"
     assert np.isfinite(motion.joints).all()
 
-    result = server.http.get(f"/v1/jobs/{final['id']}/result")
+    result = server.client.get(f"/v1/jobs/{final['id']}/result")
     assert result.status_code == 200 and result.content == path.read_bytes()
     assert result.headers["content-type"] == "application/octet-stream"
     assert f'filename="mtvcrafter-{final["id"]}.npz"' in result.headers["content-disposition"]
     # what the schema declares for these answers
-    schema = server.http.get("/openapi.json").json()
+    schema = server.client.get("/openapi.json").json()
     assert "202" in schema["paths"]["/v1/extract"]["post"]["responses"]
     declared = schema["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
     assert "application/octet-stream" in declared and "video/mp4" in declared
-    listed = {job["id"]: job for job in server.http.get("/v1/jobs").json()}
+    listed = {job["id"]: job for job in server.client.get("/v1/jobs").json()}
     assert listed[final["id"]]["kind"] == "extract"
 
 
@@ -241,12 +196,12 @@ def test_cancel_stops_a_running_extraction_and_identical_videos_share_one_job(se
 
     server.wait(long_id, lambda j: j["phase"] == "decoding+detecting" and j["progress"] > 0)
     asked = time.monotonic()
-    cancelling = server.http.delete(f"/v1/jobs/{long_id}")
+    cancelling = server.client.delete(f"/v1/jobs/{long_id}")
     assert cancelling.status_code == 200 and cancelling.json()["status"] == "running", cancelling.text
     ended = server.wait(long_id, lambda j: j["status"] in TERMINAL, timeout=20)
     assert ended["status"] == "cancelled" and ended["progress"] < 0.9, ended
     assert time.monotonic() - asked < 10, "the cancel did not land at the next batch"
-    assert_error(server.http.get(f"/v1/jobs/{long_id}/result"), 409, "no_result")
+    assert_error(server.client.get(f"/v1/jobs/{long_id}/result"), 409, "no_result")
 
     done = server.wait(dance_id, lambda j: j["status"] in TERMINAL)
     assert done["status"] == "succeeded" and not done["cached"], done
@@ -254,8 +209,8 @@ def test_cancel_stops_a_running_extraction_and_identical_videos_share_one_job(se
     reused = server.extract(inputs["dance"], {"smooth": "one-euro"})
     assert reused.status_code == 202 and reused.json()["id"] != dance_id
     assert reused.json()["status"] == "succeeded" and reused.json()["cached"], reused.text
-    a = server.http.get(f"/v1/jobs/{dance_id}/result").content
-    assert a[:2] == b"PK" and server.http.get(f"/v1/jobs/{reused.json()['id']}/result").content == a
+    a = server.client.get(f"/v1/jobs/{dance_id}/result").content
+    assert a[:2] == b"PK" and server.client.get(f"/v1/jobs/{reused.json()['id']}/result").content == a
     # other params: another motion, as asked
     other = server.extract(inputs["dance"], {"smooth": "none", "fov_deg": 40})
     assert other.status_code == 202 and other.json()["id"] != dance_id and not other.json()["cached"]
@@ -281,18 +236,8 @@ def test_the_clients_extraction_cancels_the_job_when_asked(server, inputs, tmp_p
 
 def declaring(server: Server, length: int) -> httpx.Response:
     """The answer to a request that declares a ``length`` byte body and sends none (httpx would not send it)."""
-    host, port = server.url.removeprefix("http://").rsplit(":", 1)
-    head = f"POST /v1/extract HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {length}\r\n"
-    head += "Content-Type: multipart/form-data; boundary=b\r\nConnection: close\r\n\r\n"
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head.encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    raw_head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
-    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines]
-    return httpx.Response(int(status_line.split()[1]), headers=headers, content=body)
+    headers = {"Content-Length": length, "Content-Type": "multipart/form-data; boundary=b"}
+    return declared_body_answer(server.url, "POST", "/v1/extract", headers)
 
 
 def chunked(parts: list[bytes]):
@@ -320,10 +265,10 @@ HOSTILE = {
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_uploads_are_refused_in_one_line_and_leave_nothing(server, inputs, tmp_path, case):
     before = server.leftovers()
-    jobs_before = len(server.http.get("/v1/jobs", params={"limit": 500}).json())
+    jobs_before = len(server.client.get("/v1/jobs", params={"limit": 500}).json())
     dance = inputs["dance"].read_bytes()
     big = os.urandom(MAX_VIDEO_MB * 2**20 + 1)
-    post = server.http.post
+    post = server.client.post
     if case == "not a video":
         response = post("/v1/extract", files={"video": ("notes.mp4", b"these are my notes, not a video\n" * 20)})
     elif case == "a 10-hour duration in the header":
@@ -366,8 +311,8 @@ def test_hostile_uploads_are_refused_in_one_line_and_leave_nothing(server, input
     if case == "a declared body beyond the limit":
         assert f"videos of at most {MAX_VIDEO_MB} MB (--max-video-mb)" in message, message
     assert server.leftovers() == before, "the refused upload left files in the data folder"
-    assert len(server.http.get("/v1/jobs", params={"limit": 500}).json()) == jobs_before
-    assert server.http.get("/v1/health").json()["status"] == "ok"
+    assert len(server.client.get("/v1/jobs", params={"limit": 500}).json()) == jobs_before
+    assert server.client.get("/v1/health").json()["status"] == "ok"
 
 
 # -- restarts ----------------------------------------------------------------------------------------------
@@ -409,12 +354,12 @@ def test_jobs_survive_a_restart_finished_results_stay_queued_ones_run_running_on
     """On a data folder an earlier server (before job kinds) left, with a finished render in it."""
     old_id, old_video = old_data_folder(tmp_path / "data")
     args = ("--nlf", str(inputs["model"]))
-    first = Server(tmp_path / "data", tmp_path / "server.log", *args)
+    first = Server(tmp_path / "data", tmp_path / "server.log", *args).start().wait_ready()
     try:
         done = first.extract(inputs["dance"]).json()
         done = first.wait(done["id"], lambda j: j["status"] in TERMINAL)
         assert done["status"] == "succeeded", done
-        motion = first.http.get(f"/v1/jobs/{done['id']}/result").content
+        motion = first.client.get(f"/v1/jobs/{done['id']}/result").content
         running = first.extract(inputs["long"], {"batch_size": 1}).json()
         queued = first.extract(inputs["dance"], {"smooth": "none"}, name="again.mp4").json()
         first.wait(running["id"], lambda j: j["phase"] == "decoding+detecting" and j["progress"] > 0)
@@ -422,9 +367,9 @@ def test_jobs_survive_a_restart_finished_results_stay_queued_ones_run_running_on
         first.kill9()
     finally:
         first.stop()
-    second = Server(tmp_path / "data", tmp_path / "server.log", *args)
+    second = Server(tmp_path / "data", tmp_path / "server.log", *args).start().wait_ready()
     try:
-        assert second.http.get(f"/v1/jobs/{done['id']}/result").content == motion
+        assert second.client.get(f"/v1/jobs/{done['id']}/result").content == motion
         lost = second.job(running["id"])
         assert lost["status"] == "failed" and "submit it again" in lost["message"], lost
         rerun = second.wait(queued["id"], lambda j: j["status"] in TERMINAL)
@@ -435,7 +380,7 @@ def test_jobs_survive_a_restart_finished_results_stay_queued_ones_run_running_on
         # the earlier server's job: a render, its video still served
         old = second.job(old_id)
         assert old["kind"] == "render" and old["status"] == "succeeded", old
-        result = second.http.get(f"/v1/jobs/{old_id}/result")
+        result = second.client.get(f"/v1/jobs/{old_id}/result")
         assert result.status_code == 200 and result.content == old_video
         assert result.headers["content-type"] == "video/mp4"
     finally:
@@ -446,9 +391,9 @@ def test_jobs_survive_a_restart_finished_results_stay_queued_ones_run_running_on
 
 
 def test_without_a_model_extraction_is_refused_with_the_reason(inputs, tmp_path):
-    server = Server(tmp_path / "data", tmp_path / "server.log")
+    server = Server(tmp_path / "data", tmp_path / "server.log").start().wait_ready()
     try:
-        extract = server.http.get("/v1/health").json()["extract"]
+        extract = server.client.get("/v1/health").json()["extract"]
         assert extract["available"] is False and extract["reason"].startswith(
             "no NLF model: start the server with --nlf"
         )
@@ -456,20 +401,22 @@ def test_without_a_model_extraction_is_refused_with_the_reason(inputs, tmp_path)
         message = assert_error(server.extract(inputs["dance"]), 409, "extract_unavailable")
         assert extract["reason"] in message
         assert not any((tmp_path / "data" / "tmp").iterdir())
-        listed = server.http.get("/v1/backends", params={"kind": "extract"}).json()
+        listed = server.client.get("/v1/backends", params={"kind": "extract"}).json()
         assert [(b["name"], b["available"], b["reason"], b["kind"]) for b in listed] == [
             ("nlf", False, extract["reason"], "extract")
         ]
         assert "smooth" in listed[0]["settings"] and listed[0]["defaults"]["batch_size"] == 8
-        render = server.http.get("/v1/backends").json()  # as before: the render backends only
+        render = server.client.get("/v1/backends").json()  # as before: the render backends only
         assert render and all(b["kind"] == "render" for b in render) and "nlf" not in {b["name"] for b in render}
     finally:
         server.stop()
 
     missing = tmp_path / "models" / "nlf_l_multi.torchscript"
-    server = Server(tmp_path / "data2", tmp_path / "server2.log", env={"MTVCRAFTER_NLF": str(missing)})
+    server = (
+        Server(tmp_path / "data2", tmp_path / "server2.log", env={"MTVCRAFTER_NLF": str(missing)}).start().wait_ready()
+    )
     try:
-        reason = server.http.get("/v1/health").json()["extract"]["reason"]
+        reason = server.client.get("/v1/health").json()["extract"]["reason"]
         assert reason.startswith("the NLF model file nlf_l_multi.torchscript does not exist"), reason
         assert str(tmp_path) not in reason
         assert reason in assert_error(server.extract(inputs["dance"]), 409, "extract_unavailable")
@@ -481,15 +428,15 @@ def test_a_model_that_cannot_be_loaded_fails_the_job_and_then_is_the_reason(inpu
     broken = tmp_path / "models" / "nlf_l_multi.torchscript"
     broken.parent.mkdir()
     broken.write_bytes(b"<html>not found</html>")  # what a failed download leaves
-    server = Server(tmp_path / "data", tmp_path / "server.log", "--nlf", str(broken))
+    server = Server(tmp_path / "data", tmp_path / "server.log", "--nlf", str(broken)).start().wait_ready()
     try:
-        extract = server.http.get("/v1/health").json()["extract"]
+        extract = server.client.get("/v1/health").json()["extract"]
         assert extract == {"available": True, "reason": "", "max_video_mb": 500, "max_video_s": 600}
         job = server.extract(inputs["dance"]).json()
         failed = server.wait(job["id"], lambda j: j["status"] in TERMINAL)
         assert failed["status"] == "failed" and "nlf_l_multi.torchscript" in failed["message"], failed
         assert str(tmp_path) not in failed["message"]
-        extract = server.http.get("/v1/health").json()["extract"]
+        extract = server.client.get("/v1/health").json()["extract"]
         assert extract["available"] is False and extract["reason"].startswith("the NLF model cannot be loaded")
         with Client(server.url) as client, pytest.raises(ServerError, match="extract_unavailable, HTTP 409"):
             client.extract(inputs["dance"])

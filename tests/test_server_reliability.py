@@ -11,10 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,8 +23,9 @@ resource = pytest.importorskip("resource")  # file size and descriptor limits: P
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+from conftest import ServeProcess  # noqa: E402
+
 from mtvcrafter.motion import load_motion, save_motion  # noqa: E402
-from mtvcrafter_server.local import free_port  # noqa: E402
 from mtvcrafter_server.settings import Settings, default_data_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,67 +61,20 @@ def _drop_file_permission_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-class Server:
-    """One ``mtvcrafter serve`` subprocess; ``data_dir`` None: no --data-dir (the default folder)."""
+class Server(ServeProcess):
+    """One ``mtvcrafter serve`` subprocess, with at most ``nofile`` file descriptors (0: no limit) and a file mode
+    that holds for it as for any user."""
+
+    client_options = {"limits": CLIENT_LIMITS}
 
     def __init__(self, data_dir: Path | None, log: Path, env: dict[str, str] | None = None, nofile: int = 0):
-        self.data_dir, self.log_path, self.env, self.nofile = data_dir, log, env or {}, nofile
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.client: httpx.Client | None = None
+        super().__init__(data_dir, log, env=env)
+        self.nofile = nofile
 
-    def _preexec(self) -> None:
+    def preexec(self) -> None:
         if self.nofile:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         _drop_file_permission_override()
-
-    def start(self) -> Server:
-        command = [sys.executable, "-m", "mtvcrafter", "serve", "--port", str(self.port)]
-        if self.data_dir is not None:
-            command += ["--data-dir", str(self.data_dir)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MTVCRAFTER_")}
-        env.update(PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="", **self.env)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=self._preexec
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    self.client = httpx.Client(base_url=self.url, timeout=30, limits=CLIENT_LIMITS)
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the server did not answer within 60 s:\n{self.output()}")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self, tail: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return ""
-
-    def stop(self, kill: bool = False) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.proc is not None and self.proc.poll() is None:
-            if kill:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            else:
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +86,7 @@ def server(tmp_path_factory):
         "MTVCRAFTER_BODY_TIMEOUT_S": str(BODY_S),
         "MTVCRAFTER_KEEP_ALIVE_S": str(KEEP_ALIVE_S),
     }
-    srv = Server(folder / "data", folder / "server.log", env=env, nofile=256).start()
+    srv = Server(folder / "data", folder / "server.log", env=env, nofile=256).start().wait_ready()
     try:
         yield srv
     finally:
@@ -396,7 +347,7 @@ def test_a_read_only_jobs_folder_is_503_naming_it_and_health_says_so(server, mot
 
 def test_what_a_killed_server_left_behind_is_removed_at_start(tmp_path, motion):
     data = tmp_path / "data"
-    first = Server(data, tmp_path / "first.log").start()
+    first = Server(data, tmp_path / "first.log").start().wait_ready()
     try:
         done = submit_ok(first, motion, {**SMALL, "seed": 621})
         wait_job(first, done["id"])
@@ -413,7 +364,7 @@ def test_what_a_killed_server_left_behind_is_removed_at_start(tmp_path, motion):
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"partial")
-    second = Server(data, tmp_path / "second.log").start()
+    second = Server(data, tmp_path / "second.log").start().wait_ready()
     try:
         assert not any(p.exists() for p in leftovers), [str(p) for p in leftovers if p.exists()]
         assert files_under(data / "tmp") == []
@@ -429,7 +380,7 @@ def test_retention_deletes_old_jobs_periodically_and_beyond_a_size_at_start(tmp_
     data = tmp_path / "data"
     days = 3.0 / 86_400  # 3 s
     env = {"MTVCRAFTER_KEEP_DAYS": f"{days:.10f}", "MTVCRAFTER_CLEANUP_INTERVAL_S": "0.5"}
-    srv = Server(data, tmp_path / "days.log", env=env).start()
+    srv = Server(data, tmp_path / "days.log", env=env).start().wait_ready()
     try:
         job = submit_ok(srv, motion, {**SMALL, "seed": 631})
         assert wait_job(srv, job["id"])["status"] == "succeeded"
@@ -446,7 +397,9 @@ def test_retention_deletes_old_jobs_periodically_and_beyond_a_size_at_start(tmp_
     newest = made[-1]
     result = max((data / "results").iterdir(), key=lambda p: p.stat().st_mtime)
     keep = sum(p.stat().st_size for p in (data / "jobs" / newest).iterdir()) + result.stat().st_size
-    srv = Server(data, tmp_path / "gb.log", env={"MTVCRAFTER_KEEP_GB": f"{(keep + 100) / 1e9:.12f}"}).start()
+    srv = (
+        Server(data, tmp_path / "gb.log", env={"MTVCRAFTER_KEEP_GB": f"{(keep + 100) / 1e9:.12f}"}).start().wait_ready()
+    )
     try:
         assert [j["id"] for j in srv.client.get("/v1/jobs").json()] == [newest]
         assert [p.name for p in (data / "results").iterdir()] == [result.name]
@@ -538,7 +491,7 @@ def test_the_default_data_folder_is_the_users_data_folder_by_the_platforms_conve
     # a server started with no --data-dir and no MTVCRAFTER_DATA_DIR: there, and it says so
     existed = (ROOT / "mtvcrafter-data").exists()
     env = {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
-    srv = Server(None, tmp_path / "server.log", env=env).start()
+    srv = Server(None, tmp_path / "server.log", env=env).start().wait_ready()
     try:
         folder = tmp_path / "xdg" / "mtvcrafter"
         assert (folder / "jobs.sqlite3").is_file()
