@@ -401,10 +401,15 @@ def cancel_job(url: str, token: str | None, job_id: str, timeout: float = 10.0) 
 def cancel_unfinished() -> bool:
     """Cancel the job still running on the server, if any (Blender quitting, the add-on disabled): nobody would
     be left to place its result, and the GPU would go on working for nothing. True if a cancel was sent."""
-    with STATE.lock:
-        running = STATE.status in RUNNING and not STATE.result
-        STATE.cancel_requested = STATE.cancel_requested or running
-        job_id, url, token = STATE.job_id, STATE.url, STATE.token
+    return cancel_unfinished_job(STATE)
+
+
+def cancel_unfinished_job(state: JobState) -> bool:
+    """Cancel ``state``'s job if it still runs on the server (at once, on this thread). True if a cancel was sent."""
+    with state.lock:
+        running = state.status in RUNNING and not state.result
+        state.cancel_requested = state.cancel_requested or running
+        job_id, url, token = state.job_id, state.url, state.token
     if not (running and job_id):
         return False
     try:
@@ -601,17 +606,48 @@ def animate(
         camera_size=(int(width), int(height)),
     )
     args = (server.url, server.token, server.timeout, motion, reference, out, params, state, tmp)
+    return start_job(
+        context,
+        state,
+        run_job,
+        args,
+        wait=wait,
+        finish=finish,
+        poll=_poll_job,
+        report=report,
+        no_result="the job ended without a result",
+        sent="sent to the MTVCrafter server",
+    )
+
+
+def start_job(
+    context,
+    state: JobState,
+    work: Callable[..., None],
+    args: tuple,
+    *,
+    wait: bool,
+    finish: Callable[[object, JobState, Report], object],
+    poll: Callable[[], float | None],
+    report: Report,
+    no_result: str,
+    sent: str,
+) -> JobState:
+    """Run a job's network side ``work(*args)`` (plain Python that fills ``state`` and never raises). With ``wait``:
+    here, then ``finish(context, state, report)``; :class:`~mtvcrafter.client.ServerError` with ``state.error`` (or
+    ``no_result``) when it ended without a result. Otherwise on a thread, the timer ``poll`` following it, and
+    ``sent`` reported. Returns ``state``."""
     if wait:
-        run_job(*args)
+        work(*args)
         if state.error or not state.result:
-            raise ServerError(state.error or "the job ended without a result")
+            raise ServerError(state.error or no_result)
         finish(context, state, report)
         return state
     state.blend_file = bpy.data.filepath
-    threading.Thread(target=run_job, args=args, daemon=True).start()
-    if not bpy.app.timers.is_registered(_poll_job):
-        bpy.app.timers.register(_poll_job, first_interval=0.5, persistent=True)
-    report({"INFO"}, "sent to the MTVCrafter server")
+    threading.Thread(target=work, args=args, daemon=True).start()
+    if not bpy.app.timers.is_registered(poll):
+        bpy.app.timers.register(poll, first_interval=0.5, persistent=True)
+    report({"INFO"}, sent)
     return state
 
 
@@ -674,12 +710,18 @@ def stop() -> None:
 def cancel(*, report: Report = print_report) -> bool:
     """Cancel the running job on the server (a job the server has not given an id yet is cancelled as soon as it
     has one). Returns whether a job was running."""
-    with STATE.lock:
-        if STATE.status not in RUNNING:
-            report({"WARNING"}, "no MTVCrafter job is running")
+    return cancel_running_job(STATE, "no MTVCrafter job is running", report)
+
+
+def cancel_running_job(state: JobState, none_running: str, report: Report) -> bool:
+    """Cancel ``state``'s job on the server (on a thread; a job the server has not given an id yet is cancelled by
+    its worker as soon as it has one), or report ``none_running``. Returns whether a job was running."""
+    with state.lock:
+        if state.status not in RUNNING:
+            report({"WARNING"}, none_running)
             return False
-        STATE.cancel_requested = True
-        job_id, url, token = STATE.job_id, STATE.url, STATE.token
+        state.cancel_requested = True
+        job_id, url, token = state.job_id, state.url, state.token
     if job_id:  # otherwise the worker cancels as soon as the server gives the job an id
         threading.Thread(target=cancel_job, args=(url, token, job_id), daemon=True).start()
     return True

@@ -295,32 +295,34 @@ class MTVCRAFTER_OT_size_from_camera(bpy.types.Operator):
         return call(self, animate.size_from_camera, context)
 
 
-class MTVCRAFTER_OT_cancel(bpy.types.Operator):
+class CancelJob:
+    """A Cancel button: cancels the running job of :attr:`jobs`, the module that runs it (its ``job_running`` and
+    ``cancel``)."""
+
+    jobs = animate
+
+    @classmethod
+    def poll(cls, context):
+        return cls.jobs.job_running()
+
+    def execute(self, context):
+        return call(self, self.jobs.cancel)
+
+
+class MTVCRAFTER_OT_cancel(bpy.types.Operator, CancelJob):
     """Cancel the running MTVCrafter job on the server"""
 
     bl_idname = "mtvcrafter.cancel"
     bl_label = "Cancel"
-
-    @classmethod
-    def poll(cls, context):
-        return animate.job_running()
-
-    def execute(self, context):
-        return call(self, animate.cancel)
+    jobs = animate
 
 
-class MTVCRAFTER_OT_cancel_video_import(bpy.types.Operator):
+class MTVCRAFTER_OT_cancel_video_import(bpy.types.Operator, CancelJob):
     """Cancel the running Motion from Video on the server (nothing is imported)"""
 
     bl_idname = "mtvcrafter.cancel_video_import"
     bl_label = "Cancel"
-
-    @classmethod
-    def poll(cls, context):
-        return video_import.job_running()
-
-    def execute(self, context):
-        return call(self, video_import.cancel)
+    jobs = video_import
 
 
 class MTVCRAFTER_OT_clean_motion(bpy.types.Operator):

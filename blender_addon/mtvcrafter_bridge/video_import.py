@@ -10,7 +10,6 @@ state into the UI and builds the armature when the motion is there; ``wait=True`
 
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,7 +21,18 @@ from mtvcrafter.client import ServerError
 from mtvcrafter.motion import MotionError
 
 from . import animate
-from .animate import RUNNING, JobState, Server, redraw_panels, server_job, status_bar, usable_server
+from .animate import (
+    RUNNING,
+    JobState,
+    Server,
+    cancel_running_job,
+    cancel_unfinished_job,
+    redraw_panels,
+    server_job,
+    start_job,
+    status_bar,
+    usable_server,
+)
 from .armature import keyed_range
 from .import_export import Report, import_motion, print_report
 from .videos import VIDEO_PROP, VIDEO_START_PROP
@@ -117,18 +127,18 @@ def import_video(
     )
     timeout = max(server.timeout, UPLOAD_TIMEOUT_S)
     args = (server.url, server.token, timeout, lambda client: client.extract(video, params), out, state)
-    if wait:
-        server_job(*args)
-        if state.error or not state.result:
-            raise ServerError(state.error or "the extraction ended without a motion")
-        finish(context, state, report)
-        return state
-    state.blend_file = bpy.data.filepath
-    threading.Thread(target=server_job, args=args, daemon=True).start()
-    if not bpy.app.timers.is_registered(_poll_import):
-        bpy.app.timers.register(_poll_import, first_interval=0.5, persistent=True)
-    report({"INFO"}, f"{video.name} sent to the MTVCrafter server")
-    return state
+    return start_job(
+        context,
+        state,
+        server_job,
+        args,
+        wait=wait,
+        finish=finish,
+        poll=_poll_import,
+        report=report,
+        no_result="the extraction ended without a motion",
+        sent=f"{video.name} sent to the MTVCrafter server",
+    )
 
 
 def finish(context, state: VideoImport, report: Report):
@@ -204,31 +214,13 @@ def _poll_import():
 def cancel(*, report: Report = print_report) -> bool:
     """Cancel the running extraction on the server (one the server has not given an id yet is cancelled as soon as
     it has one); nothing is imported. Returns whether one was running."""
-    with IMPORT.lock:
-        if IMPORT.status not in RUNNING:
-            report({"WARNING"}, "no video import is running")
-            return False
-        IMPORT.cancel_requested = True
-        job_id, url, token = IMPORT.job_id, IMPORT.url, IMPORT.token
-    if job_id:
-        threading.Thread(target=animate.cancel_job, args=(url, token, job_id), daemon=True).start()
-    return True
+    return cancel_running_job(IMPORT, "no video import is running", report)
 
 
 def cancel_unfinished() -> bool:
     """Cancel the extraction still running on the server, if any (Blender quitting, the add-on disabled). True if a
     cancel was sent."""
-    with IMPORT.lock:
-        running = IMPORT.status in RUNNING and not IMPORT.result
-        IMPORT.cancel_requested = IMPORT.cancel_requested or running
-        job_id, url, token = IMPORT.job_id, IMPORT.url, IMPORT.token
-    if not (running and job_id):
-        return False
-    try:
-        animate.cancel_job(url, token, job_id, timeout=3.0)
-    except Exception:  # quitting: a server that does not answer must not hold Blender up
-        return False
-    return True
+    return cancel_unfinished_job(IMPORT)
 
 
 def stop() -> None:
