@@ -14,11 +14,9 @@ import numpy as np
 
 from .errors import MotionError
 from .rotations import (
-    axis_angle_quaternion_parts,
     best_fit_rotation,
     frame_from_two,
     matrix_to_quaternion,
-    quaternion_entries,
     quaternion_to_matrix,
     rotation_between,
     vector_norm,
@@ -66,8 +64,7 @@ def forward_kinematics(
     return np.ascontiguousarray(joints.transpose(2, 1, 0)), global_rot.transpose(3, 2, 0, 1)
 
 
-#: Frames posed at once by :func:`forward_kinematics_axis_angle`: every intermediate array then stays small enough to
-#: be reused from the heap, rather than mapped afresh from the kernel for each operation.
+#: Frames posed at once by :func:`forward_kinematics_axis_angle`.
 _RUN = 8192
 
 
@@ -78,39 +75,124 @@ def forward_kinematics_axis_angle(
     hold them), returning ``joints (T, 24, 3)`` and the local rotations as quaternions ``(T, 24, 4)`` (w, x, y, z;
     w ≥ 0: :func:`~mtvcrafter.motion.rotations.axis_angle_to_quaternion`).
 
-    Joint by joint down the tree (a parent before its children), a few thousand frames at a time: each joint's
-    quaternion, its matrix from the quaternion (no second sine and cosine), and its place, all on contiguous runs
-    over the frames; no ``(T, 24, 3, 3)`` array is made."""
+    Joint by joint down the tree (a parent before its children), a few thousand frames at a time, on contiguous runs
+    over the frames: each joint's local quaternion; its place from its parent's global rotation matrix; and, where it
+    has children, its global quaternion (the parent's times its own) and that one's matrix. No ``(T, 24, 3, 3)``
+    array is made, there is one sine and cosine per rotation, and every step writes into arrays made once per call
+    (numpy's temporaries, freed and made again thousands of times, would cost as much again in fresh memory pages).
+    """
     axis_angle = np.asarray(axis_angle, dtype=np.float64)
     frames = axis_angle.shape[0]
     offsets = np.asarray(rest_offsets, dtype=np.float64)
-    components = np.ascontiguousarray(axis_angle.transpose(1, 2, 0))  # (24, 3, T)
-    root = np.ascontiguousarray(np.asarray(root_translation, dtype=np.float64).T)  # (3, T)
-    joints = np.empty((NUM_JOINTS, 3, frames))
-    quaternions = np.empty((NUM_JOINTS, 4, frames))
-    for start in range(0, frames, _RUN):
-        run = slice(start, min(start + _RUN, frames))
-        rotations: list[list[list[np.ndarray]]] = []  # per joint: its global rotation's entries
+    root = np.asarray(root_translation, dtype=np.float64)
+    # the results in their final layout, each value of a joint read and written as a (strided) run over the frames
+    joints = np.empty((frames, NUM_JOINTS, 3))
+    quaternions = np.empty((frames, NUM_JOINTS, 4))
+    runs = max(1, -(-frames // _RUN))
+    length = -(-frames // runs)  # runs of equal length
+    turns = np.empty((NUM_JOINTS, 4, length))  # global quaternions of the joints with children
+    matrices = np.empty((NUM_JOINTS, 3, 3, length))  # … and their matrices
+    scratch = np.empty((6, length))
+    for start in range(0, frames, length):
+        n = min(length, frames - start)
+        run = slice(start, start + n)
+        work = scratch[:, :n]
         for j in range(NUM_JOINTS):
-            w, x, y, z = axis_angle_quaternion_parts(*components[j, :, run])
-            quaternions[j, 0, run], quaternions[j, 1, run], quaternions[j, 2, run], quaternions[j, 3, run] = w, x, y, z
+            local = quaternions[run, j].T  # (4, n)
+            _axis_angle_quaternion_into(axis_angle[run, j].T, local, work)
             if j == 0:
-                rotations.append(quaternion_entries(w, x, y, z))
-                joints[0, :, run] = root[:, run]
-                continue
-            p = PARENTS[j]
-            parent = rotations[p]
-            for a in range(3):
-                g0, g1, g2 = parent[a]
-                joints[j, a, run] = joints[p, a, run] + g0 * offsets[j, 0] + g1 * offsets[j, 1] + g2 * offsets[j, 2]
-            if not CHILDREN[j]:  # a leaf's own rotation moves no joint
-                rotations.append([])
-                continue
-            local = quaternion_entries(w, x, y, z)
-            rotations.append(
-                [[g0 * local[0][c] + g1 * local[1][c] + g2 * local[2][c] for c in range(3)] for g0, g1, g2 in parent]
-            )
-    return np.ascontiguousarray(joints.transpose(2, 0, 1)), np.ascontiguousarray(quaternions.transpose(2, 0, 1))
+                joints[run, 0] = root[run]
+                turns[0, :, :n] = local
+            else:
+                p = PARENTS[j]
+                parent = matrices[p, :, :, :n]
+                place, parent_place = joints[run, j].T, joints[run, p].T
+                for a in range(3):  # the joint's place: its parent's, plus its offset turned by the parent
+                    row = place[a]
+                    np.multiply(parent[a, 0], offsets[j, 0], out=row)
+                    row += parent_place[a]
+                    for b in (1, 2):
+                        np.multiply(parent[a, b], offsets[j, b], out=work[0])
+                        row += work[0]
+                if not CHILDREN[j]:  # a leaf's own rotation moves no joint
+                    continue
+                _quaternion_product_into(turns[p, :, :n], local, turns[j, :, :n], work)
+            _quaternion_matrix_into(turns[j, :, :n], matrices[j, :, :, :n], work)
+    return joints, quaternions
+
+
+def _axis_angle_quaternion_into(v: np.ndarray, q: np.ndarray, work: np.ndarray) -> None:
+    """:func:`~mtvcrafter.motion.rotations.axis_angle_quaternion_parts` of ``v`` ``(3, n)`` into ``q`` ``(4, n)``;
+    ``work``: ``(≥ 3, n)`` scratch."""
+    x, y, z = v
+    angle, half, scale = work[0], work[1], work[2]
+    np.multiply(x, x, out=angle)
+    np.multiply(y, y, out=half)
+    angle += half
+    np.multiply(z, z, out=half)
+    angle += half
+    np.sqrt(angle, out=angle)
+    np.multiply(angle, 0.5, out=half)
+    np.sin(half, out=scale)
+    np.cos(half, out=q[0])
+    small = angle < 1e-6
+    np.divide(scale, angle, out=scale, where=~small)  # sin(θ/2)/θ …
+    if small.any():  # … and its series 1/2 − θ²/48 where θ is too small to divide by
+        scale[small] = 0.5 - angle[small] * angle[small] / 48.0
+    np.negative(scale, out=scale, where=q[0] < 0.0)  # past half a turn: the other sign, so that w ≥ 0
+    np.abs(q[0], out=q[0])
+    for k in range(3):
+        np.multiply(v[k], scale, out=q[k + 1])
+
+
+def _quaternion_product_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, work: np.ndarray) -> None:
+    """Hamilton products ``a ⊗ b`` of ``(4, n)`` quaternions into ``out`` (as
+    :func:`~mtvcrafter.motion.rotations.quaternion_multiply`); ``work``: ``(≥ 1, n)`` scratch."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    term = work[0]
+    for row, first, rest in (
+        (out[0], (aw, bw), ((-1, ax, bx), (-1, ay, by), (-1, az, bz))),
+        (out[1], (aw, bx), ((1, ax, bw), (1, ay, bz), (-1, az, by))),
+        (out[2], (aw, by), ((-1, ax, bz), (1, ay, bw), (1, az, bx))),
+        (out[3], (aw, bz), ((1, ax, by), (-1, ay, bx), (1, az, bw))),
+    ):
+        np.multiply(*first, out=row)
+        for sign, u, v in rest:
+            np.multiply(u, v, out=term)
+            if sign > 0:
+                row += term
+            else:
+                row -= term
+
+
+def _quaternion_matrix_into(q: np.ndarray, m: np.ndarray, work: np.ndarray) -> None:
+    """The rotation matrices of unit quaternions ``q`` ``(4, n)`` into ``m`` ``(3, 3, n)`` (as
+    :func:`~mtvcrafter.motion.rotations.quaternion_entries`); ``work``: ``(≥ 5, n)`` scratch."""
+    w, x, y, z = q
+    x2, y2, z2, first, second = work[0], work[1], work[2], work[3], work[4]
+    np.add(x, x, out=x2)
+    np.add(y, y, out=y2)
+    np.add(z, z, out=z2)
+    np.multiply(z, z2, out=first)  # zz
+    np.multiply(y, y2, out=m[0, 0])
+    m[0, 0] += first  # yy + zz
+    np.multiply(x, x2, out=m[1, 1])
+    m[1, 1] += first  # xx + zz
+    np.multiply(x, x2, out=m[2, 2])
+    np.multiply(y, y2, out=first)
+    m[2, 2] += first  # xx + yy
+    for k in range(3):
+        np.subtract(1.0, m[k, k], out=m[k, k])
+    for (i, k), u, v, s, t in (((0, 1), x, y2, w, z2), ((0, 2), x, z2, w, y2), ((1, 2), y, z2, w, x2)):
+        np.multiply(u, v, out=first)  # xy, xz, yz
+        np.multiply(s, t, out=second)  # wz, wy, wx
+        if (i, k) == (0, 2):  # m02 = xz + wy, m20 = xz − wy
+            np.add(first, second, out=m[i, k])
+            np.subtract(first, second, out=m[k, i])
+        else:  # m01 = xy − wz, m10 = xy + wz; m12 = yz − wx, m21 = yz + wx
+            np.subtract(first, second, out=m[i, k])
+            np.add(first, second, out=m[k, i])
 
 
 def forward_kinematics_rows(offsets, local, root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

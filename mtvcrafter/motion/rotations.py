@@ -48,13 +48,14 @@ def axis_angle_quaternion_parts(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> 
 def quaternion_entries(w: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[list[np.ndarray]]:
     """The rotation matrices' entries (as :func:`rodrigues_entries` gives them) of unit quaternions given as separate
     component arrays of any one shape."""
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz = x * y, x * z, y * z
-    wx, wy, wz = w * x, w * y, w * z
+    x2, y2, z2 = x + x, y + y, z + z
+    xx, yy, zz = x * x2, y * y2, z * z2
+    xy, xz, yz = x * y2, x * z2, y * z2
+    wx, wy, wz = w * x2, w * y2, w * z2
     return [
-        [1.0 - 2.0 * (yy + zz), 2.0 * (xy - wz), 2.0 * (xz + wy)],
-        [2.0 * (xy + wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz - wx)],
-        [2.0 * (xz - wy), 2.0 * (yz + wx), 1.0 - 2.0 * (xx + yy)],
+        [1.0 - (yy + zz), xy - wz, xz + wy],
+        [xy + wz, 1.0 - (xx + zz), yz - wx],
+        [xz - wy, yz + wx, 1.0 - (xx + yy)],
     ]
 
 
