@@ -153,7 +153,8 @@ def motion_from_smpl_parameters(
         quaternions = matrix_to_quaternion(local_rotations)
     axis, up_note = choose_up(world, up, default_up, detect_up)
     turn = up_to_z(axis)
-    world = world @ turn.T
+    if not np.array_equal(turn, np.eye(3)):  # AMASS's own Z up needs no turn
+        world = world @ turn.T
     rotation, position, joints_mm = place_in_front_of_camera(world)
     # the root's rotation seen from the camera: turned up, then into the camera's axes
     quaternions[:, 0] = quaternion_multiply(matrix_to_quaternion(rotation @ turn), quaternions[:, 0])

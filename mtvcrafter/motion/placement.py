@@ -54,4 +54,7 @@ def place_in_front_of_camera(
     """Joints ``(F, 24, 3)`` of a Z-up world in metres seen by the default camera: ``rotation (3, 3)`` (world →
     camera axes), ``position (3,)`` (metres) and the camera-space joints in millimetres."""
     rotation, position = frame_person_z_up(world_m, image_size, fov_deg)
-    return rotation, position, np.einsum("...j,kj->...k", world_m - position, rotation) * 1000.0
+    # (p − position) @ rotation.T in mm, as one product and one subtraction
+    joints_mm = np.einsum("...j,kj->...k", world_m, rotation * 1000.0)
+    joints_mm -= rotation @ position * 1000.0
+    return rotation, position, joints_mm
