@@ -85,9 +85,9 @@ def write_keys(obj, frames: np.ndarray, paths: list[tuple[str, int, str]], value
     # every key exactly, holds its extremes flat (no overshoot past them), and stays smooth between frames (motion
     # blur, retiming). The handles are the classic local ones (F-curve smoothing "None": each key's from its two
     # neighbours, so editing a key reshapes only the curve next to it). Blender's preference for new curves,
-    # "Continuous Acceleration", solves a system along each stretch between extremes instead: on dense mocap keys
-    # the two differ between frames by under a degree, and it takes twice the storing time (40 ms more for 10,000
-    # frames).
+    # "Continuous Acceleration", solves a system along each stretch between extremes instead: halfway between the
+    # keys of the sample clips the bones' rotations differ by 0.04° at the median (at most 3.8°, in a fast turn),
+    # and it takes twice the storing time (40 ms more for 10,000 frames).
     for curve, pairs in zip(curves, co, strict=True):
         points = curve.keyframe_points
         if len(points):
