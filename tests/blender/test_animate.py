@@ -306,6 +306,29 @@ def test_a_render_preset_decides_backend_and_settings(server, sample_pkl, refere
     assert latest["params"]["steps"] == 4
 
 
+def test_a_fast_render_preset_renders_in_fast_mode(server, sample_pkl, reference_image, tmp_path, monkeypatch):
+    """The fast presets ask for fast mode, and a preset's ``fast`` reaches the job the server runs (shown with the
+    tiny backend: the bundled fast presets need the MV-DiT weights)."""
+    from mtvcrafter_bridge import animate, panels
+    from mtvcrafter_bridge.presets import load_presets
+
+    presets = load_presets()
+    assert presets["mvdit-7b-fast"]["fast"] is True and presets["mvdit-17b-fast"]["fast"] is True
+    assert "fast" not in presets["mvdit-7b-official"]
+    with_fast = {**presets, "tiny-fast": {**presets["tiny-smoke"], "name": "tiny, fast", "fast": True}}
+    monkeypatch.setattr(animate, "load_presets", lambda: with_fast)
+    monkeypatch.setattr(panels, "load_presets", lambda: with_fast)
+    scene = prepare(sample_pkl, reference_image, server, tmp_path, start=1, frames=12)
+    scene.mtvcrafter_preset = "tiny-fast"
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    latest = httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]
+    assert latest["backend"] == "tiny" and latest["params"]["fast"] is True
+    scene.mtvcrafter_preset = "tiny-smoke"
+    assert bpy.ops.mtvcrafter.animate(wait=True) == {"FINISHED"}
+    latest = httpx.get(f"{server}/v1/jobs", params={"limit": 1}).json()[0]
+    assert not latest["params"].get("fast")
+
+
 @pytest.mark.parametrize("packed", [False, True])
 def test_an_image_in_the_blend_file_can_be_the_reference(server, sample_pkl, reference_image, tmp_path, packed):
     scene = prepare(sample_pkl, reference_image, server, tmp_path, start=5, frames=12)
