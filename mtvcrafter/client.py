@@ -96,11 +96,15 @@ class Client:
             files = {"motion": self._npz(motion), "reference": (Path(reference).name, r, "application/octet-stream")}
             return self._json("POST", "/v1/jobs", files=files, data={"params": json.dumps(params)})
 
-    def extract(self, video: str | Path, params: dict | None = None) -> dict:
+    def extract(self, video: str | Path, params: dict | None = None, *, clean: float | None = None) -> dict:
         """Submit a video for motion extraction (``POST /v1/extract``; the file is streamed, not read into memory):
         the job (``kind`` extract). ``params``: who to follow and how to smooth (``person``, ``box``, ``smooth``,
-        ``batch_size`` …; the server's ``GET /v1/backends?kind=extract`` lists them)."""
+        ``batch_size`` …; the server's ``GET /v1/backends?kind=extract`` lists them). ``clean``: clean the motion
+        too, as ``motion extract --clean`` does (smoothing of this strength, 0 to 1, and the feet planted); the
+        params' ``clean``, which it replaces when given."""
         video = Path(video)
+        if clean is not None:
+            params = {**(params or {}), "clean": clean}
         data = {"params": json.dumps(params)} if params else {}
         try:
             with open(video, "rb") as f:
@@ -197,11 +201,14 @@ class Client:
         params: dict | None = None,
         on_event: Callable[[dict], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        *,
+        clean: float | None = None,
     ) -> tuple[Path, dict]:
         """Submit a video, follow the extraction to the end, download the motion (our .npz) to ``out``: its path
         and the job's final state. ``cancelled()`` answering true (asked at each event) or Ctrl-C cancels the job
-        on the server; a job that does not succeed is a :class:`ServerError` with the server's message."""
-        return self.follow(self.extract(video, params), out, on_event, cancelled)
+        on the server; a job that does not succeed is a :class:`ServerError` with the server's message. ``clean``:
+        as for :meth:`extract`."""
+        return self.follow(self.extract(video, params, clean=clean), out, on_event, cancelled)
 
     def follow(
         self,

@@ -1,8 +1,8 @@
 """The HTTP API against its own OpenAPI schema, on real servers on loopback: every status a response has is
 declared for its operation (with the error body for errors) and the body conforms; a 405 names the allowed
 methods; ``/docs`` and ``/redoc`` load nothing from elsewhere (their files come from the server, through the
-same request checks as the API); and a bounded schemathesis run over ``/openapi.json`` finds no server error
-and no response that the schema does not describe.
+Host and Origin checks of the API; they and the schema need no token, the routes do); and a bounded schemathesis
+run over ``/openapi.json`` finds no server error and no response that the schema does not describe.
 
 The larger schemathesis run: ``API_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/test_openapi.py -k
 schemathesis`` (README "HTTP API")."""
@@ -165,8 +165,10 @@ def test_every_docs_file_is_served_with_its_type(bare_server):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 
-def test_the_docs_pass_through_the_request_checks(server):
-    """The pages, their files and the schema: the token when the server has one, the Host and Origin checks."""
+def test_the_docs_need_no_token_but_pass_through_the_other_request_checks(server):
+    """On a server with a token: the pages, their files and the schema are read without it (a browser opening /docs
+    cannot send it), still through the Host and Origin checks; the schema declares the bearer scheme (Swagger UI's
+    Authorize button), and the routes still refuse a request without the token."""
     for path in (
         "/docs",
         "/redoc",
@@ -175,16 +177,34 @@ def test_the_docs_pass_through_the_request_checks(server):
         "/openapi.json",
     ):
         assert httpx.get(server + path, headers=AUTH, timeout=10).status_code == 200, path
-        refused = httpx.get(server + path, timeout=10)
-        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", path
-        rebound = httpx.get(server + path, headers={**AUTH, "Host": "evil.example"}, timeout=10)
-        assert rebound.status_code == 421 and rebound.json()["error"]["code"] == "bad_host", path
-        cross = httpx.get(server + path, headers={**AUTH, "Origin": "https://evil.example"}, timeout=10)
-        assert cross.status_code == 403 and cross.json()["error"]["code"] == "cross_origin", path
+        assert httpx.get(server + path, timeout=10).status_code == 200, path
+        for headers in ({}, AUTH):
+            rebound = httpx.get(server + path, headers={**headers, "Host": "evil.example"}, timeout=10)
+            assert rebound.status_code == 421 and rebound.json()["error"]["code"] == "bad_host", path
+            cross = httpx.get(server + path, headers={**headers, "Origin": "https://evil.example"}, timeout=10)
+            assert cross.status_code == 403 and cross.json()["error"]["code"] == "cross_origin", path
+    assert httpx.head(server + "/openapi.json", timeout=10).status_code == 200
+    # reads only: anything else on those paths still needs the token
+    for method, path in (("POST", "/docs"), ("POST", "/openapi.json"), ("PUT", f"{ASSETS_URL}/swagger-ui.css")):
+        refused = httpx.request(method, server + path, timeout=10)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", (method, path)
     # the page's own requests (same origin) are let through
     port = server.rsplit(":", 1)[1]
-    own = httpx.get(server + "/openapi.json", headers={**AUTH, "Origin": f"http://127.0.0.1:{port}"}, timeout=10)
+    own = httpx.get(server + "/openapi.json", headers={"Origin": f"http://127.0.0.1:{port}"}, timeout=10)
     assert own.status_code == 200
+    # what Swagger UI reads: the bearer scheme (its Authorize button) on every operation, which it then sends
+    schema = own.json()
+    (name, scheme), *others = schema["components"]["securitySchemes"].items()
+    assert (name, scheme["type"], scheme["scheme"], others) == ("bearer", "http", "bearer", [])
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation["security"] == [{"bearer": []}], (method, path)
+            url = server + path.replace("{job_id}", "0123")
+            refused = httpx.request(method, url, timeout=10)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized", (method, path)
+            # the page's own request without the token (before Authorize) too
+            refused = httpx.request(method, url, headers={"Origin": f"http://127.0.0.1:{port}"}, timeout=10)
+            assert refused.status_code == 401, (method, path)
 
 
 def test_without_the_docs_files_the_server_starts_and_the_pages_say_what_to_install(tmp_path, monkeypatch):

@@ -231,6 +231,46 @@ def test_the_clients_extraction_cancels_the_job_when_asked(server, inputs, tmp_p
     assert seen[-1]["status"] == "cancelled" and not (tmp_path / "long.npz").exists()
 
 
+def test_clean_cleans_the_motion_as_clean_motion_does_and_is_part_of_the_cache_key(server, inputs, tmp_path):
+    from mtvcrafter.motion.clean import clean_motion
+
+    with Client(server.url) as client:
+        plain_path, plain_job = client.extract_motion(inputs["dance"], tmp_path / "plain.npz", {"smooth": "none"})
+        events: list[dict] = []
+        clean_path, clean_job = client.extract_motion(
+            inputs["dance"], tmp_path / "clean.npz", {"smooth": "none"}, events.append, clean=0.7
+        )
+    # only clean differs: another job, not the plain one's cache entry, another motion
+    assert clean_job["id"] != plain_job["id"] and not clean_job["cached"], clean_job
+    assert clean_job["params"]["clean"] == 0.7 and plain_job["params"]["clean"] is None
+    plain, cleaned = load_motion(plain_path), load_motion(clean_path)
+    assert np.abs(cleaned.joints - plain.joints).max() > 1.0  # mm
+
+    # what the library makes of the plain motion, with the feet planted as `motion extract --clean` plants them
+    expected, report = clean_motion(plain, smooth=0.7)
+    np.testing.assert_allclose(cleaned.joints, expected.joints, rtol=0, atol=1e-3)
+    assert (cleaned.num_frames, cleaned.fps, cleaned.name) == (plain.num_frames, plain.fps, plain.name)
+    # reported as the command line reports it: the motion's note, and the job's last progress event
+    note = f"cleaned: {report.summary()}"
+    assert any(n.endswith(note) for n in cleaned.notes), cleaned.notes
+    running = [e for e in events if e["status"] == "running"]
+    assert (running[-1]["phase"], running[-1]["message"], running[-1]["progress"]) == ("cleaning", note, 1.0)
+
+    # the same clean again: that cache entry; another strength: another job and motion
+    again = server.extract(inputs["dance"], {"smooth": "none", "clean": 0.7}).json()
+    assert again["cached"] and server.client.get(f"/v1/jobs/{again['id']}/result").content == clean_path.read_bytes()
+    softer = server.extract(inputs["dance"], {"smooth": "none", "clean": 0.2}).json()
+    assert not softer["cached"], softer
+    softer = server.wait(softer["id"], lambda j: j["status"] in TERMINAL)
+    assert softer["status"] == "succeeded", softer
+    with Client(server.url) as client:
+        soft = load_motion(client.download(softer["id"], tmp_path / "soft.npz"))
+    np.testing.assert_allclose(soft.joints, clean_motion(plain, smooth=0.2)[0].joints, rtol=0, atol=1e-3)
+    assert np.abs(soft.joints - cleaned.joints).max() > 0.1
+    # and the plain params still find the plain motion (clean left out of the key when not asked)
+    assert server.extract(inputs["dance"], {"smooth": "none"}).json()["cached"]
+
+
 # -- refusals ----------------------------------------------------------------------------------------------
 
 
@@ -259,6 +299,9 @@ HOSTILE = {
     "unknown smoothing": (422, "invalid_params", "params.smooth"),
     "a person and a box": (422, "invalid_params", "params"),
     "params that are not JSON": (422, "invalid_params", "params"),
+    "a clean strength above 1": (422, "invalid_params", "params.clean"),
+    "a negative clean strength": (422, "invalid_params", "params.clean"),
+    "clean as true": (422, "invalid_params", "params.clean"),
 }
 
 
@@ -297,6 +340,9 @@ def test_hostile_uploads_are_refused_in_one_line_and_leave_nothing(server, input
             "unknown smoothing": json.dumps({"smooth": "wobbly"}),
             "a person and a box": json.dumps({"person": 1, "box": [1, 2, 30, 40]}),
             "params that are not JSON": "{smooth: savgol",
+            "a clean strength above 1": json.dumps({"clean": 1.5}),
+            "a negative clean strength": json.dumps({"clean": -0.1}),
+            "clean as true": json.dumps({"clean": True}),
         }[case]
         response = post("/v1/extract", files={"video": ("dance.mp4", dance)}, data={"params": params})
     status, code, field = HOSTILE[case]
@@ -310,6 +356,8 @@ def test_hostile_uploads_are_refused_in_one_line_and_leave_nothing(server, input
         assert f"({MAX_VIDEO_MB} MB)" in message, message
     if case == "a declared body beyond the limit":
         assert f"videos of at most {MAX_VIDEO_MB} MB (--max-video-mb)" in message, message
+    if "clean" in case:
+        assert message.startswith("params.clean: "), message
     assert server.leftovers() == before, "the refused upload left files in the data folder"
     assert len(server.client.get("/v1/jobs", params={"limit": 500}).json()) == jobs_before
     assert server.client.get("/v1/health").json()["status"] == "ok"

@@ -2,7 +2,9 @@
 (under ``/docs/assets/``), so that both pages work without internet. The files are those of the
 ``fastapi-offline`` package (a dependency of the ``server`` extra); FastAPI's own pages load them from a CDN.
 
-The pages go through the same request checks as the API (Host, Origin, the token when the server has one).
+The pages, their files and ``/openapi.json`` go through the Host and Origin checks of the API but need no token
+(:data:`.security.OPEN_PATHS`): a browser cannot send one when it opens a page. The schema declares the token as the
+``bearer`` scheme, so Swagger UI shows Authorize and sends the token given there with the requests it makes.
 Without the package the server still starts (with a warning), and the pages answer 503 saying what to install.
 """
 

@@ -44,7 +44,7 @@ REQUEST_BODY = {
                         "type": "string",
                         "contentMediaType": "application/json",
                         "contentSchema": {"$ref": "#/components/schemas/ExtractParams"},
-                        "description": "JSON object of ExtractParams (who to follow, smoothing …)",
+                        "description": "JSON object of ExtractParams (who to follow, smoothing, cleaning …)",
                     },
                 },
             }
@@ -97,7 +97,9 @@ def submit(upload: VideoUpload, settings: Settings, store, files, executor, extr
     params: ExtractParams = parse_params(upload.params, ExtractParams)
     info = probe(upload.path, settings)
     params_dict = params.model_dump(mode="json")
-    key = video_key(upload.sha256, upload.filename, params_dict, extractor.identity())
+    # clean is part of the key; left out when not asked, so that motions extracted before it existed are still found
+    key_params = {name: value for name, value in params_dict.items() if name != "clean" or value is not None}
+    key = video_key(upload.sha256, upload.filename, key_params, extractor.identity())
     facts = dict(frames=info.frames, fps=info.fps, width=info.width, height=info.height)
 
     def save_inputs(folder: Path) -> None:

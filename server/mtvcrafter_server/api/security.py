@@ -4,13 +4,17 @@
   cannot reach the server through a DNS name rebound to 127.0.0.1.
 - Origin: browsers mark cross-site requests (``Origin``, ``Sec-Fetch-Site``); they are refused unless
   the origin was allowed explicitly. Clients such as Blender or httpx send neither.
-- Token: when the server has one, every request needs ``Authorization: Bearer <token>``.
+- Token: when the server has one, every request needs ``Authorization: Bearer <token>``, except reading the docs
+  (:data:`OPEN_PATHS`: ``GET``/``HEAD`` of ``/docs``, ``/redoc``, their files and ``/openapi.json``), which a
+  browser opens without a way to send the header. The schema is no secret (the routes and their params, the same
+  on every server); Swagger UI's Authorize button then sends the token with each request it makes, and every route
+  of the API still refuses a request without it.
 - Size: a body larger than the limit is refused from its ``Content-Length``, or cut off while streaming (the
   limit of uploads, ``max_upload_bytes``; a video sent to ``POST /v1/extract`` may be as large as
   ``max_video_mb``).
 
-The OpenAPI schema declares the token as the ``bearer`` scheme (:data:`bearer`); the check itself is the
-middleware's, so that it covers every request, the schema and the docs included.
+The OpenAPI schema declares the token as the ``bearer`` scheme (:data:`bearer`) on every route of the API; the
+check itself is the middleware's, so that it covers every request but the docs' reads.
 """
 
 from __future__ import annotations
@@ -23,11 +27,23 @@ from fastapi.security import HTTPBearer
 from mtvcrafter.client import is_loopback
 
 from ..settings import Settings
+from .docs import ASSETS_URL
 
 #: the path whose body is a video (bounded by ``max_video_mb``), and what its body may hold besides the video
 #: (multipart framing, the params)
 VIDEO_PATH = "/v1/extract"
 VIDEO_BODY_EXTRA = 1 << 20
+
+#: what a browser reads without the token (GET and HEAD only): the docs pages, their files and the schema they show
+OPEN_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
+OPEN_PREFIX = ASSETS_URL + "/"
+
+
+def is_open(scope) -> bool:
+    """Whether the request reads the docs (no token needed; the Host, Origin and size checks still apply)."""
+    path = scope.get("path", "")
+    return scope.get("method") in ("GET", "HEAD") and (path in OPEN_PATHS or path.startswith(OPEN_PREFIX))
+
 
 #: the access token in the OpenAPI schema; it checks nothing (SecurityMiddleware does)
 bearer = HTTPBearer(
@@ -86,7 +102,7 @@ class SecurityMiddleware:
         allowed = same_origin or origin in self.settings.allowed_origins
         if (origin is not None and not allowed) or (site in ("cross-site", "same-site") and not allowed):
             return await self._refuse(send, 403, "cross_origin", f"requests from web pages ({origin}) are refused")
-        if self.settings.token:
+        if self.settings.token and not is_open(scope):
             auth = _header(scope, b"authorization") or ""
             given = auth[7:] if auth.lower().startswith("bearer ") else ""
             if not hmac.compare_digest(given.encode(), self.settings.token.encode()):

@@ -1,6 +1,7 @@
 """Extraction jobs (``POST /v1/extract``): the server's NLF model, named by ``--nlf`` (``MTVCRAFTER_NLF``),
 loaded by the first extraction and kept loaded; whether extraction is available here and why not; the run of
-one job, its video through :func:`mtvcrafter.extract.extract_motion` to a :class:`Motion`.
+one job, its video through :func:`mtvcrafter.extract.extract_motion` to a :class:`Motion` (cleaned by
+:func:`mtvcrafter.motion.clean.clean_motion` when the params ask).
 
 :mod:`mtvcrafter.extract` (torch) is imported by the first extraction, not when the server starts."""
 
@@ -24,6 +25,8 @@ DESCRIPTION = "NLF pose estimator: a performer's 3D motion (SMPL-24 joints) from
 #: the share of a job's progress each phase of :func:`mtvcrafter.extract.extract_motion` takes (it reports each
 #: phase from 0 to 1; a job's progress goes once from 0 to 1)
 PHASE_SHARES = {"decoding+detecting": (0.0, 0.9), "tracking": (0.9, 0.95), "smoothing": (0.95, 1.0)}
+#: then, with the params' ``clean``, the phase "cleaning" (at 1.0: :func:`~mtvcrafter.motion.clean.clean_motion` takes
+#: a few seconds at most), its last message the note the motion gains
 
 
 class Extractor:
@@ -149,4 +152,14 @@ class Extractor:
             start, end = PHASE_SHARES.get(phase, (0.0, 1.0))
             progress(phase, start + (end - start) * fraction, message)
 
-        return extract_motion(video, model, options, progress=report, cancelled=cancelled, **limits)
+        motion = extract_motion(video, model, options, progress=report, cancelled=cancelled, **limits)
+        if params.clean is None:
+            return motion
+        from mtvcrafter.motion.clean import clean_motion
+
+        # as `motion extract --clean S`: smoothing of strength S and the feet planted; the motion gains the note
+        # "cleaned: …" (how far the joints moved), which the job's last progress event says too
+        progress("cleaning", 1.0, f"cleaning the motion: smoothing of strength {params.clean:g}, the feet planted")
+        motion, summary = clean_motion(motion, smooth=params.clean)
+        progress("cleaning", 1.0, f"cleaned: {summary.summary()}")
+        return motion

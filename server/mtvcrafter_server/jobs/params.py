@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from mtvcrafter.backends import BACKENDS, SETTINGS, RenderSettings, Setting
 
@@ -63,8 +63,8 @@ Side = Annotated[float, Field(allow_inf_nan=False, gt=0, le=65536)]
 
 
 class ExtractParams(BaseModel):
-    """Settings of an extraction (the params JSON part of POST /v1/extract): who to follow, how to smooth. The
-    device is the server's."""
+    """Settings of an extraction (the params JSON part of POST /v1/extract): who to follow, how to smooth, whether
+    to clean. The device is the server's."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -104,6 +104,22 @@ class ExtractParams(BaseModel):
     detector_threshold: float = Field(
         0.3, gt=0, le=1, allow_inf_nan=False, description="the person detector's score threshold"
     )
+    clean: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="then clean the motion (mtvcrafter.motion.clean.clean_motion, as motion extract --clean does): "
+        "more smoothing of this strength, 0 (none) to 1 (strong; 0.5 as the command line's default), and the feet "
+        "planted while they touch the ground; the motion's notes say what it did (default: not cleaned)",
+    )
+
+    @field_validator("clean", mode="before")
+    @classmethod
+    def _a_strength(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # not 1.0 for true: a strength is asked for, as the command line's --clean S
+            raise ValueError("a strength from 0 (none) to 1 (strong), e.g. 0.5, not true or false")
+        return value
 
     @model_validator(mode="after")
     def _one_way_to_choose(self) -> ExtractParams:
