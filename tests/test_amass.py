@@ -445,21 +445,27 @@ def test_split_pose_fields_must_cover_the_same_frames(tmp_path):
         load_motion(path)
 
 
-def test_the_rotations_read_pose_the_joints_whatever_the_turn(tmp_path):
+@pytest.mark.parametrize("up", ["Z", "Y"])
+def test_the_rotations_read_pose_the_joints_whatever_the_turn(tmp_path, up):
     """The rotations kept from an AMASS file (quaternions computed from the axis-angle poses, the root's turned
-    into the camera's axes) are the motion: forward kinematics of them gives its joints, with w >= 0 throughout,
-    for a root that turns past half a turn and joints at rest."""
+    upright and into the camera's axes) are the motion: forward kinematics of them gives its joints, upright, with
+    w >= 0 throughout, for a root that turns past half a turn and joints at rest; in AMASS's own Z-up world and in a
+    Y-up one (``up="Y"``), whose turn to Z up is not the identity."""
     from mtvcrafter.motion.kinematics import forward_kinematics
     from mtvcrafter.motion.rotations import quaternion_to_matrix
+    from mtvcrafter.motion.skeleton import JOINT_INDEX
 
     frames = 90
     poses = synth_poses(frames, 156, seed=4)
     poses[:, 3:6] = 0.0  # a joint exactly at rest
     spin = np.linspace(0.0, 2.2 * np.pi, frames)  # the performer spins about the vertical past a full turn
-    poses[:, 0:3] = (
-        Rotation.from_rotvec(spin[:, None] * [0.0, 0.0, 1.0]) * Rotation.from_rotvec([np.pi / 2, 0, 0])
-    ).as_rotvec()
-    motion = load_motion(write_amass(tmp_path / "spin.npz", frames=frames, poses=poses))
+    vertical, upright = ([0.0, 0.0, 1.0], [np.pi / 2, 0, 0]) if up == "Z" else ([0.0, 1.0, 0.0], [0.0, 0.0, 0.0])
+    poses[:, 0:3] = (Rotation.from_rotvec(spin[:, None] * vertical) * Rotation.from_rotvec(upright)).as_rotvec()
+    trans = walking_trans(frames) if up == "Z" else walking_trans(frames)[:, [0, 2, 1]] * [1, 1, -1]
+    path = write_amass(tmp_path / "spin.npz", frames=frames, poses=poses, trans=trans)
+    motion = load_motion(path, up=up)
+    head_above = motion.joints[:, JOINT_INDEX["head"], 1] < motion.joints[:, JOINT_INDEX["pelvis"], 1]  # y down
+    assert head_above.all()
     rotations = motion.rotations.astype(np.float64)
     assert rotations.shape == (frames, 24, 4) and (rotations[..., 0] >= 0).all()
     np.testing.assert_allclose(np.linalg.norm(rotations, axis=-1), 1.0, atol=1e-6)

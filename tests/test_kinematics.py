@@ -165,6 +165,9 @@ def test_forward_kinematics_matches_reference():
     for j in (3, 6, 9, 13, 16, 18, 20, 22):  # down the chain to the left hand
         hand = hand * Rotation.from_rotvec(rotvecs[:, j])
     np.testing.assert_allclose(glob[:, 22], hand.as_matrix(), atol=1e-12)
+    # one root position for every frame
+    still, _ = forward_kinematics(offsets, axis_angle_to_matrix(rotvecs[:1]), root[0])
+    np.testing.assert_allclose(still, reference_fk(offsets, rotvecs[:1], root[:1]), atol=1e-12)
     # per-frame offsets, and an exact fit's residuals added to them
     stretched = offsets * RNG.uniform(0.8, 1.2, size=(6, 24, 1))
     residuals = RNG.normal(size=(6, 24, 3)) * 0.01
@@ -183,9 +186,11 @@ def test_forward_kinematics_of_axis_angle_matches_reference(monkeypatch, run):
     rotvecs = RNG.normal(size=(13, 24, 3)) * 1.2
     rotvecs[0, :4] = 0.0
     rotvecs[1, 0] = [0.0, 0.0, 1.5 * np.pi]  # past half a turn
+    rotvecs[2, :3] = [[1e-9, -2e-9, 3e-10], [1e-7, 0.0, 0.0], [0.0, 4e-7, -3e-7]]  # below the series' threshold
     root = RNG.normal(size=(13, 3))
     joints, quats = kinematics.forward_kinematics_axis_angle(offsets, rotvecs, root)
     np.testing.assert_allclose(joints, reference_fk(offsets, rotvecs, root), atol=1e-12)
+    np.testing.assert_allclose(quats[2, :3, 1:], rotvecs[2, :3] / 2, rtol=1e-9)  # tiny turns: sin(θ/2)/θ ≈ 1/2
     xyzw = Rotation.from_rotvec(rotvecs.reshape(-1, 3)).as_quat().reshape(13, 24, 4)
     expected = np.concatenate([xyzw[..., 3:], xyzw[..., :3]], axis=-1)
     expected *= np.where(expected[..., :1] < 0, -1, 1)
@@ -201,12 +206,22 @@ def test_axis_angle_to_quaternion_and_quaternion_products_match_scipy():
     quats = axis_angle_to_quaternion(rotvecs)
     np.testing.assert_allclose(quats, expected, atol=1e-12)
     np.testing.assert_allclose(quats, matrix_to_quaternion(axis_angle_to_matrix(rotvecs)), atol=1e-12)
-    # plausible misreadings differ: (x, y, z, w) order, the full angle for the half, no sign rule past half a turn
+    # the reference tells apart the plausible misreadings ((x, y, z, w) order, the full angle for the half), and
+    # the data reach past half a turn often, where a missing sign rule would show
     assert not np.allclose(np.roll(quats, -1, axis=-1), expected, atol=1e-3)
     assert not np.allclose(Rotation.from_rotvec(rotvecs * 2).as_quat()[:, [3, 0, 1, 2]], expected, atol=1e-3)
     assert (np.cos(np.linalg.norm(rotvecs, axis=-1) / 2) < 0).sum() > 50
+    # Hamilton's table (i² = j² = k² = ijk = −1) and bilinearity define the product, sign included
+    basis = np.eye(4)
+    table = {(0, q): (1, q) for q in range(4)} | {(p, 0): (1, p) for p in range(1, 4)}
+    table |= {(1, 1): (-1, 0), (2, 2): (-1, 0), (3, 3): (-1, 0), (1, 2): (1, 3), (2, 1): (-1, 3)}
+    table |= {(2, 3): (1, 1), (3, 2): (-1, 1), (3, 1): (1, 2), (1, 3): (-1, 2)}
+    for (p, q), (sign, r) in table.items():
+        np.testing.assert_array_equal(quaternion_multiply(basis[p], basis[q]), sign * basis[r])
     a, b = RNG.normal(size=(2, 300, 4))
     product = quaternion_multiply(a, b)
+    by_table = sum(sign * a[:, [p]] * b[:, [q]] * basis[r] for (p, q), (sign, r) in table.items())
+    np.testing.assert_allclose(product, by_table, atol=1e-12)
     ra = Rotation.from_quat(a[:, [1, 2, 3, 0]])
     rb = Rotation.from_quat(b[:, [1, 2, 3, 0]])
     composed = (ra * rb).as_matrix()  # b first, then a

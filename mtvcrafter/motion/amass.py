@@ -146,7 +146,7 @@ def motion_from_smpl_parameters(
     local_rotations = np.asarray(local_rotations, dtype=np.float64)
     offsets = rest_offsets_from_joints(skeleton.joints_m)
     root = skeleton.joints_m[0] + trans_m.astype(np.float64)
-    if local_rotations.shape[-1] == 3 and local_rotations.ndim == 3:  # axis-angle
+    if local_rotations.shape[1:] == (24, 3):  # axis-angle (matrices are (T, 24, 3, 3))
         world, quaternions = forward_kinematics_axis_angle(offsets, local_rotations, root)
     else:
         world, _ = forward_kinematics(offsets, local_rotations, root)

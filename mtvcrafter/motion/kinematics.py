@@ -59,7 +59,8 @@ def forward_kinematics(
     # entry-major copies: every matrix entry of a joint one contiguous run over the frames
     local = np.ascontiguousarray(local_rotations.transpose(2, 3, 1, 0))  # (3, 3, 24, T)
     offset_rows = np.ascontiguousarray(offsets.T if offsets.ndim == 2 else offsets.transpose(2, 1, 0))
-    root = np.ascontiguousarray(np.asarray(root_translation, dtype=np.float64).T)
+    frames = local_rotations.shape[0]
+    root = np.ascontiguousarray(np.broadcast_to(np.asarray(root_translation, dtype=np.float64), (frames, 3)).T)
     joints, global_rot = forward_kinematics_rows(offset_rows, local, root)
     return np.ascontiguousarray(joints.transpose(2, 1, 0)), global_rot.transpose(3, 2, 0, 1)
 
@@ -84,12 +85,12 @@ def forward_kinematics_axis_angle(
     axis_angle = np.asarray(axis_angle, dtype=np.float64)
     frames = axis_angle.shape[0]
     offsets = np.asarray(rest_offsets, dtype=np.float64)
-    root = np.asarray(root_translation, dtype=np.float64)
+    root = np.broadcast_to(np.asarray(root_translation, dtype=np.float64), (frames, 3))
     # the results in their final layout, each value of a joint read and written as a (strided) run over the frames
     joints = np.empty((frames, NUM_JOINTS, 3))
     quaternions = np.empty((frames, NUM_JOINTS, 4))
     runs = max(1, -(-frames // _RUN))
-    length = -(-frames // runs)  # runs of equal length
+    length = max(1, -(-frames // runs))  # runs of equal length
     turns = np.empty((NUM_JOINTS, 4, length))  # global quaternions of the joints with children
     matrices = np.empty((NUM_JOINTS, 3, 3, length))  # … and their matrices
     scratch = np.empty((6, length))

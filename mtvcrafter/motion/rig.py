@@ -145,8 +145,9 @@ def pose_channels(
     root = camera_to_world_m(fit.root_translation, camera)
     # sign-continuous over time: a quaternion turning to the far side of its predecessor is flipped back
     flips = np.einsum("jct,jct->jt", quats[:, :, 1:], quats[:, :, :-1]) < 0
-    signs = np.ones(flips.shape[:1] + (flips.shape[1] + 1,))
-    signs[:, 1:] = np.cumprod(np.where(flips, -1.0, 1.0), axis=1)
-    quats *= signs[:, None, :]
+    if flips.any():
+        signs = np.ones(flips.shape[:1] + (flips.shape[1] + 1,))
+        signs[:, 1:] = np.cumprod(np.where(flips, -1.0, 1.0), axis=1)
+        quats *= signs[:, None, :]
     location = (root - np.asarray(rest_heads, dtype=np.float64)[0]) @ rest[0]
     return quats.transpose(2, 0, 1), location  # (T, 24, 4): a view of the channel-major array
