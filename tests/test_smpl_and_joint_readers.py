@@ -364,6 +364,34 @@ def test_options_for_other_formats_are_refused_naming_the_formats_they_serve(tmp
         load_motion(params, unit="cm")
 
 
+def test_a_body_model_is_refused_for_files_that_hold_their_joints(tmp_path, capsys, sample_pkl):
+    """--body-model gives exact joints of SMPL parameters; for a BVH, joint positions, an official pickle or our
+    .npz it would change nothing, so it is refused in one line naming the option, rather than silently ignored."""
+    clip = tmp_path / "clip.npy"
+    np.save(clip, np.zeros((4, 22, 3)))
+    ours = tmp_path / "ours.npz"
+    save_motion(load_motion(sample_pkl), ours)
+    from mtvcrafter.motion import inverse_kinematics
+    from mtvcrafter.motion.bvh import write_bvh
+    from mtvcrafter.motion.rig import with_skeleton
+
+    motion = load_motion(sample_pkl)
+    bvh = write_bvh(with_skeleton(motion, inverse_kinematics(motion.joints, mode="fit")), tmp_path / "clip.bvh")
+    cases = [
+        (clip, "a joint-position .npy file"),
+        (sample_pkl, "an official motion pickle"),
+        (ours, "our motion .npz"),
+        (bvh, "a BVH file"),
+    ]
+    for path, what in cases:
+        with pytest.raises(MotionError, match="applies to SMPL parameter files only") as info:
+            load_motion(path, body_model=tmp_path)
+        assert info.value.field == "body_model" and what in str(info.value)
+        assert main(["motion", "info", str(path), "--body-model", str(tmp_path)]) != 0
+        err = capsys.readouterr().err
+        assert "body_model" in err.replace("-", "_") and len(err.strip().splitlines()) == 1
+
+
 @needs_realworld
 @pytest.mark.parametrize(
     ("path", "frames", "fps"), [(AISTPP, 720, 60), (HUMANML3D, 170, 20)], ids=["aist++", "humanml3d"]

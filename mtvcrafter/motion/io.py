@@ -37,6 +37,17 @@ def _refuse_up(up: str | None, path: Path, what: str) -> None:
         raise MotionError(f"applies to {_ONLY_FOR['up'][0]} only (this is {what})", source=str(path), field="up")
 
 
+def _refuse_body_model(body_model: str | Path | None, path: Path, what: str) -> None:
+    """A body model gives exact joints of SMPL parameters; any other file has its joints already."""
+    if body_model is not None:
+        raise MotionError(
+            f"applies to SMPL parameter files only (AMASS, AIST++, fitting outputs); this is {what}, whose joints "
+            "it already holds",
+            source=str(path),
+            field="body_model",
+        )
+
+
 def load_motions(
     path: str | Path,
     *,
@@ -70,6 +81,7 @@ def load_motions(
         raise MotionError("no such file" if not path.exists() else "not a file", source=str(path))
     suffix = path.suffix.lower()
     if suffix == ".bvh":
+        _refuse_body_model(body_model, path, "a BVH file")
         return [motion_from_bvh(path, bone_map=bone_map, unit=unit, camera=camera, up=up)]
     for name, value in (("bone_map", bone_map), ("unit", unit), ("camera", camera), ("up", up)):
         formats, suffixes = _ONLY_FOR[name]
@@ -78,6 +90,7 @@ def load_motions(
                 f"applies to {formats} only (this is a '{path.suffix}' file)", source=str(path), field=name
             )
     if suffix == ".npy":
+        _refuse_body_model(body_model, path, "a joint-position .npy file")
         header = read_npy_header(path)
         if header.dtype.hasobject:
             return read_mdm_results(path, header, fps=fps, unit=unit, up=up)
@@ -94,12 +107,14 @@ def load_motions(
                 source=str(path),
             )
         _refuse_up(up, path, "an official motion pickle")
+        _refuse_body_model(body_model, path, "an official motion pickle")
         return read_official_pickle(path, fps=fps, data=data)
     if suffix == ".npz":
         with NpzArchive(path) as data:
             keys = set(data.files)
             if is_our_npz(keys):
                 _refuse_up(up, path, "our motion .npz")
+                _refuse_body_model(body_model, path, "our motion .npz")
                 return [read_npz(path, data)]
             if is_amass(keys):
                 return [read_amass(path, data, body_model=body_model, fps=fps, up=up)]
