@@ -105,8 +105,12 @@ class ServeProcess:
         env.update(PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")  # the models on the CPU, as the timings assume
         return {**env, **self.env}
 
+    def program(self) -> list[str]:
+        """What runs ``serve …``: the ``mtvcrafter`` command."""
+        return serve_command()
+
     def start(self) -> Self:
-        command = [*serve_command(), "serve", "--host", self.host, "--port", str(self.port)]
+        command = [*self.program(), "serve", "--host", self.host, "--port", str(self.port)]
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
         command += self.args

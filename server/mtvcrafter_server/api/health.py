@@ -1,8 +1,10 @@
 """``GET /v1/health``: the server is up; its version, default backend and queue, the job worker's state and
 whether the data folder takes writes; whether it extracts motion from videos (``extract``: available, or why
 not). ``200`` with ``status: ok`` when jobs can run; ``503`` with
-``status: degraded`` when the worker is dead, stalled, waiting for storage or (Ray) waiting for a replica, or the data
-folder refuses writes (``worker_error``, ``storage``: why, and the fix)."""
+``status: degraded`` when the worker is dead, stalled, waiting for storage, restarting (after a wait: it stopped
+repeatedly) or (Ray) waiting for a replica, or the data folder refuses writes (``worker_error``, ``storage``: why,
+and the fix). ``worker_restarts`` counts the worker threads replaced since the server started, and
+``worker_restart_reason`` says why the last one stopped."""
 
 from __future__ import annotations
 
@@ -36,7 +38,9 @@ _last_check = [0.0]
     response_model=Health,
     summary="Server status",
     description="The version, default backend and queue; the job worker's state (`worker`: idle, running, "
-    "stalled, waiting for storage, waiting for a replica (Ray), dead), the data folder's (`storage`: null when it "
+    "stalled, waiting for storage, waiting for a replica (Ray), restarting, dead; `worker_restarts`: workers "
+    "replaced since the server started, `worker_restart_reason`: why the last one stopped), the data folder's "
+    "(`storage`: null when it "
     "takes writes, `free_gb`) and whether videos can be turned into motion here (`extract`: `available`, else the "
     "`reason` and the fix; the largest and longest video taken).",
     responses={503: {"model": Health, "description": "jobs cannot run now: the body says why (status degraded)"}},

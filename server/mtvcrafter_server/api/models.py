@@ -21,7 +21,7 @@ class ExtractAvailability(BaseModel):
 
 
 class Health(BaseModel):
-    #: "ok", or "degraded" (with 503) when the worker is dead, stalled or waiting for storage
+    #: "ok", or "degraded" (with 503) when the worker is dead, stalled, restarting or waiting for storage
     status: str
     version: str
     default_backend: str
@@ -30,6 +30,9 @@ class Health(BaseModel):
     worker: str | None = None
     last_progress_s: float | None = None
     worker_error: str | None = None
+    #: worker threads the server replaced since it started (a job ended one), and why the last one stopped
+    worker_restarts: int = 0
+    worker_restart_reason: str | None = None
     storage: str | None = None
     free_gb: float | None = None
     #: whether this server extracts motion from videos (POST /v1/extract), and why not

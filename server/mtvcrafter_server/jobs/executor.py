@@ -7,6 +7,13 @@ job code (:mod:`.running`) and record the same things in the same store and data
 A worker outlives anything a job or the store does: a job that fails fails alone; a job's progress is recorded
 when the store takes it (a lost progress event changes nothing); a job's start and end are recorded when the store
 takes them, the worker waiting (and saying so in ``/v1/health``) while it does not.
+
+A worker thread that ends all the same (something that is not an ``Exception`` escapes a job's code, such as a
+``SystemExit`` or ``KeyboardInterrupt`` raised in a library, or a fault of the worker's own) is replaced, as the Ray
+executor replaces a replica whose process died: the job it was running fails with :data:`WORKER_LOST` (never
+re-queued: a job that ends its worker would end the next one too) and a new thread takes the queue. A worker that
+stops more than :data:`RESTARTS_AT_ONCE` times within :data:`RESTART_WINDOW_S` is replaced after a wait that doubles
+each time (:data:`RESTART_DELAY_S`); ``/v1/health`` says ``restarting`` meanwhile, and counts the restarts.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 
 from mtvcrafter.backends import Backend, Progress
 
+from ..paths import hide_server_paths, server_folders
 from ..settings import Settings
 from .extraction import Extractor
 from .files import DataFolder, StorageError, storage_error
@@ -56,9 +64,16 @@ class Executor:
 
     def health(self) -> dict:
         """The workers' state for ``/v1/health``: ``worker`` (idle, running, stalled, waiting for storage, waiting
-        for a replica, or dead), ``last_progress_s`` (seconds since the running job last reported; None when
-        idle) and ``worker_error`` (why it waits, or died; None)."""
-        return {"worker": "running" if self.current else "idle", "last_progress_s": None, "worker_error": None}
+        for a replica, restarting, or dead), ``last_progress_s`` (seconds since the running job last reported; None
+        when idle), ``worker_error`` (why it waits, or died; None), ``worker_restarts`` (worker threads replaced
+        since the server started) and ``worker_restart_reason`` (why the last one stopped; None)."""
+        return {
+            "worker": "running" if self.current else "idle",
+            "last_progress_s": None,
+            "worker_error": None,
+            "worker_restarts": 0,
+            "worker_restart_reason": None,
+        }
 
 
 class ExecutorUnavailable(Exception):
@@ -72,6 +87,17 @@ class Stopping(Exception):
 INTERNAL = "internal error; see the server log"
 #: how long a worker waits between tries of a write the store refused (doubling up to the last)
 RETRY_S = (0.25, 5.0)
+#: a worker thread that stops is replaced at once this many times within :data:`RESTART_WINDOW_S` seconds; after
+#: that, each replacement waits twice as long as the one before, from the first of :data:`RESTART_DELAY_S` up to the
+#: last
+RESTARTS_AT_ONCE = 2
+RESTART_WINDOW_S = 600.0
+RESTART_DELAY_S = (5.0, 300.0)
+#: what a job whose worker thread stopped while running it ends with ({why}: the exception's type and first line)
+WORKER_LOST = (
+    "the server's job worker stopped while running this job ({why}); the server replaced the worker: submit the job "
+    "again"
+)
 
 
 class Worker:
@@ -85,6 +111,10 @@ class Worker:
         self.last_beat = time.monotonic()
         self.ready = True
         self.problem: str | None = None
+        #: a replacement thread's first duty: (the job its predecessor was running or None, why it stopped)
+        self.lost: tuple[str | None, str] | None = None
+        #: when a replacement thread takes jobs (time.monotonic()); None: it does
+        self.restart_at: float | None = None
 
 
 class QueueExecutor(Executor):
@@ -107,8 +137,14 @@ class QueueExecutor(Executor):
         self.workers: list[Worker] = []
         #: what the workers wait for when they are not running a job's code: None, or "waiting for storage"
         self._waiting: str | None = None
-        #: the storage error they wait on, or what ended a worker
+        #: the storage error they wait on, or why no worker could be started in place of one that stopped
         self._error: str | None = None
+        #: worker threads replaced since the server started, and why the last one stopped
+        self.restarts = 0
+        self.restart_reason: str | None = None
+        #: when worker threads stopped within the last RESTART_WINDOW_S (time.monotonic())
+        self._stops: list[float] = []
+        self._restart_lock = threading.Lock()
 
     # -- what subclasses provide ---------------------------------------------------------------------
 
@@ -121,6 +157,9 @@ class QueueExecutor(Executor):
     def _execute(self, worker: Worker, job: Job, report: Progress) -> Outcome:
         """Run ``job``'s code; a result it made is a file in the data folder's ``tmp``."""
         raise NotImplementedError
+
+    def _abandon(self, worker: Worker, job_id: str) -> None:
+        """The thread of ``worker`` stopped while running ``job_id``: stop what may still run of it elsewhere."""
 
     # -- the API's side ------------------------------------------------------------------------------
 
@@ -136,6 +175,79 @@ class QueueExecutor(Executor):
             name = "mtvcrafter-worker" if len(self.workers) == 1 else f"mtvcrafter-worker-{k + 1}"
             worker.thread = threading.Thread(target=self._work, args=(worker,), name=name, daemon=True)
             worker.thread.start()
+
+    def _thread_stopped(self, worker: Worker, job_id: str | None, exc: BaseException) -> None:
+        """Called by the thread of ``worker`` as ``exc`` ends it: a new thread in its place, at once or after the
+        wait of a worker that keeps stopping; it fails ``job_id`` (the job this one was running) first."""
+        why = self._describe(exc)
+        if job_id is None and worker.lost is not None:  # a replacement that stopped before it failed that job
+            job_id = worker.lost[0]
+        where = f" while running job {job_id}" if job_id else ""
+        now = time.monotonic()
+        with self._restart_lock:
+            self._stops = [t for t in self._stops if now - t < RESTART_WINDOW_S] + [now]
+            stops = len(self._stops)
+            delay = 0.0
+            if stops > RESTARTS_AT_ONCE:
+                delay = min(RESTART_DELAY_S[0] * 2 ** (stops - RESTARTS_AT_ONCE - 1), RESTART_DELAY_S[1])
+            self.restarts += 1
+            self.restart_reason = f"the job worker stopped ({why}){where}"
+            worker.lost, worker.restart_at = (job_id, why), now + delay
+            worker.current = None
+        later = f"; {stops} stops within {RESTART_WINDOW_S / 60:.0f} min: its replacement waits {delay:.0f} s"
+        log.critical(
+            "the job worker stopped (%s)%s; starting a new one%s\n%s",
+            why,
+            where,
+            later if delay else "",
+            traceback.format_exc(),
+        )
+        if job_id is not None:
+            try:
+                self._abandon(worker, job_id)
+            except Exception:  # noqa: BLE001 - the replacement matters more
+                log.error("job %s: what ran of it could not be stopped\n%s", job_id, traceback.format_exc())
+        if self._stopping.is_set():
+            return
+        assert worker.thread is not None
+        try:
+            thread = threading.Thread(target=self._work, args=(worker,), name=worker.thread.name, daemon=True)
+            thread.start()
+        except BaseException as error:  # noqa: BLE001 - e.g. no memory for another thread: health says so
+            self._error = (
+                f"the job worker stopped ({why}) and no new one could be started ({self._describe(error)}); "
+                "restart the server"
+            )
+            log.critical("%s", self._error)
+            return
+        worker.thread = thread
+
+    def _describe(self, exc: BaseException) -> str:
+        """An exception's type and first line, without the server's folders (clients read it)."""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = hide_server_paths(text, server_folders(self.settings))
+        return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+    def _replaced(self, worker: Worker) -> bool:
+        """A replacement thread's first duty: fail the job its predecessor was running, wait out the delay of a
+        worker that keeps stopping. False: the server stops."""
+        job_id, why = worker.lost
+        if job_id is not None:
+            message = WORKER_LOST.format(why=why)
+            for status in (RUNNING, QUEUED):  # queued: it stopped between taking the job and starting it
+                done = self._persist(
+                    lambda status=status: self.store.finish(job_id, FAILED, message, only_if_status=status),
+                    f"job {job_id}: its end",
+                )
+                if done is not None:
+                    break
+        worker.lost = None
+        wait = worker.restart_at - time.monotonic() if worker.restart_at is not None else 0.0
+        if wait > 0 and self._stopping.wait(wait):
+            return False
+        worker.restart_at = None
+        log.warning("a new job worker takes the queue")
+        return True
 
     def stop(self) -> None:
         self._stopping.set()
@@ -157,10 +269,25 @@ class QueueExecutor(Executor):
             return job_id in self._cancel
 
     def health(self) -> dict:
+        state = self._state()
+        return {**state, "worker_restarts": self.restarts, "worker_restart_reason": self.restart_reason}
+
+    def _state(self) -> dict:
         stopped = [w for w in self.workers if w.thread is None or not w.thread.is_alive()]
         if not self.workers or stopped:
             error = self._error or "the job worker has stopped; restart the server"
             return {"worker": "dead", "last_progress_s": None, "worker_error": error}
+        now = time.monotonic()
+        restarting = [w for w in self.workers if w.restart_at is not None and w.restart_at > now]
+        if restarting and not any(w.ready and w.restart_at is None for w in self.workers):
+            wait = min(w.restart_at for w in restarting) - now
+            with self._restart_lock:
+                stops = len([t for t in self._stops if now - t < RESTART_WINDOW_S])
+            error = (
+                f"{self.restart_reason}; it stopped {stops} times within {RESTART_WINDOW_S / 60:.0f} min: a new "
+                f"worker takes the queue in {max(wait, 0.0):.0f} s"
+            )
+            return {"worker": "restarting", "last_progress_s": None, "worker_error": error}
         if self._waiting is not None:
             return {"worker": self._waiting, "last_progress_s": None, "worker_error": self._error}
         running = [w for w in self.workers if w.current is not None]
@@ -169,7 +296,6 @@ class QueueExecutor(Executor):
             return {"worker": "waiting for a replica", "last_progress_s": None, "worker_error": problem}
         if not running:
             return {"worker": "idle", "last_progress_s": None, "worker_error": None}
-        now = time.monotonic()
         quietest = max(running, key=lambda w: now - w.last_beat)
         quiet = now - quietest.last_beat
         if quiet > self.settings.stall_after_s:
@@ -182,7 +308,10 @@ class QueueExecutor(Executor):
     # -- a worker -------------------------------------------------------------------------------------
 
     def _work(self, worker: Worker) -> None:
+        taken: str | None = None  # the job this thread handles now
         try:
+            if worker.lost is not None and not self._replaced(worker):
+                return
             while True:
                 self._prepare(worker)
                 if self._stopping.is_set():
@@ -190,6 +319,7 @@ class QueueExecutor(Executor):
                 job_id = self._queue.get()
                 if job_id is None or self._stopping.is_set():
                     return
+                taken = job_id
                 try:
                     self._take(worker, job_id)
                 except Stopping:
@@ -209,10 +339,14 @@ class QueueExecutor(Executor):
                     self._waiting = None
                     with self._cancel_lock:
                         self._cancel.discard(job_id)
-        except BaseException as exc:
-            self._error = f"the job worker stopped ({type(exc).__name__}: {exc}); restart the server"
-            log.critical("%s\n%s", self._error, traceback.format_exc())
-            raise
+                taken = None
+        except Stopping:
+            return
+        except BaseException as exc:  # the thread ends: another one takes its place
+            if self._stopping.is_set():
+                log.warning("the job worker stopped as the server stops (%s)", self._describe(exc))
+                return
+            self._thread_stopped(worker, taken, exc)
 
     def _persist(self, write, what: str):
         """``write()`` until the store takes it: a write the store refuses is tried again, at growing

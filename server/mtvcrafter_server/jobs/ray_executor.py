@@ -344,6 +344,13 @@ class RayExecutor(QueueExecutor):
             if replica.current == job_id and replica.actor is not None:
                 replica.actor.cancel.remote(job_id)
 
+    def _abandon(self, worker: Worker, job_id: str) -> None:
+        """The server's thread of a replica stopped while that replica ran ``job_id``: the replica stops it (and
+        then takes the next job from the thread that replaces this one)."""
+        replica: Replica = worker  # type: ignore[assignment]
+        if replica.actor is not None:
+            replica.actor.cancel.remote(job_id)
+
     def _inputs(self, job: Job) -> dict[str, bytes]:
         folder = self.files.job_dir(job.id)
         return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

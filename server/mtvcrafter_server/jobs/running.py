@@ -148,6 +148,10 @@ class JobRunner:
             message = self._failure(job, exc)
             backend.release()
             return Outcome(FAILED, message)
+        except BaseException:  # it ends the worker thread (the executor replaces it): what it held goes
+            out.unlink(missing_ok=True)
+            backend.release()
+            raise
         finally:
             return_memory()
         fields = dict(
@@ -189,6 +193,9 @@ class JobRunner:
         except Exception as exc:
             out.unlink(missing_ok=True)
             return Outcome(FAILED, self._failure(job, exc), extractor_failure=self.extractor.failure())
+        except BaseException:  # it ends the worker thread (the executor replaces it)
+            out.unlink(missing_ok=True)
+            raise
         finally:
             return_memory()
         valid = motion.frame_valid
