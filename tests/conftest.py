@@ -50,6 +50,12 @@ def reference_image() -> Path:
 
 #: how long a server may take to answer /v1/health
 STARTUP_S = 60.0
+#: the states a job ends in
+TERMINAL = {"succeeded", "failed", "cancelled"}
+#: the reference image the server tests send: the bundled example's bytes
+REFERENCE = (EXAMPLES / "human.png").read_bytes()
+#: a job of the preview backend, done in a moment
+SMALL = {"backend": "preview", "width": 64, "height": 64}
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import declared_body_answer
+from conftest import EXAMPLES, REFERENCE, declared_body_answer
 from reporting import report
 
 httpx = pytest.importorskip("httpx")
@@ -32,8 +32,6 @@ from mtvcrafter_server.api.docs import ASSETS, ASSETS_URL  # noqa: E402
 from mtvcrafter_server.api.errors import COMMON_ERRORS  # noqa: E402
 from mtvcrafter_server.local import local_server  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
 TOKEN = "openapi-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #: the server's environment: no token but the one a fixture gives, the CPU
@@ -85,9 +83,6 @@ def motion_npz(tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("openapi-motion") / "motion.npz"
     save_motion(load_motion(EXAMPLES / "sampled_data.pkl", clip=0).slice(0, 20), path)
     return path.read_bytes()
-
-
-REFERENCE = (EXAMPLES / "human.png").read_bytes()
 
 
 # -- checking a response against the schema ----------------------------------------------------------------

@@ -28,16 +28,11 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import STARTUP_S, ServeProcess  # noqa: E402
+from conftest import EXAMPLES, REFERENCE, STARTUP_S, TERMINAL, ServeProcess  # noqa: E402
 
 from mtvcrafter.motion import load_motion, save_motion  # noqa: E402
 from mtvcrafter.motion.npz import motion_to_arrays  # noqa: E402
 from mtvcrafter.render import read_mp4_info  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-REFERENCE = (EXAMPLES / "human.png").read_bytes()
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 #: A tiny-backend job that runs for many seconds: at 256×256 one denoising step takes ~0.1 s on the CPU
 #: (above the 0.1 s progress throttle, so every step is reported); it is always cancelled or killed.

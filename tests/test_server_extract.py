@@ -24,15 +24,13 @@ pytest.importorskip("fastapi")
 pytest.importorskip("torch")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-from conftest import ServeProcess, declared_body_answer  # noqa: E402
+from conftest import TERMINAL, ServeProcess, declared_body_answer  # noqa: E402
 
 from mtvcrafter.client import Client, ServerError  # noqa: E402
 from mtvcrafter.extract import figure_video, write_standin_model, write_test_video  # noqa: E402
 from mtvcrafter.motion import load_motion  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-TERMINAL = {"succeeded", "failed", "cancelled"}
 #: the main server's video size limit: small, so that a refused upload is quick to make
 MAX_VIDEO_MB = 1
 #: seconds of the long video: the stand-in needs about 25 ms a 1280x720 frame here, so an extraction of it runs for

@@ -23,16 +23,11 @@ resource = pytest.importorskip("resource")  # file size and descriptor limits: P
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import ServeProcess  # noqa: E402
+from conftest import EXAMPLES, REFERENCE, ROOT, SMALL, TERMINAL, ServeProcess  # noqa: E402
 
 from mtvcrafter.motion import load_motion, save_motion  # noqa: E402
 from mtvcrafter_server.settings import Settings, default_data_dir  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-REFERENCE = (EXAMPLES / "human.png").read_bytes()
-TERMINAL = {"succeeded", "failed", "cancelled"}
-SMALL = {"backend": "preview", "width": 64, "height": 64}
 #: a tiny-model job that denoises for some seconds on the CPU (10 to 20 ms a step at 128×128), then decodes
 #: for some more
 SLOW_TINY = {"backend": "tiny", "width": 128, "height": 128, "steps": 300}

@@ -19,15 +19,10 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from conftest import ServeProcess  # noqa: E402
+from conftest import EXAMPLES, REFERENCE, SMALL, TERMINAL, ServeProcess  # noqa: E402
 
 from mtvcrafter.motion import load_motion, save_motion  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-REFERENCE = (EXAMPLES / "human.png").read_bytes()
-TERMINAL = {"succeeded", "failed", "cancelled"}
-SMALL = {"backend": "preview", "width": 64, "height": 64}
 EXITS = {"backend": "exits", "width": 64, "height": 64}
 
 
