@@ -16,9 +16,11 @@ import pickle
 import re
 import signal
 import socket
+import sqlite3
 import struct
 import time
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +35,13 @@ from conftest import EXAMPLES, REFERENCE, STARTUP_S, TERMINAL, ServeProcess  # n
 from mtvcrafter.motion import load_motion, save_motion  # noqa: E402
 from mtvcrafter.motion.npz import motion_to_arrays  # noqa: E402
 from mtvcrafter.render import read_mp4_info  # noqa: E402
+from mtvcrafter_server.jobs.executor import STOP_WAIT_S  # noqa: E402
 
 #: A tiny-backend job that runs for many seconds: at 256×256 one denoising step takes ~0.1 s on the CPU
 #: (above the 0.1 s progress throttle, so every step is reported); it is always cancelled or killed.
 LONG_TINY = {"backend": "tiny", "width": 256, "height": 256, "steps": 400}
+#: one that runs for a few seconds (10 to 20 ms a denoising step at 128×128): stopped mid-way, then run to its end
+RERUN_TINY = {"backend": "tiny", "width": 128, "height": 128, "steps": 300}
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="the ray extra is not installed (pip install 'mtvcrafter[ray]')"
@@ -451,6 +456,70 @@ def test_kill9_restart_keeps_results_fails_running_and_runs_queued(motions, tmp_
         assert rerun["status"] == "succeeded", rerun
         _, info = download(second, queued["id"], tmp_path)
         assert info["frames"] == 30 and tuple(info["size"]) == (80, 64)
+        assert_healthy(second)
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+@pytest.mark.parametrize(
+    ("executor", "signum"),
+    [("local", signal.SIGTERM), ("local", signal.SIGINT), pytest.param("ray", signal.SIGTERM, marks=needs_ray)],
+)
+def test_a_clean_stop_requeues_the_running_job_and_the_next_start_runs_it_again_in_order(
+    motions, tmp_path, executor, signum
+):
+    data = tmp_path / "data"
+    first = Server(data, tmp_path / "first.log", executor=executor).start().wait_ready()
+    second = None
+    try:
+        # every worker busy with a job of a few seconds, one more queued behind them
+        runs = [submit_ok(first, motions[20], {**RERUN_TINY, "seed": 51 + k}) for k in range(first.replicas)]
+        queued = submit_ok(first, motions[30], {"backend": "preview", "width": 80, "height": 64})
+        for run in runs:
+            wait_job(first, run["id"], check=lambda j: j["phase"] == "denoising" and j["progress"] > 0, timeout=120)
+        assert first.client.get(f"/v1/jobs/{queued['id']}").json()["status"] == "queued"
+        first.client.close()
+        stopping = time.monotonic()
+        first.proc.send_signal(signum)  # Ctrl-C or a service manager's stop
+        first.proc.wait(timeout=30)
+        took = time.monotonic() - stopping
+        assert first.proc.returncode != -signal.SIGKILL
+        assert took < 3 + STOP_WAIT_S + 5, took  # open requests, the jobs' next step, the rest of the shutdown
+
+        # what the stopped server left: the interrupted jobs queued again, with the reason; the queued one queued
+        with closing(sqlite3.connect(data / "jobs.sqlite3")) as db:
+            left = {row[0]: row[1:] for row in db.execute("SELECT id, status, message, progress FROM jobs")}
+        for run in runs:
+            status, message, progress = left[run["id"]]
+            assert (status, progress) == ("queued", 0.0), (left, first.output())
+            assert "interrupted by a server stop" in message and "again" in message, message
+        assert left[queued["id"]][0] == "queued"
+
+        second = Server(data, tmp_path / "second.log", executor=executor).start().wait_ready()
+        ends = {run["id"]: wait_job(second, run["id"], timeout=120) for run in runs}
+        after = wait_job(second, queued["id"], timeout=120)
+        assert all(end["status"] == "succeeded" for end in ends.values()), ends
+        assert after["status"] == "succeeded", after
+        _, info = download(second, runs[0]["id"], tmp_path)
+        assert info["frames"] == 20 and tuple(info["size"]) == (128, 128)
+        if second.replicas == 1:  # in their original order: the interrupted job first
+            assert ends[runs[0]["id"]]["finished"] <= after["started"], (ends, after)
+        for run in runs:
+            seen = read_events(second, run["id"], timeout=10)
+            names = [e["event"] for e in seen]
+            # ran, was interrupted and queued again (saying so), ran again from the start, succeeded
+            assert names[0] == "queued" and names[-1] == "succeeded", names
+            back = next(k for k, e in enumerate(seen) if k and e["event"] == "queued")
+            assert "running" in names[1:back] and "running" in names[back:], names
+            assert "interrupted by a server stop" in seen[back]["data"]["message"], seen[back]
+            assert seen[back]["data"]["progress"] == 0.0
+            again = seen[back + 1]["data"]
+            assert again["status"] == "running" and again["progress"] == 0.0, again
+            assert [e for e in names if e in TERMINAL] == ["succeeded"], names
         assert_healthy(second)
     finally:
         if first.proc.poll() is None:

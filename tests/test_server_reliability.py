@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -242,6 +243,83 @@ def test_health_says_when_the_worker_is_dead(tmp_path, monkeypatch):
         body = response.json()
         assert (body["status"], body["worker"]) == ("degraded", "dead")
         assert "restart the server" in body["worker_error"]
+
+
+class HeldJobs:
+    """An executor of the server's own (the local worker's queue, store and stop) whose jobs' code is held: a job
+    reports once, then waits until ``release`` is set (``cooperative``: until it is asked to stop, as a render
+    asks between two steps) and ends cancelled."""
+
+    def __init__(self, folder: Path, cooperative: bool):
+        from mtvcrafter_server.jobs.executor import QueueExecutor
+        from mtvcrafter_server.jobs.extraction import Extractor
+        from mtvcrafter_server.jobs.files import DataFolder
+        from mtvcrafter_server.jobs.running import Outcome
+        from mtvcrafter_server.jobs.store import CANCELLED, JobStore
+
+        self.release, self.started = threading.Event(), threading.Event()
+        held = self
+
+        class Held(QueueExecutor):
+            def _execute(self, worker, job, report):
+                report("loading", 0.1)
+                held.started.set()
+                while not held.release.wait(0.01):
+                    if cooperative and self._cancelled(job.id):
+                        break
+                return Outcome(CANCELLED, "cancelled")
+
+        settings = Settings(data_dir=folder)
+        files = DataFolder(settings.data_dir)
+        self.store = JobStore(files.root / "jobs.sqlite3")
+        self.executor = Held(settings, self.store, files, Extractor(settings))
+
+    def statuses(self, job_id: str) -> list[str]:
+        return [event["status"] for _, event in self.store.events_after(job_id, 0)]
+
+
+def test_a_clean_stop_waits_a_bounded_time_for_a_job_that_does_not_stop_and_queues_it_again(tmp_path, monkeypatch):
+    from mtvcrafter_server.jobs import executor as executors
+
+    for name in [n for n in os.environ if n.startswith("MTVCRAFTER_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(executors, "STOP_WAIT_S", 0.5)
+    jobs = HeldJobs(tmp_path / "data", cooperative=False)  # its code never asks whether to stop (a model loading)
+    store, executor = jobs.store, jobs.executor
+    stuck, waiting = store.create("tiny", {}, "a" * 64), store.create("preview", {}, "b" * 64)
+    executor.start()
+    for job in (stuck, waiting):
+        executor.submit(job.id)
+    assert jobs.started.wait(30)
+    stopping = time.monotonic()
+    executor.stop()
+    assert 0.4 < time.monotonic() - stopping < 2.0  # the wait, bounded
+    job = store.get(stuck.id)
+    assert (job.status, job.phase, job.progress, job.started) == ("queued", "queued", 0.0, None)
+    assert job.message == executors.INTERRUPTED
+    assert store.queued_ids() == [stuck.id, waiting.id]  # in their original order
+    jobs.release.set()  # its code ends after all: the job stays queued, queued again once
+    executor.workers[0].thread.join(10)
+    assert store.get(stuck.id).status == "queued"
+    assert jobs.statuses(stuck.id) == ["queued", "running", "running", "queued"]
+    assert jobs.statuses(waiting.id) == ["queued"]
+    store.close()
+
+
+def test_a_job_a_client_cancelled_is_cancelled_not_queued_again_by_a_clean_stop(tmp_path, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("MTVCRAFTER_")]:
+        monkeypatch.delenv(name)
+    jobs = HeldJobs(tmp_path / "data", cooperative=True)
+    store, executor = jobs.store, jobs.executor
+    job = store.create("tiny", {}, "a" * 64)
+    executor.start()
+    executor.submit(job.id)
+    assert jobs.started.wait(30)
+    executor.cancel(job.id)
+    executor.stop()
+    assert store.get(job.id).status == "cancelled"
+    assert jobs.statuses(job.id)[-1] == "cancelled" and "queued" not in jobs.statuses(job.id)[1:]
+    store.close()
 
 
 # -- 2. file descriptors --------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         failed, queued = store.recover()
         if failed:
-            log.warning("%d job(s) were running when the server stopped; marked failed", len(failed))
+            log.warning("%d job(s) were running when the server was killed; marked failed", len(failed))
         housekeeper.at_start()  # what a killed server left behind; the retention settings
         executor.start()
         for job_id in queued:
@@ -56,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         housekeeper.start()
         yield
         housekeeper.stop()
-        executor.stop()
+        executor.stop()  # running jobs stop at their next step (a bounded wait) and are queued again
         store.close()
 
     app = FastAPI(

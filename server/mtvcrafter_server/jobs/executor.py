@@ -14,6 +14,11 @@ executor replaces a replica whose process died: the job it was running fails wit
 re-queued: a job that ends its worker would end the next one too) and a new thread takes the queue. A worker that
 stops more than :data:`RESTARTS_AT_ONCE` times within :data:`RESTART_WINDOW_S` is replaced after a wait that doubles
 each time (:data:`RESTART_DELAY_S`); ``/v1/health`` says ``restarting`` meanwhile, and counts the restarts.
+
+A server that stops cleanly (Ctrl-C, SIGTERM: :meth:`QueueExecutor.stop`) interrupts its running jobs as a cancel
+would, at their next step, and puts them back in the queue (:data:`INTERRUPTED`): the next start runs them again from
+the start, in their original order. A job that has not stopped within :data:`STOP_WAIT_S` is put back all the same
+(the process ends). Only a server that is killed leaves jobs ``running``, which its next start fails.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from ..settings import Settings
 from .extraction import Extractor
 from .files import DataFolder, StorageError, storage_error
 from .running import JobRunner, Outcome, Throttle
-from .store import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore
+from .store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore
 
 log = logging.getLogger("mtvcrafter_server")
 
@@ -98,6 +103,12 @@ WORKER_LOST = (
     "the server's job worker stopped while running this job ({why}); the server replaced the worker: submit the job "
     "again"
 )
+#: how long a clean stop waits for the running jobs to reach their next step (seconds); a job still running then is
+#: put back in the queue all the same
+STOP_WAIT_S = 5.0
+#: what a job the server's clean stop interrupted says while it waits in the queue, and as it starts again
+INTERRUPTED = "interrupted by a server stop: it runs again from the start when the server starts"
+RUN_AGAIN = "running again from the start (a server stop interrupted it)"
 
 
 class Worker:
@@ -250,12 +261,35 @@ class QueueExecutor(Executor):
         return True
 
     def stop(self) -> None:
-        self._stopping.set()
+        """A clean stop: running jobs stop at their next step and go back to the queue, as do those that have not
+        stopped within :data:`STOP_WAIT_S`; queued jobs stay queued. The store stays open until this returns."""
+        self._stopping.set()  # from now on a running job's cancelled() is true, and no worker takes a queued job
+        try:
+            self._interrupt()
+        except Exception:  # noqa: BLE001 - the wait below still bounds the stop
+            log.error("the running jobs could not be told to stop\n%s", traceback.format_exc())
         for _ in self.workers:
             self._queue.put(None)
+        deadline = time.monotonic() + STOP_WAIT_S
         for worker in self.workers:
             if worker.thread is not None:
-                worker.thread.join(timeout=5)
+                worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self.workers:
+            job_id = worker.current
+            if job_id is not None and worker.thread is not None and worker.thread.is_alive():
+                log.warning("job %s did not stop within %.0f s of the server's stop", job_id, STOP_WAIT_S)
+                self._requeue(job_id)
+
+    def _interrupt(self) -> None:
+        """As the server stops: tell the running jobs to stop (the local worker's see :meth:`_cancelled`)."""
+
+    def _requeue(self, job_id: str) -> None:
+        """Put a job that a clean stop interrupted back in the queue (once: only while it is running)."""
+        try:
+            if self.store.requeue(job_id, INTERRUPTED) is not None:
+                log.warning("job %s interrupted by the server's stop: queued again, it runs at the next start", job_id)
+        except StorageError as exc:
+            log.error("job %s: could not be queued again (%s); the next start fails it", job_id, exc.message)
 
     def submit(self, job_id: str) -> None:
         self._queue.put(job_id)
@@ -265,6 +299,10 @@ class QueueExecutor(Executor):
             self._cancel.add(job_id)
 
     def _cancelled(self, job_id: str) -> bool:
+        """Whether ``job_id``'s code should stop at its next step: a client cancelled it, or the server stops."""
+        return self._stopping.is_set() or self._cancel_asked(job_id)
+
+    def _cancel_asked(self, job_id: str) -> bool:
         with self._cancel_lock:
             return job_id in self._cancel
 
@@ -394,15 +432,29 @@ class QueueExecutor(Executor):
                 f"job {job_id}",
             )
             return
+        if self._stopping.is_set():
+            return  # the server stops: the job stays queued
+        again = {"message": RUN_AGAIN} if job.message == INTERRUPTED else {}
         started = self._persist(
             lambda: self.store.update(
-                job.id, status=RUNNING, phase="starting", started=time.time(), progress=0.0, only_if_status=QUEUED
+                job.id,
+                status=RUNNING,
+                phase="starting",
+                started=time.time(),
+                progress=0.0,
+                only_if_status=QUEUED,
+                **again,
             ),
             f"job {job_id}: its start",
         )
         if started is None:
             return  # cancelled between the queue and here
         outcome = self._execute(worker, job, self._reporter(worker, job))
+        if outcome.status == CANCELLED and self._stopping.is_set() and not self._cancel_asked(job.id):
+            if outcome.made is not None:
+                Path(outcome.made).unlink(missing_ok=True)
+            self._requeue(job.id)  # stopped by the server's stop, not by a client: it runs again at the next start
+            return
         if outcome.extractor_failure is not None:
             self.extractor.remember_failure(outcome.extractor_failure)
         status, message, fields = outcome.status, outcome.message, dict(outcome.fields)
@@ -413,7 +465,11 @@ class QueueExecutor(Executor):
                 status, message, fields = FAILED, exc.message, {}
         elif outcome.made is not None:
             Path(outcome.made).unlink(missing_ok=True)
-        self._persist(lambda: self.store.finish(job.id, status, message, **fields), f"job {job_id}: its end")
+        # only while it runs: a job the server's stop has put back in the queue stays there
+        self._persist(
+            lambda: self.store.finish(job.id, status, message, only_if_status=RUNNING, **fields),
+            f"job {job_id}: its end",
+        )
 
     def _reporter(self, worker: Worker, job: Job) -> Progress:
         """The ``progress(phase, fraction, message, eta_s)`` a job's code calls: events in the store, at most 10
@@ -426,7 +482,12 @@ class QueueExecutor(Executor):
         def write(phase: str, progress: float, message: str, eta_s: float | None) -> None:
             try:
                 self.store.update(
-                    job.id, phase=phase, progress=max(0.0, min(progress, 1.0)), message=message, eta_s=eta_s
+                    job.id,
+                    phase=phase,
+                    progress=max(0.0, min(progress, 1.0)),
+                    message=message,
+                    eta_s=eta_s,
+                    only_if_status=RUNNING,
                 )
             except StorageError as exc:  # progress is not worth failing a job for: the next report may go in
                 if not lost[0]:

@@ -12,8 +12,10 @@ What runs where:
   of its own machine; nothing but Ray's object store passes between the machines (no shared folder).
 
 A replica whose process dies (killed, out of memory, its machine gone) is replaced; the job it was running
-fails ("submit it again", as a job running when the server stops does), and a job it had not started yet runs
-on the replacement. Ray is imported by this module only: a server with the local executor never loads it.
+fails ("submit it again", as a job running when the server is killed does), and a job it had not started yet runs
+on the replacement. A clean stop of the server tells the replicas to cancel their jobs and queues them again
+(:meth:`.executor.QueueExecutor.stop`) before it ends the replicas. Ray is imported by this module only: a server
+with the local executor never loads it.
 """
 
 from __future__ import annotations
@@ -327,14 +329,24 @@ class RayExecutor(QueueExecutor):
         self._launch(replica)
 
     def stop(self) -> None:
-        self._stopping.set()
+        super().stop()  # the replicas' jobs stop at their next step (or not in time) and are queued again
         for replica in self.workers:
             try:
-                ray.kill(replica.actor)  # a running job stops with its replica; it is failed at the next start
+                ray.kill(replica.actor)  # what still runs of a job stops with its replica
             except Exception:  # noqa: BLE001 - gone already
                 pass
-        super().stop()
+        deadline = time.monotonic() + 2.0
+        for replica in self.workers:  # their threads end as their replicas go
+            if replica.thread is not None:
+                replica.thread.join(timeout=max(0.0, deadline - time.monotonic()))
         ray.shutdown()
+
+    def _interrupt(self) -> None:
+        """As the server stops: each replica stops its job at the next step, as on a cancel."""
+        for replica in self.workers:
+            job_id = replica.current
+            if job_id is not None and replica.actor is not None:
+                replica.actor.cancel.remote(job_id)
 
     # -- jobs -----------------------------------------------------------------------------------------
 

@@ -430,9 +430,24 @@ class JobStore:
             **fields,
         )
 
+    def requeue(self, job_id: str, message: str) -> Job | None:
+        """Put a running job back in the queue, as it was before it started (a clean stop of the server interrupted
+        it: it runs again from the start, in its place by ``created``); None if it was not running."""
+        return self.update(
+            job_id,
+            status=QUEUED,
+            phase=QUEUED,
+            progress=0.0,
+            eta_s=None,
+            started=None,
+            message=message,
+            only_if_status=RUNNING,
+        )
+
     def recover(self) -> tuple[list[str], list[str]]:
-        """After a restart: jobs that were running are failed (their GPU work is lost); queued jobs stay
-        queued and run again. Returns (failed ids, queued ids)."""
+        """After a restart: jobs still running were cut short by a killed or crashed server (a clean stop puts its
+        running jobs back in the queue): they are failed, never run again (a job that crashes the server would crash
+        it again). Queued jobs stay queued and run again. Returns (failed ids, queued ids)."""
         with self._read() as db:
             running = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = ?", (RUNNING,))]
         for job_id in running:
