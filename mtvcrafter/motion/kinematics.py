@@ -8,8 +8,6 @@ unused), a local rotation ``L_j`` relative to its parent, and a global rotation
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -67,13 +65,8 @@ def forward_kinematics(
     return np.ascontiguousarray(joints.transpose(2, 1, 0)), global_rot.transpose(3, 2, 0, 1)
 
 
-#: Frames posed at once by :func:`forward_kinematics_axis_angle` (at most), and the fewest a run shared out to
-#: another thread has.
+#: Frames posed at once by :func:`forward_kinematics_axis_angle`.
 _RUN = 8192
-_MIN_SHARED_RUN = 1024
-#: Threads posing runs at once: numpy lets go of the interpreter inside each operation, so runs on two or more
-#: cores overlap (10,000 frames: about 19 ms on one core, 12 on two).
-_THREADS = min(4, os.cpu_count() or 1)
 
 
 def forward_kinematics_axis_angle(
@@ -86,9 +79,8 @@ def forward_kinematics_axis_angle(
     Joint by joint down the tree (a parent before its children), a few thousand frames at a time, on contiguous runs
     over the frames: each joint's local quaternion; its place from its parent's global rotation matrix; and, where it
     has children, its global quaternion (the parent's times its own) and that one's matrix. No ``(T, 24, 3, 3)``
-    array is made, there is one sine and cosine per rotation, and every step writes into arrays made once per run
+    array is made, there is one sine and cosine per rotation, and every step writes into arrays made once per call
     (numpy's temporaries, freed and made again thousands of times, would cost as much again in fresh memory pages).
-    Runs are posed on up to :data:`_THREADS` threads; the results do not depend on how the frames are shared out.
     """
     axis_angle = np.asarray(axis_angle, dtype=np.float64)
     frames = axis_angle.shape[0]
@@ -97,53 +89,37 @@ def forward_kinematics_axis_angle(
     # the results in their final layout, each value of a joint read and written as a (strided) run over the frames
     joints = np.empty((frames, NUM_JOINTS, 3))
     quaternions = np.empty((frames, NUM_JOINTS, 4))
-    runs = max(1, -(-frames // _RUN), min(_THREADS, frames // _MIN_SHARED_RUN))
+    runs = max(1, -(-frames // _RUN))
     length = max(1, -(-frames // runs))  # runs of equal length
-    spans = [slice(start, min(start + length, frames)) for start in range(0, frames, length)]
-
-    def pose(run: slice) -> None:
-        _pose_run(offsets, axis_angle[run], root[run], joints[run], quaternions[run])
-
-    if len(spans) > 1 and _THREADS > 1:
-        with ThreadPoolExecutor(min(_THREADS, len(spans))) as pool:
-            for _ in pool.map(pose, spans):  # each run writes its own frames; errors come out here
-                pass
-    else:
-        for run in spans:
-            pose(run)
+    turns = np.empty((NUM_JOINTS, 4, length))  # global quaternions of the joints with children
+    matrices = np.empty((NUM_JOINTS, 3, 3, length))  # … and their matrices
+    scratch = np.empty((6, length))
+    for start in range(0, frames, length):
+        n = min(length, frames - start)
+        run = slice(start, start + n)
+        work = scratch[:, :n]
+        for j in range(NUM_JOINTS):
+            local = quaternions[run, j].T  # (4, n)
+            _axis_angle_quaternion_into(axis_angle[run, j].T, local, work)
+            if j == 0:
+                joints[run, 0] = root[run]
+                turns[0, :, :n] = local
+            else:
+                p = PARENTS[j]
+                parent = matrices[p, :, :, :n]
+                place, parent_place = joints[run, j].T, joints[run, p].T
+                for a in range(3):  # the joint's place: its parent's, plus its offset turned by the parent
+                    row = place[a]
+                    np.multiply(parent[a, 0], offsets[j, 0], out=row)
+                    row += parent_place[a]
+                    for b in (1, 2):
+                        np.multiply(parent[a, b], offsets[j, b], out=work[0])
+                        row += work[0]
+                if not CHILDREN[j]:  # a leaf's own rotation moves no joint
+                    continue
+                _quaternion_product_into(turns[p, :, :n], local, turns[j, :, :n], work)
+            _quaternion_matrix_into(turns[j, :, :n], matrices[j, :, :, :n], work)
     return joints, quaternions
-
-
-def _pose_run(
-    offsets: np.ndarray, axis_angle: np.ndarray, root: np.ndarray, joints: np.ndarray, quaternions: np.ndarray
-) -> None:
-    """:func:`forward_kinematics_axis_angle` of one run of ``n`` frames, written into ``joints`` ``(n, 24, 3)`` and
-    ``quaternions`` ``(n, 24, 4)``."""
-    n = axis_angle.shape[0]
-    turns = np.empty((NUM_JOINTS, 4, n))  # global quaternions of the joints with children
-    matrices = np.empty((NUM_JOINTS, 3, 3, n))  # … and their matrices
-    work = np.empty((6, n))
-    for j in range(NUM_JOINTS):
-        local = quaternions[:, j].T  # (4, n)
-        _axis_angle_quaternion_into(axis_angle[:, j].T, local, work)
-        if j == 0:
-            joints[:, 0] = root
-            turns[0] = local
-        else:
-            p = PARENTS[j]
-            parent = matrices[p]
-            place, parent_place = joints[:, j].T, joints[:, p].T
-            for a in range(3):  # the joint's place: its parent's, plus its offset turned by the parent
-                row = place[a]
-                np.multiply(parent[a, 0], offsets[j, 0], out=row)
-                row += parent_place[a]
-                for b in (1, 2):
-                    np.multiply(parent[a, b], offsets[j, b], out=work[0])
-                    row += work[0]
-            if not CHILDREN[j]:  # a leaf's own rotation moves no joint
-                continue
-            _quaternion_product_into(turns[p], local, turns[j], work)
-        _quaternion_matrix_into(turns[j], matrices[j], work)
 
 
 def _axis_angle_quaternion_into(v: np.ndarray, q: np.ndarray, work: np.ndarray) -> None:
