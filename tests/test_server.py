@@ -458,11 +458,16 @@ def test_kill9_restart_keeps_results_fails_running_and_runs_queued(motions, tmp_
         assert info["frames"] == 30 and tuple(info["size"]) == (80, 64)
         assert_healthy(second)
     finally:
-        if first.proc.poll() is None:
-            first.proc.kill()
-        first.stop()
-        if second is not None:
-            second.stop()
+        stop_both(first, second)
+
+
+def stop_both(first: Server, second: Server | None) -> None:
+    """End a restart test's two servers, whatever state the first was left in."""
+    if first.proc.poll() is None:
+        first.proc.kill()
+    first.stop()
+    if second is not None:
+        second.stop()
 
 
 @pytest.mark.parametrize(
@@ -522,11 +527,7 @@ def test_a_clean_stop_requeues_the_running_job_and_the_next_start_runs_it_again_
             assert [e for e in names if e in TERMINAL] == ["succeeded"], names
         assert_healthy(second)
     finally:
-        if first.proc.poll() is None:
-            first.proc.kill()
-        first.stop()
-        if second is not None:
-            second.stop()
+        stop_both(first, second)
 
 
 # -- 5. hostile inputs -------------------------------------------------------------------------------------
