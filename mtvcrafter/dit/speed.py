@@ -59,6 +59,22 @@ FP8_CAPABILITY = (8, 9)
 _registered = False
 
 
+@torch.no_grad()
+def split_linear(fused: nn.Linear, parts: int) -> list[nn.Linear]:
+    """The ``parts`` equal linears a fused projection was made of (its output rows in order), on its device and
+    dtype: how the separate projections come back from a fused one."""
+    width = fused.out_features // parts
+    out = []
+    for k in range(parts):
+        part = nn.Linear(fused.in_features, width, bias=fused.bias is not None,
+                         device=fused.weight.device, dtype=fused.weight.dtype)  # fmt: skip
+        part.weight.copy_(fused.weight[k * width : (k + 1) * width])
+        if fused.bias is not None:
+            part.bias.copy_(fused.bias[k * width : (k + 1) * width])
+        out.append(part)
+    return out
+
+
 class SavesSeparateProjections:
     """``save_pretrained`` of a transformer whose projections :meth:`fuse_qkv_projections` may have fused: it
     always writes the separate ones (the official parameter names) and fuses them again afterwards. Put before

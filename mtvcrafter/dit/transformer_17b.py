@@ -55,7 +55,7 @@ from ..motion import NUM_JOINTS
 from .errors import DiTError
 from .loading import check_torch_dtype, model_from_folder, refuse_unknown_keywords
 from .rotary import apply_rotary, motion_rotary
-from .speed import SavesSeparateProjections
+from .speed import SavesSeparateProjections, split_linear
 
 NUMERICS = ("official", "diffusers")
 #: Text tokens the model reads (umT5 features zero-padded to this length).
@@ -676,14 +676,7 @@ class MVDiT17BTransformer(SavesSeparateProjections, ModelMixin, AttentionMixin, 
             if not isinstance(module, WanAttention) or not module.fused_projections:
                 continue
             for fused_name, names in _fused_groups(module):
-                fused = getattr(module, fused_name)
-                width = fused.out_features // len(names)
-                for k, name in enumerate(names):
-                    part = nn.Linear(fused.in_features, width, bias=fused.bias is not None,
-                                     device=fused.weight.device, dtype=fused.weight.dtype)  # fmt: skip
-                    part.weight.copy_(fused.weight[k * width : (k + 1) * width])
-                    if fused.bias is not None:
-                        part.bias.copy_(fused.bias[k * width : (k + 1) * width])
+                for name, part in zip(names, split_linear(getattr(module, fused_name), len(names)), strict=True):
                     setattr(module, name, part)
                 delattr(module, fused_name)
             module.fused_projections = False

@@ -28,7 +28,7 @@ from ..motion import NUM_JOINTS
 from .errors import DiTError
 from .loading import check_torch_dtype, model_from_folder, refuse_unknown_keywords
 from .rotary import apply_rotary, motion_rotary, video_rotary
-from .speed import SavesSeparateProjections
+from .speed import SavesSeparateProjections, split_linear
 
 #: Latent frames of one MV-DiT window (49 video frames); the learned unconditional tokens cover them.
 WINDOW_LATENT_FRAMES = 13
@@ -155,19 +155,7 @@ class MVDiTAttention(nn.Module, AttentionModuleMixin):
         if not self.fused_projections:
             return
         names, fused = self._fusable()
-        linear = getattr(self, fused)
-        width = linear.out_features // len(names)
-        for k, n in enumerate(names):
-            part = nn.Linear(
-                linear.in_features,
-                width,
-                bias=linear.bias is not None,
-                device=linear.weight.device,
-                dtype=linear.weight.dtype,
-            )
-            part.weight.copy_(linear.weight[k * width : (k + 1) * width])
-            if linear.bias is not None:
-                part.bias.copy_(linear.bias[k * width : (k + 1) * width])
+        for n, part in zip(names, split_linear(getattr(self, fused), len(names)), strict=True):
             setattr(self, n, part)
         delattr(self, fused)
         self.fused_projections = False
