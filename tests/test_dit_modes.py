@@ -226,7 +226,7 @@ def test_the_estimates_put_group_offload_of_the_full_size_models_under_the_targe
     measurements (``mtvcrafter bench dit --offload all`` measures on a GPU): the 7B under 16 GiB, the 17B under
     24 GiB with group offloading; without offloading neither fits those cards."""
     from diffusers import AutoencoderKLCogVideoX, AutoencoderKLWan, CogVideoXDPMScheduler
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, UMT5Config, UMT5EncoderModel
+    from transformers import CLIPVisionModelWithProjection, UMT5EncoderModel
 
     from mtvcrafter.dit import (
         COGVIDEOX_5B_SCHEDULER,
@@ -236,6 +236,7 @@ def test_the_estimates_put_group_offload_of_the_full_size_models_under_the_targe
         MVDiT17BTransformer,
     )
     from mtvcrafter.dit.pipeline_17b import make_scheduler_17b
+    from mtvcrafter.dit.wan_base import encoder_configs
     from mtvcrafter.motion import NormStats
 
     tokenizer = tiny_pipeline_17b().tokenizer
@@ -250,29 +251,9 @@ def test_the_estimates_put_group_offload_of_the_full_size_models_under_the_targe
                 None,
                 NormStats.official(),
             )
-            text = UMT5EncoderModel(
-                UMT5Config(
-                    vocab_size=256384,
-                    d_model=4096,
-                    d_kv=64,
-                    d_ff=10240,
-                    num_layers=24,
-                    num_heads=64,
-                    feed_forward_proj="gated-gelu",
-                    is_encoder_decoder=False,
-                )
-            )
-            clip = CLIPVisionModelWithProjection(
-                CLIPVisionConfig(
-                    hidden_size=1280,
-                    intermediate_size=5120,
-                    projection_dim=1024,
-                    num_hidden_layers=32,
-                    num_attention_heads=16,
-                    image_size=224,
-                    patch_size=14,
-                )
-            ).float()
+            text_config, image_config = encoder_configs()
+            text = UMT5EncoderModel(text_config)
+            clip = CLIPVisionModelWithProjection(image_config).float()
             seventeen = MTVCrafter17BPipeline(transformer=MVDiT17BTransformer(), vae=AutoencoderKLWan().float(),
                                               text_encoder=text, tokenizer=tokenizer, image_encoder=clip,
                                               scheduler=make_scheduler_17b())  # fmt: skip

@@ -102,22 +102,16 @@ def _wan_encoders(size: str, device: torch.device, dtype: torch.dtype, seed: int
     """The 17B's VAE, umT5 and CLIP with random weights: the official sizes at ``full``, two-layer ones of the
     official widths at ``small``, the tiny base otherwise (its word-level tokenizer serves every size)."""
     from diffusers import AutoencoderKLWan
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, UMT5Config, UMT5EncoderModel
+    from transformers import CLIPVisionModelWithProjection, UMT5EncoderModel
 
-    from ..dit.wan_base import tiny_wan_base
+    from ..dit.wan_base import encoder_configs, tiny_wan_base
 
     base = tiny_wan_base(seed)
     if size in ("tiny", "thin"):
         kept = {"vae": torch.float32, "image_encoder": torch.float32, "text_encoder": dtype}  # built in float32
         return {name: _place(m, device, kept.get(name)) for name, m in base.items()}
     full = size == "full"
-    text = UMT5Config(vocab_size=256384 if full else 128, d_model=4096, d_kv=64, d_ff=10240 if full else 1024,
-                      num_layers=24 if full else 2, num_heads=64, relative_attention_num_buckets=32,
-                      feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False,
-                      tie_word_embeddings=False, pad_token_id=0)  # fmt: skip
-    image = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120 if full else 1280, projection_dim=1024,
-                             num_hidden_layers=32 if full else 2, num_attention_heads=16, image_size=224,
-                             patch_size=14, hidden_act="gelu", layer_norm_eps=1e-5)  # fmt: skip
+    text, image = encoder_configs(full)
     return {
         "vae": _construct(lambda: AutoencoderKLWan(base_dim=96 if full else 8), device, torch.float32, seed),
         "text_encoder": _construct(lambda: UMT5EncoderModel(text), device, dtype, seed),

@@ -124,6 +124,20 @@ def _count(state: dict, prefix: str) -> int:
     return max(found) + 1 if found else 0
 
 
+def encoder_configs(full: bool = True) -> tuple[UMT5Config, CLIPVisionConfig]:
+    """The configurations of umT5-XXL's encoder and CLIP's ViT-H/14 as the official files give them (the module
+    docstring's sizes), for models with random weights; ``full=False``: two layers of each at the official widths,
+    with a small vocabulary and narrower feed-forward layers."""
+    text = UMT5Config(vocab_size=256384 if full else 128, d_model=4096, d_kv=64, d_ff=10240 if full else 1024,
+                      num_layers=24 if full else 2, num_heads=64, relative_attention_num_buckets=32,
+                      feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False,
+                      tie_word_embeddings=False, pad_token_id=0)  # fmt: skip
+    image = CLIPVisionConfig(hidden_size=1280, intermediate_size=5120 if full else 1280, projection_dim=1024,
+                             num_hidden_layers=32 if full else 2, num_attention_heads=16, image_size=224,
+                             patch_size=14, hidden_act="gelu", layer_norm_eps=1e-5)  # fmt: skip
+    return text, image
+
+
 def _assign(model_cls, config, state: dict):
     """``model_cls(config)`` built without allocating weights, then given ``state``'s tensors (no copy)."""
     with init_empty_weights():
