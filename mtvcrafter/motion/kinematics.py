@@ -14,11 +14,14 @@ import numpy as np
 
 from .errors import MotionError
 from .rotations import (
+    axis_angle_to_quaternion_into,
     best_fit_rotation,
     frame_from_two,
     matrix_to_quaternion,
+    quaternion_multiply_into,
     quaternion_to_matrix,
     rotation_between,
+    unit_quaternion_to_matrix_into,
     vector_norm,
 )
 from .skeleton import (
@@ -56,12 +59,23 @@ def forward_kinematics(
     offsets = np.asarray(rest_offsets, dtype=np.float64)
     if offset_residuals is not None:
         offsets = offsets + offset_residuals
-    # entry-major copies: every matrix entry of a joint one contiguous run over the frames
+    # Entry-major copies: every matrix entry of a joint one contiguous run over the frames. The products are then
+    # written out entry by entry (27 + 9 multiply-adds per joint on whole runs), several times faster than batched
+    # 3×3 products over frame-major data.
     local = np.ascontiguousarray(local_rotations.transpose(2, 3, 1, 0))  # (3, 3, 24, T)
-    offset_rows = np.ascontiguousarray(offsets.T if offsets.ndim == 2 else offsets.transpose(2, 1, 0))
+    offset = np.ascontiguousarray(offsets.T if offsets.ndim == 2 else offsets.transpose(2, 1, 0))  # (3, 24[, T])
     frames = local_rotations.shape[0]
-    root = np.ascontiguousarray(np.broadcast_to(np.asarray(root_translation, dtype=np.float64), (frames, 3)).T)
-    joints, global_rot = forward_kinematics_rows(offset_rows, local, root)
+    joints = np.empty((3, NUM_JOINTS, frames))
+    global_rot = np.empty((3, 3, NUM_JOINTS, frames))
+    joints[:, 0] = np.broadcast_to(np.asarray(root_translation, dtype=np.float64), (frames, 3)).T
+    global_rot[:, :, 0] = local[:, :, 0]
+    for j in range(1, NUM_JOINTS):
+        p = PARENTS[j]
+        for a in range(3):
+            g0, g1, g2 = global_rot[a, 0, p], global_rot[a, 1, p], global_rot[a, 2, p]
+            joints[a, j] = joints[a, p] + g0 * offset[0, j] + g1 * offset[1, j] + g2 * offset[2, j]
+            for c in range(3):
+                global_rot[a, c, j] = g0 * local[0, c, j] + g1 * local[1, c, j] + g2 * local[2, c, j]
     return np.ascontiguousarray(joints.transpose(2, 1, 0)), global_rot.transpose(3, 2, 0, 1)
 
 
@@ -100,7 +114,7 @@ def forward_kinematics_axis_angle(
         work = scratch[:, :n]
         for j in range(NUM_JOINTS):
             local = quaternions[run, j].T  # (4, n)
-            _axis_angle_quaternion_into(axis_angle[run, j].T, local, work)
+            axis_angle_to_quaternion_into(axis_angle[run, j].T, local, work)
             if j == 0:
                 joints[run, 0] = root[run]
                 turns[0, :, :n] = local
@@ -117,106 +131,9 @@ def forward_kinematics_axis_angle(
                         row += work[0]
                 if not CHILDREN[j]:  # a leaf's own rotation moves no joint
                     continue
-                _quaternion_product_into(turns[p, :, :n], local, turns[j, :, :n], work)
-            _quaternion_matrix_into(turns[j, :, :n], matrices[j, :, :, :n], work)
+                quaternion_multiply_into(turns[p, :, :n], local, turns[j, :, :n], work)
+            unit_quaternion_to_matrix_into(turns[j, :, :n], matrices[j, :, :, :n], work)
     return joints, quaternions
-
-
-def _axis_angle_quaternion_into(v: np.ndarray, q: np.ndarray, work: np.ndarray) -> None:
-    """:func:`~mtvcrafter.motion.rotations.axis_angle_quaternion_parts` of ``v`` ``(3, n)`` into ``q`` ``(4, n)``;
-    ``work``: ``(≥ 3, n)`` scratch."""
-    x, y, z = v
-    angle, half, scale = work[0], work[1], work[2]
-    np.multiply(x, x, out=angle)
-    np.multiply(y, y, out=half)
-    angle += half
-    np.multiply(z, z, out=half)
-    angle += half
-    np.sqrt(angle, out=angle)
-    np.multiply(angle, 0.5, out=half)
-    np.sin(half, out=scale)
-    np.cos(half, out=q[0])
-    small = angle < 1e-6
-    np.divide(scale, angle, out=scale, where=~small)  # sin(θ/2)/θ …
-    if small.any():  # … and its series 1/2 − θ²/48 where θ is too small to divide by
-        scale[small] = 0.5 - angle[small] * angle[small] / 48.0
-    np.negative(scale, out=scale, where=q[0] < 0.0)  # past half a turn: the other sign, so that w ≥ 0
-    np.abs(q[0], out=q[0])
-    for k in range(3):
-        np.multiply(v[k], scale, out=q[k + 1])
-
-
-def _quaternion_product_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, work: np.ndarray) -> None:
-    """Hamilton products ``a ⊗ b`` of ``(4, n)`` quaternions into ``out`` (as
-    :func:`~mtvcrafter.motion.rotations.quaternion_multiply`); ``work``: ``(≥ 1, n)`` scratch."""
-    aw, ax, ay, az = a
-    bw, bx, by, bz = b
-    term = work[0]
-    for row, first, rest in (
-        (out[0], (aw, bw), ((-1, ax, bx), (-1, ay, by), (-1, az, bz))),
-        (out[1], (aw, bx), ((1, ax, bw), (1, ay, bz), (-1, az, by))),
-        (out[2], (aw, by), ((-1, ax, bz), (1, ay, bw), (1, az, bx))),
-        (out[3], (aw, bz), ((1, ax, by), (-1, ay, bx), (1, az, bw))),
-    ):
-        np.multiply(*first, out=row)
-        for sign, u, v in rest:
-            np.multiply(u, v, out=term)
-            if sign > 0:
-                row += term
-            else:
-                row -= term
-
-
-def _quaternion_matrix_into(q: np.ndarray, m: np.ndarray, work: np.ndarray) -> None:
-    """The rotation matrices of unit quaternions ``q`` ``(4, n)`` into ``m`` ``(3, 3, n)`` (as
-    :func:`~mtvcrafter.motion.rotations.quaternion_entries`); ``work``: ``(≥ 5, n)`` scratch."""
-    w, x, y, z = q
-    x2, y2, z2, first, second = work[0], work[1], work[2], work[3], work[4]
-    np.add(x, x, out=x2)
-    np.add(y, y, out=y2)
-    np.add(z, z, out=z2)
-    np.multiply(z, z2, out=first)  # zz
-    np.multiply(y, y2, out=m[0, 0])
-    m[0, 0] += first  # yy + zz
-    np.multiply(x, x2, out=m[1, 1])
-    m[1, 1] += first  # xx + zz
-    np.multiply(x, x2, out=m[2, 2])
-    np.multiply(y, y2, out=first)
-    m[2, 2] += first  # xx + yy
-    for k in range(3):
-        np.subtract(1.0, m[k, k], out=m[k, k])
-    for (i, k), u, v, s, t in (((0, 1), x, y2, w, z2), ((0, 2), x, z2, w, y2), ((1, 2), y, z2, w, x2)):
-        np.multiply(u, v, out=first)  # xy, xz, yz
-        np.multiply(s, t, out=second)  # wz, wy, wx
-        if (i, k) == (0, 2):  # m02 = xz + wy, m20 = xz − wy
-            np.add(first, second, out=m[i, k])
-            np.subtract(first, second, out=m[k, i])
-        else:  # m01 = xy − wz, m10 = xy + wz; m12 = yz − wx, m21 = yz + wx
-            np.subtract(first, second, out=m[i, k])
-            np.add(first, second, out=m[k, i])
-
-
-def forward_kinematics_rows(offsets, local, root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`forward_kinematics` on entry-major data, where each value of a joint is one run over the frames:
-    ``offsets[a][j]`` (a number, or ``(T,)``), ``local[a][c][j]`` ``(T,)`` (an array ``(3, 3, 24, T)`` or nested
-    lists of ``(24, T)`` arrays), ``root`` ``(3, T)``. Returns ``joints (3, 24, T)`` and ``global_rotations
-    (3, 3, 24, T)``. The products are written out entry by entry (27 + 9 multiply-adds per joint on whole runs),
-    several times faster than batched 3×3 products over frame-major data."""
-    frames = root.shape[-1]
-    joints = np.empty((3, NUM_JOINTS, frames))
-    global_rot = np.empty((3, 3, NUM_JOINTS, frames))
-    joints[:, 0] = root
-    for a in range(3):
-        for c in range(3):
-            global_rot[a, c, 0] = local[a][c][0]
-    for j in range(1, NUM_JOINTS):
-        p = PARENTS[j]
-        for a in range(3):
-            g0, g1, g2 = global_rot[a, 0, p], global_rot[a, 1, p], global_rot[a, 2, p]
-            joints[a, j] = joints[a, p] + g0 * offsets[0][j] + g1 * offsets[1][j] + g2 * offsets[2][j]
-            for c in range(3):
-                global_rot[a, c, j] = g0 * local[0][c][j] + g1 * local[1][c][j] + g2 * local[2][c][j]
-    return joints, global_rot
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def rodrigues_entries(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[list[np.ndarray]]:
-    """Rodrigues' formula on the components of axis-times-angle vectors, given as separate arrays of any one shape:
-    the rotation matrices' entries ``[[m00, m01, m02], [m10, …], …]``, each an array of that shape. Written out
-    per element (no batched 3×3 products); contiguous component arrays make it fastest."""
+def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
+    """Rodrigues' formula: ``(..., 3)`` axis times angle (radians) → ``(..., 3, 3)``, written out per element on
+    contiguous components (no batched 3×3 products)."""
+    aa = np.asarray(axis_angle, dtype=np.float64)
+    x, y, z = np.moveaxis(aa, -1, 0).copy()
     angle = np.sqrt(x * x + y * y + z * z)
     inv = np.divide(1.0, angle, out=np.zeros_like(angle), where=angle > 1e-12)  # the unit axis (0 for no turn)
     x, y, z = x * inv, y * inv, z * inv
@@ -17,67 +18,111 @@ def rodrigues_entries(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[list[
     tx, ty, tz = t * x, t * y, t * z
     sx, sy, sz = s * x, s * y, s * z
     txy, txz, tyz = tx * y, tx * z, ty * z
-    return [
-        [c + tx * x, txy - sz, txz + sy],
-        [txy + sz, c + ty * y, tyz - sx],
-        [txz - sy, tyz + sx, c + tz * z],
-    ]
+    entries = [c + tx * x, txy - sz, txz + sy, txy + sz, c + ty * y, tyz - sx, txz - sy, tyz + sx, c + tz * z]
+    return np.stack(entries, axis=-1).reshape(aa.shape[:-1] + (3, 3))
 
 
-def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula: ``(..., 3)`` axis times angle (radians) → ``(..., 3, 3)`` (:func:`rodrigues_entries`)."""
-    aa = np.asarray(axis_angle, dtype=np.float64)
-    x, y, z = np.moveaxis(aa, -1, 0).copy()  # contiguous components
-    entries = rodrigues_entries(x, y, z)
-    return np.stack([entry for row in entries for entry in row], axis=-1).reshape(aa.shape[:-1] + (3, 3))
+def _rows(v: np.ndarray, width: int) -> np.ndarray:
+    """``(..., width)`` as ``(width, n)``, a component per contiguous row."""
+    return np.ascontiguousarray(v.reshape(-1, width).T)
 
 
-def axis_angle_quaternion_parts(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[np.ndarray]:
-    """The quaternions (w, x, y, z; w ≥ 0) of axis-times-angle vectors given as separate component arrays of any one
-    shape: four arrays of that shape."""
-    angle = np.sqrt(x * x + y * y + z * z)
-    half = 0.5 * angle
-    small = angle < 1e-6
-    # sin(θ/2)/θ, and its series 1/2 − θ²/48 where θ is too small to divide by
-    scale = np.where(small, 0.5 - angle * angle / 48.0, np.sin(half) / np.where(small, 1.0, angle))
-    w = np.cos(half)
-    scale = np.where(w < 0.0, -scale, scale)  # past half a turn: the other sign, so that w ≥ 0
-    return [np.abs(w), x * scale, y * scale, z * scale]
-
-
-def quaternion_entries(w: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> list[list[np.ndarray]]:
-    """The rotation matrices' entries (as :func:`rodrigues_entries` gives them) of unit quaternions given as separate
-    component arrays of any one shape."""
-    x2, y2, z2 = x + x, y + y, z + z
-    xx, yy, zz = x * x2, y * y2, z * z2
-    xy, xz, yz = x * y2, x * z2, y * z2
-    wx, wy, wz = w * x2, w * y2, w * z2
-    return [
-        [1.0 - (yy + zz), xy - wz, xz + wy],
-        [xy + wz, 1.0 - (xx + zz), yz - wx],
-        [xz - wy, yz + wx, 1.0 - (xx + yy)],
-    ]
+def _unrows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(rows.T).reshape(shape)
 
 
 def axis_angle_to_quaternion(axis_angle: np.ndarray) -> np.ndarray:
     """``(..., 3)`` axis times angle (radians) → ``(..., 4)`` unit quaternions (w, x, y, z) with w ≥ 0: the rotation
     :func:`axis_angle_to_matrix` gives, as :func:`matrix_to_quaternion` would write it, without the matrices."""
     aa = np.asarray(axis_angle, dtype=np.float64)
-    return np.stack(axis_angle_quaternion_parts(*np.moveaxis(aa, -1, 0).copy()), axis=-1)
+    rows = _rows(aa, 3)
+    q = np.empty((4, rows.shape[1]))
+    axis_angle_to_quaternion_into(rows, q, np.empty((3, rows.shape[1])))
+    return _unrows(q, aa.shape[:-1] + (4,))
 
 
 def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton products ``a ⊗ b`` of ``(..., 4)`` quaternions (w, x, y, z), broadcast: rotation ``b``, then ``a``."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    aw, ax, ay, az = (a[..., i] for i in range(4))
-    bw, bx, by, bz = (b[..., i] for i in range(4))
-    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
-    out[..., 0] = aw * bw - ax * bx - ay * by - az * bz
-    out[..., 1] = aw * bx + ax * bw + ay * bz - az * by
-    out[..., 2] = aw * by - ax * bz + ay * bw + az * bx
-    out[..., 3] = aw * bz + ax * by - ay * bx + az * bw
-    return out
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    left, right = _rows(a, 4), _rows(b, 4)
+    out = np.empty_like(left)
+    quaternion_multiply_into(left, right, out, np.empty((1, left.shape[1])))
+    return _unrows(out, a.shape)
+
+
+def axis_angle_to_quaternion_into(v: np.ndarray, q: np.ndarray, work: np.ndarray) -> None:
+    """:func:`axis_angle_to_quaternion` of ``v`` ``(3, n)`` (a component per row) into ``q`` ``(4, n)``, every step
+    written into ``q`` and ``work`` (``(≥ 3, n)`` scratch): no temporaries made and freed, for loops over many runs
+    (:func:`~mtvcrafter.motion.kinematics.forward_kinematics_axis_angle`)."""
+    x, y, z = v
+    angle, half, scale = work[0], work[1], work[2]
+    np.multiply(x, x, out=angle)
+    np.multiply(y, y, out=half)
+    angle += half
+    np.multiply(z, z, out=half)
+    angle += half
+    np.sqrt(angle, out=angle)
+    np.multiply(angle, 0.5, out=half)
+    np.sin(half, out=scale)
+    np.cos(half, out=q[0])
+    small = angle < 1e-6
+    np.divide(scale, angle, out=scale, where=~small)  # sin(θ/2)/θ …
+    if small.any():  # … and its series 1/2 − θ²/48 where θ is too small to divide by
+        scale[small] = 0.5 - angle[small] * angle[small] / 48.0
+    np.negative(scale, out=scale, where=q[0] < 0.0)  # past half a turn: the other sign, so that w ≥ 0
+    np.abs(q[0], out=q[0])
+    for k in range(3):
+        np.multiply(v[k], scale, out=q[k + 1])
+
+
+def quaternion_multiply_into(a: np.ndarray, b: np.ndarray, out: np.ndarray, work: np.ndarray) -> None:
+    """:func:`quaternion_multiply` of ``(4, n)`` quaternions (a component per row) into ``out``; ``work``: ``(≥ 1, n)``
+    scratch."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    term = work[0]
+    for row, first, rest in (
+        (out[0], (aw, bw), ((-1, ax, bx), (-1, ay, by), (-1, az, bz))),
+        (out[1], (aw, bx), ((1, ax, bw), (1, ay, bz), (-1, az, by))),
+        (out[2], (aw, by), ((-1, ax, bz), (1, ay, bw), (1, az, bx))),
+        (out[3], (aw, bz), ((1, ax, by), (-1, ay, bx), (1, az, bw))),
+    ):
+        np.multiply(*first, out=row)
+        for sign, u, v in rest:
+            np.multiply(u, v, out=term)
+            if sign > 0:
+                row += term
+            else:
+                row -= term
+
+
+def unit_quaternion_to_matrix_into(q: np.ndarray, m: np.ndarray, work: np.ndarray) -> None:
+    """The rotation matrices of unit quaternions ``q`` ``(4, n)`` (a component per row) into ``m`` ``(3, 3, n)``, as
+    :func:`quaternion_to_matrix` without normalising first; ``work``: ``(≥ 5, n)`` scratch."""
+    w, x, y, z = q
+    x2, y2, z2, first, second = work[0], work[1], work[2], work[3], work[4]
+    np.add(x, x, out=x2)
+    np.add(y, y, out=y2)
+    np.add(z, z, out=z2)
+    np.multiply(z, z2, out=first)  # zz
+    np.multiply(y, y2, out=m[0, 0])
+    m[0, 0] += first  # yy + zz
+    np.multiply(x, x2, out=m[1, 1])
+    m[1, 1] += first  # xx + zz
+    np.multiply(x, x2, out=m[2, 2])
+    np.multiply(y, y2, out=first)
+    m[2, 2] += first  # xx + yy
+    for k in range(3):
+        np.subtract(1.0, m[k, k], out=m[k, k])
+    for (i, k), u, v, s, t in (((0, 1), x, y2, w, z2), ((0, 2), x, z2, w, y2), ((1, 2), y, z2, w, x2)):
+        np.multiply(u, v, out=first)  # xy, xz, yz
+        np.multiply(s, t, out=second)  # wz, wy, wx
+        if (i, k) == (0, 2):  # m02 = xz + wy, m20 = xz − wy
+            np.add(first, second, out=m[i, k])
+            np.subtract(first, second, out=m[k, i])
+        else:  # m01 = xy − wz, m10 = xy + wz; m12 = yz − wx, m21 = yz + wx
+            np.subtract(first, second, out=m[i, k])
+            np.add(first, second, out=m[k, i])
 
 
 def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
